@@ -1,0 +1,261 @@
+//! # gavel-link
+//!
+//! The device's MQTT link to the controller. On every connection it registers a last will
+//! (the death message, retained `offline` status), publishes its birth and a retained
+//! `online` status, and subscribes to its command topic. It reconnects with exponential
+//! backoff and jitter, and closes cleanly with an `offline` status naming the reason.
+//!
+//! Design: one task owns the rumqttc event loop; the rest of the agent holds a cloneable
+//! [`Link`] to publish, and receives [`LinkEvent`]s (connection changes, commands) on a
+//! channel.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use gavel_protocol::{
+    Birth, Channel, Command, DecodeError, DeviceId, DeviceTopic, Message, OfflineReason, Status,
+};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+/// How to reach the broker.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    pub device: DeviceId,
+    pub host: String,
+    pub port: u16,
+    /// MQTT keepalive; the broker publishes the will after 1.5x this without traffic.
+    pub keepalive: Duration,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+/// What the link tells the agent.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// Connected; birth and online status are on their way.
+    Connected { bd_seq: u64 },
+    /// The connection dropped or could not be made; a retry follows after `retry_in`.
+    Disconnected { error: String, retry_in: Duration },
+    /// A command arrived for this device.
+    Command(Command),
+    /// A payload arrived on the command topic that is not a valid command.
+    BadCommand(DecodeError),
+}
+
+/// Why a publish was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("not connected to the broker")]
+    NotConnected,
+    #[error("the link's request queue is full")]
+    QueueFull,
+    #[error("the link is closed")]
+    Closed,
+}
+
+/// Cloneable handle to publish on the device's own topics.
+#[derive(Clone)]
+pub struct Link {
+    client: AsyncClient,
+    device: DeviceId,
+    boot_id: Arc<str>,
+    connected: Arc<AtomicBool>,
+    bd_seq: Arc<AtomicU64>,
+}
+
+impl Link {
+    /// Starts the link task. `birth` builds the birth message for a given `bd_seq`.
+    pub fn spawn(
+        settings: LinkSettings,
+        boot_id: &str,
+        birth: impl Fn(u64) -> Birth + Send + 'static,
+    ) -> (Link, mpsc::Receiver<LinkEvent>, JoinHandle<()>) {
+        let client_id = settings.device.to_string();
+        let mut options = MqttOptions::new(client_id, settings.host.clone(), settings.port);
+        options
+            .set_keep_alive(settings.keepalive)
+            .set_clean_session(true)
+            .set_max_packet_size(gavel_protocol::MAX_PAYLOAD + 1024, gavel_protocol::MAX_PAYLOAD + 1024)
+            .set_last_will(will(&settings.device, boot_id, 0));
+        let (client, eventloop) = AsyncClient::new(options, 64);
+        let link = Link {
+            client,
+            device: settings.device.clone(),
+            boot_id: boot_id.into(),
+            connected: Arc::new(AtomicBool::new(false)),
+            bd_seq: Arc::new(AtomicU64::new(0)),
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let task = tokio::spawn(run(link.clone(), eventloop, settings, Box::new(birth), tx));
+        (link, rx, task)
+    }
+
+    /// Whether the broker connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The device this link speaks for.
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+
+    /// Publishes `message` on its channel with the channel's QoS and retain flag.
+    pub fn publish<M: Message>(&self, message: &M) -> Result<(), LinkError> {
+        if !self.is_connected() {
+            return Err(LinkError::NotConnected);
+        }
+        self.publish_raw(M::CHANNEL, gavel_protocol::encode(message))
+    }
+
+    fn publish_raw(&self, channel: Channel, payload: Vec<u8>) -> Result<(), LinkError> {
+        let topic = DeviceTopic::new(self.device.clone(), channel).to_string();
+        self.client
+            .try_publish(topic, qos(channel.qos()), channel.retained(), payload)
+            .map_err(|e| match e {
+                rumqttc::ClientError::TryRequest(_) => LinkError::QueueFull,
+                rumqttc::ClientError::Request(_) => LinkError::Closed,
+            })
+    }
+
+    /// Publishes a retained `offline` status with `reason` and disconnects cleanly, so the
+    /// broker discards the will. The link task ends after the disconnect is sent.
+    pub async fn close(&self, reason: OfflineReason) {
+        if self.is_connected() {
+            let bd_seq = self.bd_seq.load(Ordering::Relaxed);
+            let status =
+                Status::going_offline(&self.boot_id, bd_seq, reason, OffsetDateTime::now_utc());
+            if let Err(e) = self.publish_raw(Channel::Status, gavel_protocol::encode(&status)) {
+                warn!(error = %e, "could not publish offline status before closing");
+            }
+        }
+        if let Err(e) = self.client.disconnect().await {
+            debug!(error = %e, "disconnect after close");
+        }
+    }
+}
+
+fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+fn will(device: &DeviceId, boot_id: &str, bd_seq: u64) -> LastWill {
+    let topic = DeviceTopic::new(device.clone(), Channel::Status).to_string();
+    let payload = gavel_protocol::encode(&Status::death(boot_id, bd_seq));
+    LastWill::new(topic, payload, QoS::AtLeastOnce, true)
+}
+
+/// Exponential backoff with full jitter between `min` and the current ceiling.
+fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
+    let ceiling = min.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(max);
+    let span = ceiling.saturating_sub(min).as_millis() as u64;
+    min + Duration::from_millis(fastrand::u64(0..=span))
+}
+
+async fn run(
+    link: Link,
+    mut eventloop: EventLoop,
+    settings: LinkSettings,
+    birth: Box<dyn Fn(u64) -> Birth + Send>,
+    events: mpsc::Sender<LinkEvent>,
+) {
+    let cmd_topic = DeviceTopic::new(settings.device.clone(), Channel::Cmd).to_string();
+    let mut failures: u32 = 0;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                failures = 0;
+                let bd_seq = link.bd_seq.load(Ordering::Relaxed);
+                info!(device = %settings.device, bd_seq, code = ?ack.code, "connected to broker");
+                link.connected.store(true, Ordering::Relaxed);
+                let birth = birth(bd_seq);
+                let online = Status::online(&link.boot_id, bd_seq, OffsetDateTime::now_utc());
+                let queued = link
+                    .publish_raw(Channel::Birth, gavel_protocol::encode(&birth))
+                    .and_then(|_| link.publish_raw(Channel::Status, gavel_protocol::encode(&online)));
+                if let Err(e) = queued {
+                    warn!(error = %e, "could not queue birth");
+                }
+                if let Err(e) = link.client.try_subscribe(cmd_topic.clone(), QoS::AtLeastOnce) {
+                    warn!(error = %e, "could not queue command subscription");
+                }
+                let _ = events.send(LinkEvent::Connected { bd_seq }).await;
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
+                let event = match gavel_protocol::decode::<Command>(&p.payload) {
+                    Ok(cmd) => LinkEvent::Command(cmd),
+                    Err(e) => LinkEvent::BadCommand(e),
+                };
+                let _ = events.send(event).await;
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                link.connected.store(false, Ordering::Relaxed);
+                // Let the disconnect packet flush, then stop.
+                let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                link.connected.store(false, Ordering::Relaxed);
+                let retry_in = backoff(failures, settings.backoff_min, settings.backoff_max);
+                failures = failures.saturating_add(1);
+                // Design: every new connection attempt gets a new bd_seq and a matching will,
+                // so the controller can tell a stale will from the current session's.
+                let bd_seq = link.bd_seq.fetch_add(1, Ordering::Relaxed) + 1;
+                eventloop
+                    .mqtt_options
+                    .set_last_will(will(&settings.device, &link.boot_id, bd_seq));
+                warn!(device = %settings.device, error = %e, retry_in_ms = retry_in.as_millis() as u64, "broker connection lost");
+                if events
+                    .send(LinkEvent::Disconnected {
+                        error: e.to_string(),
+                        retry_in,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                tokio::time::sleep(retry_in).await;
+            }
+        }
+    }
+    debug!(device = %settings.device, "link task ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_ceiling_and_never_below_the_floor() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(5));
+        for attempt in 0..40 {
+            let d = backoff(attempt, min, max);
+            assert!(d >= min && d <= max, "{attempt}: {d:?}");
+        }
+        let ceiling0 = (0..200).map(|_| backoff(0, min, max)).max().expect("some");
+        assert!(ceiling0 <= min * 2);
+    }
+
+    #[test]
+    fn the_will_is_a_retained_offline_status_with_the_sessions_bd_seq() {
+        let dev = DeviceId::new("cam-1").expect("id");
+        let w = will(&dev, "boot", 7);
+        assert_eq!(w.topic, "gavel/v1/dev/cam-1/status");
+        assert!(w.retain);
+        let s: Status = gavel_protocol::decode(&w.message).expect("status");
+        assert_eq!(s, Status::death("boot", 7));
+    }
+}

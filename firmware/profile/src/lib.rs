@@ -1,0 +1,484 @@
+//! # gavel-profile
+//!
+//! Device profiles (`device-profiles/*.toml`): what each device kind has and runs. A
+//! profile names the device's capabilities and their settings, its seats (one microphone
+//! channel each) and its media sources. [`load`] parses and validates one file and names
+//! the file, key and bad value of every problem.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A device profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Profile name; must equal the file stem.
+    pub name: String,
+    /// What the device is, for people.
+    pub description: String,
+    /// Health telemetry and liveness.
+    #[serde(default)]
+    pub health: HealthSettings,
+    /// Seats with a microphone channel each (judge, clerk, plaintiff...).
+    #[serde(default)]
+    pub seats: Vec<Seat>,
+    /// Media sources (cameras, capture devices, audio interfaces).
+    #[serde(default)]
+    pub sources: Vec<Source>,
+    /// Capabilities the device runs, each with its settings.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+}
+
+/// Health telemetry settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// Seconds between health messages.
+    pub interval_s: u32,
+    /// MQTT keepalive in seconds; the device counts as dead after 1.5x this.
+    pub keepalive_s: u16,
+    /// Mount points whose free space is reported (missing ones are skipped).
+    pub volumes: Vec<String>,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            interval_s: 10,
+            keepalive_s: 10,
+            volumes: vec!["/".into()],
+        }
+    }
+}
+
+/// A seat in the courtroom with its microphone channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seat {
+    /// Seat id (`judge`, `clerk`, `plaintiff`, `defendant`, `witness`...).
+    pub id: String,
+    /// Label shown on transcripts, e.g. "审判长 Presiding judge".
+    pub label: String,
+    /// Audio channel of the seat's microphone on the capture interface (0-based).
+    pub channel: u16,
+}
+
+/// Kind of media source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// An IP camera reached over RTSP (ONVIF discovery fills in the URL).
+    Rtsp,
+    /// A local video capture device.
+    V4l2,
+    /// A local multi-channel audio interface.
+    Alsa,
+    /// A generated test pattern or tone (simulation).
+    Test,
+}
+
+/// A media source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Source id, unique within the profile.
+    pub id: String,
+    pub kind: SourceKind,
+    /// What the source shows or hears (`overview`, `judge`, `bench`, `seats`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Highest resolution, e.g. `3840x2160`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_resolution: Option<String>,
+}
+
+/// Capability settings; a capability absent from the file is not run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcribe: Option<TranscribeSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patrol: Option<PatrolSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera: Option<CameraSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lamp: Option<LampSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kiosk: Option<KioskSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall: Option<WallSettings>,
+}
+
+/// Recording (remux to crash-safe segments).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSettings {
+    /// Segment length in seconds.
+    pub segment_s: u32,
+    /// Source ids to record; each must be a source of the profile.
+    pub sources: Vec<String>,
+}
+
+/// Live streaming.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Bit rate of the low-resolution sub-stream sent over the tribunal link, kbit/s.
+    pub sub_stream_kbps: u32,
+    /// Source ids to stream.
+    pub sources: Vec<String>,
+}
+
+/// On-device transcription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscribeSettings {
+    /// Model name from `models/manifest.toml`.
+    pub model: String,
+    /// Inference threads.
+    pub threads: u16,
+    /// Language code, or `auto`.
+    pub language: String,
+}
+
+/// Hearing patrol analyzers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatrolSettings {
+    /// Frames per second analysed per video source.
+    pub analysis_fps: u32,
+    /// Analyzer names to run (`blur`, `dark`, `signal`, `frozen`, `occlusion`, ...).
+    pub analyzers: Vec<String>,
+}
+
+/// The device is itself a camera serving RTSP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraSettings {
+    /// Main stream resolution.
+    pub resolution: String,
+    /// Codec of the main stream (`h264`, `h265`).
+    pub codec: String,
+    /// Whether the camera has PTZ with presets.
+    #[serde(default)]
+    pub ptz: bool,
+}
+
+/// "Recording in progress" lamp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LampSettings {
+    /// `gpio` or `serial`.
+    pub driver: String,
+}
+
+/// Service-hall kiosk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KioskSettings {
+    /// Services a ticket can be taken for.
+    pub services: Vec<String>,
+    /// Languages of the touchscreen UI.
+    pub languages: Vec<String>,
+}
+
+/// Command-centre video wall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WallSettings {
+    /// Layouts the wall can show (`1`, `2x2`, `3x3`, `1+5`).
+    pub layouts: Vec<String>,
+    /// Output resolution.
+    pub output: String,
+}
+
+impl Capabilities {
+    /// Names of the capabilities the profile turns on, in a fixed order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = vec!["health"];
+        let named = [
+            ("record", self.record.is_some()),
+            ("stream", self.stream.is_some()),
+            ("transcribe", self.transcribe.is_some()),
+            ("patrol", self.patrol.is_some()),
+            ("camera", self.camera.is_some()),
+            ("lamp", self.lamp.is_some()),
+            ("kiosk", self.kiosk.is_some()),
+            ("wall", self.wall.is_some()),
+        ];
+        names.extend(named.iter().filter(|(_, on)| *on).map(|(n, _)| *n));
+        names
+    }
+}
+
+/// Why a profile could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: key `{key}` = {value:?}: {reason}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("profile {name:?} not found in {dir}")]
+    NotFound { name: String, dir: PathBuf },
+}
+
+/// Loads and validates the profile file at `path`.
+pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Loads profile `name` from directory `dir` (`dir/name.toml`).
+pub fn load_named(dir: &Path, name: &str) -> Result<Profile, ProfileError> {
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let path = dir.join(format!("{name}.toml"));
+    if !valid_name || !path.is_file() {
+        return Err(ProfileError::NotFound {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+        });
+    }
+    load(&path)
+}
+
+/// Loads every `*.toml` profile in `dir`, sorted by file name.
+pub fn load_dir(dir: &Path) -> Result<Vec<Profile>, ProfileError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ProfileError::Read {
+        file: dir.to_owned(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| load(p)).collect()
+}
+
+/// Parses and validates profile text; `file` is used in errors and for the name check.
+pub fn parse(file: &Path, text: &str) -> Result<Profile, ProfileError> {
+    let profile: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse {
+        file: file.to_owned(),
+        message: e.to_string().trim_end().replace('\n', " | "),
+    })?;
+    validate(file, &profile)?;
+    Ok(profile)
+}
+
+fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
+    let bad = |key: &str, value: &dyn std::fmt::Display, reason: &str| ProfileError::Invalid {
+        file: file.to_owned(),
+        key: key.to_owned(),
+        value: value.to_string(),
+        reason: reason.to_owned(),
+    };
+    if let Some(stem) = file.file_stem().and_then(|s| s.to_str())
+        && stem != p.name
+    {
+        return Err(bad("name", &p.name, &format!("must equal the file name `{stem}`")));
+    }
+    if p.health.interval_s == 0 || p.health.interval_s > 3600 {
+        return Err(bad("health.interval_s", &p.health.interval_s, "must be 1-3600"));
+    }
+    if p.health.keepalive_s < 2 || p.health.keepalive_s > 600 {
+        return Err(bad("health.keepalive_s", &p.health.keepalive_s, "must be 2-600"));
+    }
+    let mut seat_ids = BTreeSet::new();
+    let mut channels = BTreeSet::new();
+    for (i, s) in p.seats.iter().enumerate() {
+        if !seat_ids.insert(&s.id) {
+            return Err(bad(&format!("seats[{i}].id"), &s.id, "seat id used twice"));
+        }
+        if !channels.insert(s.channel) {
+            return Err(bad(
+                &format!("seats[{i}].channel"),
+                &s.channel,
+                "channel already used by another seat",
+            ));
+        }
+    }
+    let mut source_ids = BTreeSet::new();
+    for (i, s) in p.sources.iter().enumerate() {
+        if !source_ids.insert(s.id.as_str()) {
+            return Err(bad(&format!("sources[{i}].id"), &s.id, "source id used twice"));
+        }
+        if let Some(r) = &s.max_resolution
+            && parse_resolution(r).is_none()
+        {
+            return Err(bad(
+                &format!("sources[{i}].max_resolution"),
+                r,
+                "expected WIDTHxHEIGHT, e.g. 3840x2160",
+            ));
+        }
+    }
+    let check_sources = |key: &str, list: &[String]| -> Result<(), ProfileError> {
+        for (i, id) in list.iter().enumerate() {
+            if !source_ids.contains(id.as_str()) {
+                return Err(bad(&format!("{key}[{i}]"), id, "no source with this id"));
+            }
+        }
+        Ok(())
+    };
+    let c = &p.capabilities;
+    if let Some(r) = &c.record {
+        if !(2..=3600).contains(&r.segment_s) {
+            return Err(bad("capabilities.record.segment_s", &r.segment_s, "must be 2-3600"));
+        }
+        if r.sources.is_empty() {
+            return Err(bad("capabilities.record.sources", &"[]", "record at least one source"));
+        }
+        check_sources("capabilities.record.sources", &r.sources)?;
+    }
+    if let Some(s) = &c.stream {
+        if !(64..=50_000).contains(&s.sub_stream_kbps) {
+            return Err(bad(
+                "capabilities.stream.sub_stream_kbps",
+                &s.sub_stream_kbps,
+                "must be 64-50000",
+            ));
+        }
+        check_sources("capabilities.stream.sources", &s.sources)?;
+    }
+    if let Some(t) = &c.transcribe {
+        if t.threads == 0 || t.threads > 64 {
+            return Err(bad("capabilities.transcribe.threads", &t.threads, "must be 1-64"));
+        }
+        if p.seats.is_empty() {
+            return Err(bad(
+                "capabilities.transcribe",
+                &"(on)",
+                "transcription needs seats to label speakers",
+            ));
+        }
+    }
+    if let Some(pa) = &c.patrol
+        && !(1..=10).contains(&pa.analysis_fps)
+    {
+        return Err(bad("capabilities.patrol.analysis_fps", &pa.analysis_fps, "must be 1-10"));
+    }
+    if let Some(cam) = &c.camera {
+        if parse_resolution(&cam.resolution).is_none() {
+            return Err(bad(
+                "capabilities.camera.resolution",
+                &cam.resolution,
+                "expected WIDTHxHEIGHT",
+            ));
+        }
+        if !matches!(cam.codec.as_str(), "h264" | "h265") {
+            return Err(bad("capabilities.camera.codec", &cam.codec, "must be h264 or h265"));
+        }
+    }
+    if let Some(l) = &c.lamp
+        && !matches!(l.driver.as_str(), "gpio" | "serial")
+    {
+        return Err(bad("capabilities.lamp.driver", &l.driver, "must be gpio or serial"));
+    }
+    if let Some(w) = &c.wall {
+        for (i, l) in w.layouts.iter().enumerate() {
+            if !matches!(l.as_str(), "1" | "2x2" | "3x3" | "1+5") {
+                return Err(bad(
+                    &format!("capabilities.wall.layouts[{i}]"),
+                    l,
+                    "must be one of 1, 2x2, 3x3, 1+5",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `WIDTHxHEIGHT`.
+pub fn parse_resolution(s: &str) -> Option<(u32, u32)> {
+    let (w, h) = s.split_once('x')?;
+    let (w, h) = (w.parse().ok()?, h.parse().ok()?);
+    (w > 0 && h > 0 && w <= 7680 && h <= 4320).then_some((w, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+description = "test"
+"#;
+
+    fn parse_t(text: &str) -> Result<Profile, ProfileError> {
+        parse(Path::new("device-profiles/t.toml"), text)
+    }
+
+    #[test]
+    fn a_minimal_profile_runs_health_only() {
+        let p = parse_t(MINIMAL).expect("valid");
+        assert_eq!(p.capabilities.names(), ["health"]);
+        assert_eq!(p.health.interval_s, 10);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_file() {
+        let err = parse_t(&format!("{MINIMAL}\ncolour = \"red\"\n"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.starts_with("device-profiles/t.toml:"), "{err}");
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn a_recorded_source_that_does_not_exist_names_key_and_value() {
+        let text = format!(
+            "{MINIMAL}\n[capabilities.record]\nsegment_s = 10\nsources = [\"cam-9\"]\n"
+        );
+        let err = parse_t(&text).expect_err("missing source").to_string();
+        assert!(err.contains("capabilities.record.sources[0]"), "{err}");
+        assert!(err.contains("cam-9"), "{err}");
+    }
+
+    #[test]
+    fn two_seats_on_one_channel_are_refused() {
+        let text = format!(
+            "{MINIMAL}\n[[seats]]\nid=\"judge\"\nlabel=\"J\"\nchannel=0\n[[seats]]\nid=\"clerk\"\nlabel=\"C\"\nchannel=0\n"
+        );
+        let err = parse_t(&text).expect_err("dup channel").to_string();
+        assert!(err.contains("seats[1].channel"), "{err}");
+    }
+
+    #[test]
+    fn the_name_must_match_the_file() {
+        let err = parse(Path::new("x/other.toml"), MINIMAL)
+            .expect_err("name")
+            .to_string();
+        assert!(err.contains("`other`"), "{err}");
+    }
+
+    #[test]
+    fn resolutions_parse_within_8k() {
+        assert_eq!(parse_resolution("3840x2160"), Some((3840, 2160)));
+        assert_eq!(parse_resolution("4k"), None);
+        assert_eq!(parse_resolution("99999x1"), None);
+    }
+}

@@ -1,0 +1,525 @@
+//! Messages on the wire: JSON objects that all carry `"v": 1`.
+//!
+//! Design: fields may be added within a version (decoders ignore unknown fields); a
+//! removed or retyped field is a new version. Enumerations are internally tagged
+//! (`"type"`, `"status"`) so a reader can tell variants apart without context.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::topic::Channel;
+
+/// The message version this build writes and reads.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A message type bound to the channel it travels on.
+pub trait Message: Serialize + serde::de::DeserializeOwned {
+    /// The channel (last topic level) of this message type.
+    const CHANNEL: Channel;
+
+    /// Checks limits serde cannot express (lengths, ranges, finite numbers).
+    fn validate(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
+/// A field that passed type checks but holds an unacceptable value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Dotted path of the field, e.g. `volumes[2].mount`.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Longest free-text field accepted (names, hostnames, details).
+pub const MAX_TEXT: usize = 256;
+/// Longest list accepted (volumes, capabilities, sensors).
+pub const MAX_ITEMS: usize = 64;
+
+fn text(field: &str, value: &str) -> Result<(), Invalid> {
+    if value.len() > MAX_TEXT {
+        return Err(Invalid::new(
+            field,
+            format!("{} bytes long; at most {MAX_TEXT}", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn items<T>(field: &str, list: &[T]) -> Result<(), Invalid> {
+    if list.len() > MAX_ITEMS {
+        return Err(Invalid::new(
+            field,
+            format!("{} items; at most {MAX_ITEMS}", list.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn finite(field: &str, value: f64) -> Result<(), Invalid> {
+    if !value.is_finite() {
+        return Err(Invalid::new(field, "not a finite number"));
+    }
+    Ok(())
+}
+
+/// Where a device is installed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Court (or tribunal) id, e.g. `hz-intermediate`.
+    pub court: String,
+    /// Room id within the court, e.g. `room-101`.
+    pub room: String,
+}
+
+/// State of one capability of the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapabilityState {
+    /// Configured and running.
+    Running,
+    /// Configured but turned off in the profile or config.
+    Disabled,
+    /// Named by the profile but not provided by this firmware or hardware.
+    Unavailable,
+    /// Configured, tried, and failed; the supervisor may retry.
+    Failed,
+}
+
+/// One capability as the device reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capability {
+    /// Capability name from the profile (`record`, `stream`, `transcribe`, `health`...).
+    pub name: String,
+    /// Its state.
+    pub state: CapabilityState,
+    /// Why it is in that state, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// First message of every MQTT session: who the device is and what it runs.
+/// Retained, so a controller that starts later still learns every device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Birth {
+    pub v: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    /// Random id of this boot of the agent process.
+    pub boot_id: String,
+    /// Birth/death sequence: counts MQTT sessions within a boot. The last will carries the
+    /// same number, so a stale will cannot mark a newer session offline.
+    pub bd_seq: u64,
+    /// First event sequence number of this session.
+    pub seq_base: u64,
+    /// Device profile name (`courtroom-terminal`, `ip-camera`...).
+    pub profile: String,
+    /// Firmware (agent) version.
+    pub firmware_version: String,
+    /// Host name of the device.
+    pub hostname: String,
+    /// Where the device is installed, when provisioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// Capabilities named by the profile with their state.
+    pub capabilities: Vec<Capability>,
+    /// MQTT keepalive in seconds: the broker declares the device dead after 1.5x this.
+    pub keepalive_s: u16,
+    /// Interval between health messages in seconds.
+    pub health_interval_s: u32,
+}
+
+impl Message for Birth {
+    const CHANNEL: Channel = Channel::Birth;
+    fn validate(&self) -> Result<(), Invalid> {
+        text("boot_id", &self.boot_id)?;
+        text("profile", &self.profile)?;
+        text("firmware_version", &self.firmware_version)?;
+        text("hostname", &self.hostname)?;
+        if let Some(p) = &self.placement {
+            text("placement.court", &p.court)?;
+            text("placement.room", &p.room)?;
+        }
+        items("capabilities", &self.capabilities)?;
+        for (i, c) in self.capabilities.iter().enumerate() {
+            text(&format!("capabilities[{i}].name"), &c.name)?;
+            if let Some(d) = &c.detail {
+                text(&format!("capabilities[{i}].detail"), d)?;
+            }
+        }
+        if self.keepalive_s == 0 {
+            return Err(Invalid::new("keepalive_s", "must be at least 1"));
+        }
+        if self.health_interval_s == 0 {
+            return Err(Invalid::new("health_interval_s", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether the device is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    Online,
+    Offline,
+}
+
+/// Why a device went offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfflineReason {
+    /// The broker lost the connection and published the last will.
+    ConnectionLost,
+    /// The agent stopped cleanly.
+    Shutdown,
+    /// The agent is restarting on command.
+    Restart,
+}
+
+/// Retained availability. `online` after each birth; `offline` from the last will (the
+/// death message) or from a clean shutdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub v: u32,
+    pub state: Presence,
+    pub boot_id: String,
+    pub bd_seq: u64,
+    /// Why the device is offline; absent when online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<OfflineReason>,
+    /// When the device wrote the message; absent in the last will, whose payload is fixed
+    /// at connect time.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ts: Option<OffsetDateTime>,
+}
+
+impl Status {
+    /// The retained `online` status published right after a birth.
+    pub fn online(boot_id: &str, bd_seq: u64, ts: OffsetDateTime) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            state: Presence::Online,
+            boot_id: boot_id.to_owned(),
+            bd_seq,
+            reason: None,
+            ts: Some(ts),
+        }
+    }
+
+    /// The death message registered as MQTT last will at connect time.
+    pub fn death(boot_id: &str, bd_seq: u64) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            state: Presence::Offline,
+            boot_id: boot_id.to_owned(),
+            bd_seq,
+            reason: Some(OfflineReason::ConnectionLost),
+            ts: None,
+        }
+    }
+
+    /// The offline status an agent publishes itself before it disconnects.
+    pub fn going_offline(
+        boot_id: &str,
+        bd_seq: u64,
+        reason: OfflineReason,
+        ts: OffsetDateTime,
+    ) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            state: Presence::Offline,
+            boot_id: boot_id.to_owned(),
+            bd_seq,
+            reason: Some(reason),
+            ts: Some(ts),
+        }
+    }
+}
+
+impl Message for Status {
+    const CHANNEL: Channel = Channel::Status;
+    fn validate(&self) -> Result<(), Invalid> {
+        text("boot_id", &self.boot_id)?;
+        if self.state == Presence::Online && self.reason.is_some() {
+            return Err(Invalid::new("reason", "set on an online status"));
+        }
+        Ok(())
+    }
+}
+
+/// Memory use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+}
+
+/// A mounted volume and its free space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Volume {
+    pub mount: String,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+}
+
+/// A temperature reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Temperature {
+    pub sensor: String,
+    pub celsius: f64,
+}
+
+/// The device's view of its clock discipline (kernel NTP state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clock {
+    /// The kernel reports the clock as synchronised (an NTP daemon disciplines it).
+    pub synced: bool,
+    /// Estimated offset from the reference in milliseconds, when synchronised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_ms: Option<f64>,
+    /// Kernel's maximum error estimate in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_ms: Option<f64>,
+}
+
+/// Periodic health telemetry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub v: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    /// Host uptime in seconds.
+    pub uptime_s: u64,
+    /// Agent process uptime in seconds.
+    pub agent_uptime_s: u64,
+    /// Whole-host CPU use over the last interval, 0-100.
+    pub cpu_percent: f64,
+    /// One-minute load average.
+    pub load1: f64,
+    pub memory: Memory,
+    pub volumes: Vec<Volume>,
+    #[serde(default)]
+    pub temperatures: Vec<Temperature>,
+    pub clock: Clock,
+}
+
+impl Message for Health {
+    const CHANNEL: Channel = Channel::Health;
+    fn validate(&self) -> Result<(), Invalid> {
+        finite("cpu_percent", self.cpu_percent)?;
+        if !(0.0..=100.0).contains(&self.cpu_percent) {
+            return Err(Invalid::new("cpu_percent", "outside 0-100"));
+        }
+        finite("load1", self.load1)?;
+        items("volumes", &self.volumes)?;
+        for (i, v) in self.volumes.iter().enumerate() {
+            text(&format!("volumes[{i}].mount"), &v.mount)?;
+            if v.free_bytes > v.total_bytes {
+                return Err(Invalid::new(
+                    format!("volumes[{i}].free_bytes"),
+                    "larger than total_bytes",
+                ));
+            }
+        }
+        items("temperatures", &self.temperatures)?;
+        for (i, t) in self.temperatures.iter().enumerate() {
+            text(&format!("temperatures[{i}].sensor"), &t.sensor)?;
+            finite(&format!("temperatures[{i}].celsius"), t.celsius)?;
+        }
+        if let Some(o) = self.clock.offset_ms {
+            finite("clock.offset_ms", o)?;
+        }
+        if let Some(e) = self.clock.max_error_ms {
+            finite("clock.max_error_ms", e)?;
+        }
+        Ok(())
+    }
+}
+
+/// Phase of an event that spans time (like a recording): it starts, may update, and ends.
+/// Instant events are sent as `end` only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Start,
+    Update,
+    End,
+}
+
+/// What an event is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    /// The agent process started (`start`) or is stopping (`end`).
+    Agent {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// A capability changed state.
+    Capability {
+        capability: String,
+        state: CapabilityState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+}
+
+/// A typed event with a per-boot sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub v: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    /// Sequence number within the boot (`seq_base` of the birth and up).
+    pub seq: u64,
+    /// Id shared by the start, updates and end of one event.
+    pub id: String,
+    pub phase: Phase,
+    /// Sent again after a reconnect rather than live.
+    #[serde(default)]
+    pub historical: bool,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+impl Message for Event {
+    const CHANNEL: Channel = Channel::Event;
+    fn validate(&self) -> Result<(), Invalid> {
+        text("id", &self.id)?;
+        match &self.body {
+            EventBody::Agent { detail } => {
+                if let Some(d) = detail {
+                    text("detail", d)?;
+                }
+            }
+            EventBody::Capability {
+                capability, detail, ..
+            } => {
+                text("capability", capability)?;
+                if let Some(d) = detail {
+                    text("detail", d)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the controller asks a device to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CommandBody {
+    /// Answer with a pong: proves the command path end to end.
+    Ping,
+    /// Answer with the agent's effective configuration.
+    GetConfig,
+    /// Restart the agent process.
+    Restart {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl CommandBody {
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandBody::Ping => "ping",
+            CommandBody::GetConfig => "get_config",
+            CommandBody::Restart { .. } => "restart",
+        }
+    }
+}
+
+/// A command with a correlation id; the device answers with an [`Ack`] of the same id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub v: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    /// Correlation id.
+    pub id: String,
+    /// A device does not act on a command received after this instant.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires: Option<OffsetDateTime>,
+    #[serde(flatten)]
+    pub body: CommandBody,
+}
+
+impl Message for Command {
+    const CHANNEL: Channel = Channel::Cmd;
+    fn validate(&self) -> Result<(), Invalid> {
+        text("id", &self.id)?;
+        if self.id.is_empty() {
+            return Err(Invalid::new("id", "empty"));
+        }
+        if let CommandBody::Restart { reason: Some(r) } = &self.body {
+            text("reason", r)?;
+        }
+        Ok(())
+    }
+}
+
+/// The answer to a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Pong { boot_id: String, agent_uptime_s: u64 },
+    Config { config: serde_json::Value },
+    Restarting { after_ms: u64 },
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done; the reply says what came of it.
+    Ok { reply: Reply },
+    /// Not attempted (expired, not allowed now).
+    Rejected { reason: String },
+    /// Attempted and failed.
+    Failed { error: String },
+}
+
+/// Acknowledgement of a command, with the command's correlation id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub v: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    /// Correlation id of the command.
+    pub id: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl Message for Ack {
+    const CHANNEL: Channel = Channel::Ack;
+    fn validate(&self) -> Result<(), Invalid> {
+        text("id", &self.id)?;
+        match &self.outcome {
+            Outcome::Rejected { reason } => text("reason", reason),
+            Outcome::Failed { error } => text("error", error),
+            Outcome::Ok { .. } => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Golden fixtures: one JSON file per message kind in `protocol/fixtures/`. Each must
+//! decode, validate, and encode back to the same JSON value.
+
+use std::path::PathBuf;
+
+use gavel_protocol::{Ack, Birth, Command, Event, Health, Message, Status, decode, encode};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn round_trip<M: Message + std::fmt::Debug + PartialEq>(name: &str) -> M {
+    let bytes = fixture(name);
+    let message: M = decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let encoded = encode(&message);
+    let again: serde_json::Value = serde_json::from_slice(&encoded).expect("encoded is JSON");
+    let original: serde_json::Value = serde_json::from_slice(&bytes).expect("fixture is JSON");
+    assert_eq!(again, original, "{name} does not round-trip");
+    let twice: M = decode(&encoded).expect("re-decodes");
+    assert_eq!(twice, message);
+    message
+}
+
+#[test]
+fn every_fixture_file_is_covered_by_a_test() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("fixtures dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "ack-config.json",
+            "ack-pong.json",
+            "ack-rejected.json",
+            "birth.json",
+            "command-get-config.json",
+            "command-ping.json",
+            "command-restart.json",
+            "event-agent-start.json",
+            "event-capability.json",
+            "health.json",
+            "status-death.json",
+            "status-online.json",
+            "status-shutdown.json",
+        ]
+    );
+}
+
+#[test]
+fn birth_fixture_round_trips() {
+    let b: Birth = round_trip("birth.json");
+    assert_eq!(b.profile, "courtroom-terminal");
+    assert_eq!(b.capabilities.len(), 2);
+}
+
+#[test]
+fn status_fixtures_round_trip() {
+    let online: Status = round_trip("status-online.json");
+    assert_eq!(online, Status::online(&online.boot_id, 0, online.ts.expect("ts")));
+    let death: Status = round_trip("status-death.json");
+    assert_eq!(death, Status::death(&death.boot_id, 0));
+    let _: Status = round_trip("status-shutdown.json");
+}
+
+#[test]
+fn health_fixture_round_trips() {
+    let h: Health = round_trip("health.json");
+    assert_eq!(h.volumes[0].mount, "/data");
+}
+
+#[test]
+fn event_fixtures_round_trip() {
+    let e: Event = round_trip("event-agent-start.json");
+    assert_eq!(e.phase, gavel_protocol::Phase::Start);
+    let e: Event = round_trip("event-capability.json");
+    assert!(e.historical);
+}
+
+#[test]
+fn command_fixtures_round_trip() {
+    for name in ["command-ping.json", "command-get-config.json", "command-restart.json"] {
+        let _: Command = round_trip(name);
+    }
+}
+
+#[test]
+fn ack_fixtures_round_trip() {
+    for name in ["ack-pong.json", "ack-config.json", "ack-rejected.json"] {
+        let _: Ack = round_trip(name);
+    }
+}

@@ -1,0 +1,221 @@
+//! Controller settings: defaults, then a TOML file, then `GAVEL_*` environment variables,
+//! then command-line flags, then [`Settings::validate`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where devices connect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BrokerSettings {
+    /// Run an MQTT broker inside the controller (rumqttd) listening on `listen`.
+    Embedded {
+        /// Default `0.0.0.0:1884`, beside a system Mosquitto on 1883. Port 0 picks a free port.
+        listen: SocketAddr,
+        /// Largest MQTT payload the broker accepts, in bytes.
+        #[serde(default = "default_max_payload")]
+        max_payload_bytes: usize,
+    },
+    /// Use an external broker (Mosquitto, EMQX).
+    External {
+        host: String,
+        port: u16,
+    },
+}
+
+fn default_max_payload() -> usize {
+    1024 * 1024
+}
+
+/// Controller settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP API, metrics and dashboard. Port 0 picks a free port.
+    pub http_listen: SocketAddr,
+    /// MQTT broker.
+    pub broker: BrokerSettings,
+    /// Database URL: `sqlite://PATH` or `postgres://...`. Empty: SQLite in `data_dir`.
+    pub database_url: String,
+    /// Folder for the embedded database and other state.
+    pub data_dir: PathBuf,
+    /// How long an API command waits for the device's ack, in milliseconds.
+    pub command_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            broker: BrokerSettings::Embedded {
+                listen: SocketAddr::from(([0, 0, 0, 0], 1884)),
+                max_payload_bytes: default_max_payload(),
+            },
+            database_url: String::new(),
+            data_dir: PathBuf::from("/var/lib/gavel"),
+            command_timeout_ms: 5000,
+        }
+    }
+}
+
+/// A setting with an unacceptable value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    File { file: PathBuf, message: String },
+    #[error("setting `{key}` = {value:?}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Reads `file` over the defaults.
+    pub fn from_file(file: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::File {
+            file: file.to_owned(),
+            message: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })
+    }
+
+    /// Applies `GAVEL_*` variables from `vars` (pass `std::env::vars()`).
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (key, value) in vars {
+            match key.as_str() {
+                "GAVEL_HTTP_LISTEN" => {
+                    self.http_listen = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected HOST:PORT"))?
+                }
+                "GAVEL_DATABASE_URL" => self.database_url = value,
+                "GAVEL_DATA_DIR" => self.data_dir = value.into(),
+                "GAVEL_MQTT_LISTEN" => {
+                    let listen = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected HOST:PORT"))?;
+                    self.broker = BrokerSettings::Embedded {
+                        listen,
+                        max_payload_bytes: default_max_payload(),
+                    };
+                }
+                "GAVEL_MQTT_EXTERNAL" => {
+                    let (host, port) = value
+                        .rsplit_once(':')
+                        .and_then(|(h, p)| Some((h.to_owned(), p.parse().ok()?)))
+                        .ok_or_else(|| invalid(&key, &value, "expected HOST:PORT"))?;
+                    self.broker = BrokerSettings::External { host, port };
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL to use: the configured one, or SQLite in `data_dir`.
+    pub fn effective_database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("gavel.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.effective_database_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "database_url",
+                &self.database_url,
+                "expected sqlite://PATH or postgres://USER@HOST/DB",
+            ));
+        }
+        if self.command_timeout_ms == 0 || self.command_timeout_ms > 600_000 {
+            return Err(invalid("command_timeout_ms", self.command_timeout_ms, "must be 1-600000"));
+        }
+        match &self.broker {
+            BrokerSettings::Embedded {
+                max_payload_bytes, ..
+            } if *max_payload_bytes < gavel_protocol::MAX_PAYLOAD => {
+                return Err(invalid(
+                    "broker.max_payload_bytes",
+                    max_payload_bytes,
+                    "must be at least 65536 (the protocol's largest message)",
+                ));
+            }
+            BrokerSettings::External { host, port } if host.is_empty() || *port == 0 => {
+                return Err(invalid("broker", format!("{host}:{port}"), "external broker needs host and port"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_parses_and_validates() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("controller.example.toml");
+        let s = Settings::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        s.validate().expect("valid");
+    }
+
+    #[test]
+    fn env_overrides_name_the_bad_variable() {
+        let mut s = Settings::default();
+        let err = s
+            .apply_env([("GAVEL_HTTP_LISTEN".to_string(), "nope".to_string())])
+            .expect_err("bad")
+            .to_string();
+        assert!(err.contains("GAVEL_HTTP_LISTEN") && err.contains("nope"), "{err}");
+        s.apply_env([("GAVEL_MQTT_EXTERNAL".to_string(), "127.0.0.1:1883".to_string())])
+            .expect("ok");
+        assert_eq!(
+            s.broker,
+            BrokerSettings::External {
+                host: "127.0.0.1".into(),
+                port: 1883
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_database_scheme_is_refused() {
+        let s = Settings {
+            database_url: "mysql://x".into(),
+            ..Settings::default()
+        };
+        assert!(s.validate().expect_err("bad").to_string().contains("database_url"));
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "htp_listen = \"x\"\n").expect("write");
+        let err = Settings::from_file(&f).expect_err("unknown").to_string();
+        assert!(err.contains("htp_listen"), "{err}");
+    }
+}

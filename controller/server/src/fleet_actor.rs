@@ -1,0 +1,256 @@
+//! The task that owns the fleet core: feeds it messages and ticks, writes its outputs
+//! behind to the store, pushes changes to dashboards and hands acks to waiting commands.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gavel_fleet::{ChangeKind, DeviceRecord, Fleet, Input, Output, Summary};
+use gavel_protocol::{Ack, DeviceId, DeviceMessage, Event};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What dashboards receive.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Push {
+    Device {
+        kind: ChangeKind,
+        record: Box<DeviceRecord>,
+    },
+    Summary(Summary),
+}
+
+/// A request to the fleet task.
+enum Request {
+    Message(DeviceId, DeviceMessage),
+    List(oneshot::Sender<Vec<DeviceRecord>>),
+    Get(DeviceId, oneshot::Sender<Option<DeviceRecord>>),
+    Snapshot(oneshot::Sender<(Summary, Vec<DeviceRecord>)>),
+}
+
+/// Cloneable handle to the fleet task.
+#[derive(Clone)]
+pub struct FleetHandle {
+    tx: mpsc::Sender<Request>,
+}
+
+impl FleetHandle {
+    /// Hands a device message to the core; waits when the queue is full (backpressure).
+    pub async fn message(&self, device: DeviceId, message: DeviceMessage) {
+        let _ = self.tx.send(Request::Message(device, message)).await;
+    }
+
+    pub async fn list(&self) -> Vec<DeviceRecord> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Request::List(tx)).await;
+        rx.await.unwrap_or_default()
+    }
+
+    pub async fn get(&self, id: DeviceId) -> Option<DeviceRecord> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Request::Get(id, tx)).await;
+        rx.await.ok().flatten()
+    }
+
+    pub async fn snapshot(&self) -> (Summary, Vec<DeviceRecord>) {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Request::Snapshot(tx)).await;
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// Commands waiting for their ack, by correlation id.
+#[derive(Clone, Default)]
+pub struct PendingAcks {
+    inner: Arc<Mutex<HashMap<String, (DeviceId, oneshot::Sender<Ack>)>>>,
+}
+
+impl PendingAcks {
+    /// Registers a waiter for the ack of command `id` sent to `device`.
+    pub fn wait(&self, device: DeviceId, id: String) -> oneshot::Receiver<Ack> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut map) = self.inner.lock() {
+            map.insert(id, (device, tx));
+        }
+        rx
+    }
+
+    /// Drops the waiter for `id` (timed out).
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.remove(id);
+        }
+    }
+
+    fn resolve(&self, device: &DeviceId, ack: Ack) {
+        let Ok(mut map) = self.inner.lock() else {
+            return;
+        };
+        match map.remove(&ack.id) {
+            // Design: a device can only answer its own commands.
+            Some((expected, tx)) if &expected == device => {
+                let _ = tx.send(ack);
+            }
+            Some(entry) => {
+                warn!(device = %device, command = %ack.id, "ack for another device's command ignored");
+                map.insert(ack.id.clone(), entry);
+            }
+            None => debug!(device = %device, command = %ack.id, "ack for no waiting command"),
+        }
+    }
+}
+
+/// Starts the fleet task.
+pub fn spawn(
+    fleet: Fleet,
+    store: Store,
+    push: broadcast::Sender<Push>,
+    acks: PendingAcks,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> (FleetHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(4096);
+    let actor = Actor {
+        fleet,
+        store,
+        push,
+        acks,
+        metrics,
+        dirty: BTreeMap::new(),
+        events: Vec::new(),
+    };
+    (FleetHandle { tx }, tokio::spawn(actor.run(rx, shutdown)))
+}
+
+struct Actor {
+    fleet: Fleet,
+    store: Store,
+    push: broadcast::Sender<Push>,
+    acks: PendingAcks,
+    metrics: Arc<Metrics>,
+    dirty: BTreeMap<DeviceId, DeviceRecord>,
+    events: Vec<(DeviceId, Event, OffsetDateTime)>,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.update_gauges();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    let now = OffsetDateTime::now_utc();
+                    let out = self.fleet.handle(now, Input::Tick);
+                    self.apply(out);
+                    self.flush().await;
+                }
+                request = rx.recv() => match request {
+                    Some(r) => self.request(r).await,
+                    None => break,
+                },
+            }
+        }
+        self.flush().await;
+        info!(devices = self.fleet.summary().devices, "fleet state flushed");
+    }
+
+    async fn request(&mut self, request: Request) {
+        match request {
+            Request::Message(device, message) => {
+                let out = self.fleet.handle(
+                    OffsetDateTime::now_utc(),
+                    Input::Message { device, message },
+                );
+                self.apply(out);
+                if self.events.len() >= 512 {
+                    self.flush().await;
+                }
+            }
+            Request::List(tx) => {
+                let _ = tx.send(self.fleet.devices().cloned().collect());
+            }
+            Request::Get(id, tx) => {
+                let _ = tx.send(self.fleet.get(&id).cloned());
+            }
+            Request::Snapshot(tx) => {
+                let _ = tx.send((self.fleet.summary(), self.fleet.devices().cloned().collect()));
+            }
+        }
+    }
+
+    fn apply(&mut self, outputs: Vec<Output>) {
+        let mut summary_changed = false;
+        for output in outputs {
+            match output {
+                Output::Persist(record) => {
+                    self.dirty.insert(record.id.clone(), *record);
+                }
+                Output::Changed { kind, record } => {
+                    match kind {
+                        ChangeKind::Online | ChangeKind::Offline | ChangeKind::Appeared => {
+                            info!(device = %record.id, change = ?kind, cause = ?record.offline_cause, "device {kind:?}");
+                            summary_changed = true;
+                        }
+                        ChangeKind::Birth => {
+                            info!(device = %record.id, profile = ?record.profile, version = ?record.firmware_version, "device birth");
+                            summary_changed = true;
+                        }
+                        ChangeKind::Health => {}
+                    }
+                    let _ = self.push.send(Push::Device { kind, record });
+                }
+                Output::Event { device, event } => {
+                    self.events.push((device, *event, OffsetDateTime::now_utc()));
+                }
+                Output::Ack { device, ack } => self.acks.resolve(&device, ack),
+                Output::StaleStatus { device, status } => {
+                    debug!(device = %device, bd_seq = status.bd_seq, "stale status from an older session ignored");
+                }
+            }
+        }
+        if summary_changed {
+            self.update_gauges();
+            let _ = self.push.send(Push::Summary(self.fleet.summary()));
+        }
+    }
+
+    fn update_gauges(&self) {
+        let s = self.fleet.summary();
+        self.metrics.devices.set(s.devices as i64);
+        self.metrics.online.set(s.online as i64);
+    }
+
+    async fn flush(&mut self) {
+        if !self.dirty.is_empty() {
+            let records: Vec<DeviceRecord> = self.dirty.values().cloned().collect();
+            match self.store.save_devices(&records).await {
+                Ok(()) => self.dirty.clear(),
+                Err(e) => {
+                    // Design: keep the dirty set and retry on the next tick; nothing is lost
+                    // while the controller runs.
+                    self.metrics.store_errors.inc();
+                    warn!(error = %e, records = records.len(), "saving devices failed; will retry");
+                }
+            }
+        }
+        if !self.events.is_empty() {
+            match self.store.append_events(&self.events).await {
+                Ok(()) => self.events.clear(),
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    warn!(error = %e, events = self.events.len(), "saving events failed; will retry");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! MQTT ingest: the controller's own client subscribes to every device topic, decodes
+//! each message and hands it to the fleet task. Malformed or hostile payloads are counted,
+//! logged (rate-limited) and kept in a short list for the API; they never stop ingest.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gavel_protocol::{IngestError, decode_device_message, filter};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::fleet_actor::FleetHandle;
+use crate::metrics::Metrics;
+
+/// A refused message, as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Reject {
+    pub received: String,
+    /// The topic, clipped to 120 characters.
+    pub topic: String,
+    pub payload_bytes: usize,
+    pub kind: String,
+    pub error: String,
+}
+
+/// Counts and recent examples of refused messages.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct IngestReport {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub rejected_by_kind: BTreeMap<String, u64>,
+    /// The latest refused messages, newest first (at most 50).
+    pub recent: Vec<Reject>,
+}
+
+const RECENT: usize = 50;
+/// At most this many refused messages are logged one by one per minute.
+const LOG_PER_MINUTE: u32 = 20;
+
+#[derive(Default)]
+struct RejectLogInner {
+    accepted: u64,
+    rejected: u64,
+    by_kind: BTreeMap<String, u64>,
+    recent: VecDeque<Reject>,
+    window: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+/// Shared record of what ingest accepted and refused.
+#[derive(Clone, Default)]
+pub struct RejectLog {
+    inner: Arc<Mutex<RejectLogInner>>,
+}
+
+impl RejectLog {
+    fn accepted(&self) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.accepted += 1;
+        }
+    }
+
+    fn rejected(&self, topic: &str, payload_bytes: usize, error: &IngestError) {
+        let Ok(mut i) = self.inner.lock() else {
+            return;
+        };
+        i.rejected += 1;
+        *i.by_kind.entry(error.kind().to_owned()).or_default() += 1;
+        let topic: String = topic.chars().take(120).collect();
+        if i.recent.len() == RECENT {
+            i.recent.pop_back();
+        }
+        i.recent.push_front(Reject {
+            received: gavel_protocol::rfc3339(OffsetDateTime::now_utc()),
+            topic: topic.clone(),
+            payload_bytes,
+            kind: error.kind().to_owned(),
+            error: error.to_string(),
+        });
+        let now = Instant::now();
+        let new_window = i.window.is_none_or(|w| now.duration_since(w) >= Duration::from_secs(60));
+        if new_window {
+            if i.suppressed > 0 {
+                warn!(suppressed = i.suppressed, "more malformed device messages were refused in the last minute");
+            }
+            i.window = Some(now);
+            i.logged = 0;
+            i.suppressed = 0;
+        }
+        if i.logged < LOG_PER_MINUTE {
+            i.logged += 1;
+            warn!(%topic, payload_bytes, kind = error.kind(), error = %error, "device message refused");
+        } else {
+            i.suppressed += 1;
+        }
+    }
+
+    /// Current counts and recent examples.
+    pub fn report(&self) -> IngestReport {
+        let Ok(i) = self.inner.lock() else {
+            return IngestReport::default();
+        };
+        IngestReport {
+            accepted: i.accepted,
+            rejected: i.rejected,
+            rejected_by_kind: i.by_kind.clone(),
+            recent: i.recent.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Connects the controller's MQTT client; returns the client (for commands) and the
+/// event loop that [`run`] drives.
+pub fn client(host: &str, port: u16) -> (AsyncClient, EventLoop) {
+    let id = format!("gavel-controller-{}", uuid::Uuid::new_v4().simple());
+    let mut options = MqttOptions::new(id, host, port);
+    options
+        .set_keep_alive(Duration::from_secs(10))
+        .set_clean_session(true)
+        // Design: larger than any broker limit we configure, so a hostile payload is
+        // refused by our decoder (counted) instead of breaking the connection.
+        .set_max_packet_size(16 * 1024 * 1024, 1024 * 1024);
+    AsyncClient::new(options, 1024)
+}
+
+/// Drives the controller's MQTT client until `shutdown`.
+pub async fn run(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    fleet: FleetHandle,
+    rejects: RejectLog,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                failures = 0;
+                metrics.broker_connected.set(1);
+                info!("controller connected to broker; subscribing to device topics");
+                if let Err(e) = client.try_subscribe(filter::all_devices(), QoS::AtLeastOnce) {
+                    warn!(error = %e, "could not subscribe to device topics");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                match decode_device_message(&p.topic, &p.payload) {
+                    Ok((topic, message)) => {
+                        rejects.accepted();
+                        metrics.accept(topic.channel.as_str());
+                        fleet.message(topic.device, message).await;
+                    }
+                    Err(e) => {
+                        metrics.reject(e.kind());
+                        rejects.rejected(&p.topic, p.payload.len(), &e);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics.broker_connected.set(0);
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_millis(200u64.saturating_mul(u64::from(failures.min(25))));
+                warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "broker connection lost");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    metrics.broker_connected.set(0);
+}

@@ -1,0 +1,161 @@
+//! # gavel-controller
+//!
+//! The central controller: an embedded MQTT broker (or an external one), MQTT ingest into
+//! the sans-I/O fleet core, persistence in SQLite or PostgreSQL, the REST API with its
+//! OpenAPI document, Prometheus metrics and the live dashboard.
+//!
+//! Actors and shutdown order: the HTTP server stops accepting, ingest disconnects from the
+//! broker, then the fleet task flushes its dirty records to the store, then the store
+//! closes. The embedded broker's threads end with the process.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod fleet_actor;
+pub mod ingest;
+pub mod metrics;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use gavel_fleet::Fleet;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::{BrokerSettings, Settings};
+
+/// A started controller.
+pub struct Running {
+    /// Where the API and dashboard listen.
+    pub http_addr: SocketAddr,
+    /// Where devices reach the MQTT broker (host, port).
+    pub mqtt: (String, u16),
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    store: store::Store,
+}
+
+impl Running {
+    /// Stops everything in order and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        self.store.close().await;
+        info!("controller stopped");
+    }
+}
+
+/// Starts the controller.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    settings.validate()?;
+    let url = settings.effective_database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data folder {}", settings.data_dir.display()))?;
+    }
+    let store = store::Store::open(&url)
+        .await
+        .with_context(|| format!("opening database {}", redact(&url)))?;
+    let restored = store.load_devices().await.context("loading the fleet registry")?;
+    info!(devices = restored.len(), backend = ?store.backend(), "fleet registry loaded");
+
+    let mqtt = match &settings.broker {
+        BrokerSettings::Embedded {
+            listen,
+            max_payload_bytes,
+        } => {
+            let (listen, max) = (*listen, *max_payload_bytes);
+            let addr = tokio::task::spawn_blocking(move || broker::start(listen, max))
+                .await
+                .context("broker start task")??;
+            (addr.ip().to_string(), addr.port())
+        }
+        BrokerSettings::External { host, port } => (host.clone(), *port),
+    };
+
+    let shutdown = CancellationToken::new();
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (push, _) = broadcast::channel(1024);
+    let acks = fleet_actor::PendingAcks::default();
+    let (fleet, fleet_task) = fleet_actor::spawn(
+        Fleet::restore(restored),
+        store.clone(),
+        push.clone(),
+        acks.clone(),
+        metrics.clone(),
+        shutdown.child_token(),
+    );
+    let rejects = ingest::RejectLog::default();
+    let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1);
+    let ingest_task = tokio::spawn(ingest::run(
+        client.clone(),
+        eventloop,
+        fleet.clone(),
+        rejects.clone(),
+        metrics.clone(),
+        shutdown.child_token(),
+    ));
+
+    let state = api::AppState {
+        fleet,
+        store: store.clone(),
+        push,
+        acks,
+        mqtt: client,
+        metrics,
+        rejects,
+        command_timeout: Duration::from_millis(settings.command_timeout_ms),
+    };
+    let listener = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .with_context(|| format!("binding the HTTP API on {}", settings.http_listen))?;
+    let http_addr = listener.local_addr()?;
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        let server = axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    info!(%http_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), "controller started");
+    Ok(Running {
+        http_addr,
+        mqtt,
+        shutdown,
+        // Order matters: HTTP first, then ingest, then the fleet flush.
+        tasks: vec![http_task, ingest_task, fleet_task],
+        store,
+    })
+}
+
+/// Hides a password in a database URL for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_hidden_in_database_urls() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite:///x.db"), "sqlite:///x.db");
+    }
+}

@@ -1,0 +1,97 @@
+//! Prometheus metrics served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabel {
+    pub command: String,
+    pub outcome: String,
+}
+
+/// All controller metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Messages accepted from devices, by channel.
+    pub accepted: Family<ChannelLabel, Counter>,
+    /// Messages refused, by reason.
+    pub rejected: Family<KindLabel, Counter>,
+    /// Known devices.
+    pub devices: Gauge,
+    /// Online devices.
+    pub online: Gauge,
+    /// Commands sent through the API, by command and outcome.
+    pub commands: Family<CommandLabel, Counter>,
+    /// Failed writes to the database (retried).
+    pub store_errors: Counter,
+    /// 1 while the controller's own MQTT client is connected.
+    pub broker_connected: Gauge,
+    /// Open dashboard streams.
+    pub stream_clients: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gavel");
+        let m = Self {
+            accepted: Family::default(),
+            rejected: Family::default(),
+            devices: Gauge::default(),
+            online: Gauge::default(),
+            commands: Family::default(),
+            store_errors: Counter::default(),
+            broker_connected: Gauge::default(),
+            stream_clients: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("ingest_accepted", "Device messages accepted, by channel", m.accepted.clone());
+        registry.register("ingest_rejected", "Device messages refused, by reason", m.rejected.clone());
+        registry.register("fleet_devices", "Known devices", m.devices.clone());
+        registry.register("fleet_online", "Online devices", m.online.clone());
+        registry.register("commands", "Commands sent, by command and outcome", m.commands.clone());
+        registry.register("store_errors", "Failed database writes (retried)", m.store_errors.clone());
+        registry.register("broker_connected", "1 while the controller is connected to the broker", m.broker_connected.clone());
+        registry.register("stream_clients", "Open dashboard event streams", m.stream_clients.clone());
+        Self { registry, ..m }
+    }
+
+    /// Text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+
+    pub fn reject(&self, kind: &str) {
+        self.rejected.get_or_create(&KindLabel { kind: kind.into() }).inc();
+    }
+
+    pub fn accept(&self, channel: &str) {
+        self.accepted
+            .get_or_create(&ChannelLabel {
+                channel: channel.into(),
+            })
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

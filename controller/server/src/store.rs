@@ -1,0 +1,329 @@
+//! Persistence: the fleet registry and the device event log, in SQLite (embedded default)
+//! or PostgreSQL (scale-out), through sqlx's `Any` driver with the same SQL for both.
+//!
+//! Design: a device row keeps the whole [`DeviceRecord`] as JSON plus the columns that
+//! queries filter on. The fleet actor writes behind: dirty records are flushed in one
+//! transaction per second, so telemetry from thousands of devices costs one commit.
+
+use gavel_fleet::DeviceRecord;
+use gavel_protocol::{DeviceId, Event};
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+use time::OffsetDateTime;
+
+/// Which database engine the URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored record for device {device} is unreadable: {message}")]
+    Corrupt { device: String, message: String },
+}
+
+/// The controller's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// One stored device event.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StoredEvent {
+    pub device: String,
+    /// When the controller received it (RFC 3339).
+    pub received: String,
+    pub seq: i64,
+    pub event_id: String,
+    pub phase: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The whole event as the device sent it.
+    #[schema(value_type = Object)]
+    pub event: serde_json::Value,
+}
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    // SQLite
+    "CREATE TABLE IF NOT EXISTS devices (
+        id TEXT PRIMARY KEY,
+        court TEXT,
+        room TEXT,
+        online BIGINT NOT NULL,
+        last_seen_ms BIGINT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS device_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        event_id TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS device_events_by_device ON device_events (device_id, id);",
+    // PostgreSQL
+    "CREATE TABLE IF NOT EXISTS devices (
+        id TEXT PRIMARY KEY,
+        court TEXT,
+        room TEXT,
+        online BIGINT NOT NULL,
+        last_seen_ms BIGINT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS device_events (
+        id BIGSERIAL PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        event_id TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS device_events_by_device ON device_events (device_id, id);",
+)];
+
+fn millis(ts: OffsetDateTime) -> i64 {
+    (ts.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl Store {
+    /// Connects and brings the schema up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let mut options = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite {
+            1
+        } else {
+            8
+        });
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The engine in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&self.pool)
+            .await?;
+        for (version, sqlite, postgres) in MIGRATIONS {
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            let sql = match self.backend {
+                Backend::Sqlite => sqlite,
+                Backend::Postgres => postgres,
+            };
+            let mut tx = self.pool.begin().await?;
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+                .bind(*version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces device records in one transaction.
+    pub async fn save_devices(&self, records: &[DeviceRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            let json = serde_json::to_string(r).map_err(|e| StoreError::Corrupt {
+                device: r.id.to_string(),
+                message: e.to_string(),
+            })?;
+            sqlx::query(
+                "INSERT INTO devices (id, court, room, online, last_seen_ms, record)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET court = excluded.court, room = excluded.room,
+                   online = excluded.online, last_seen_ms = excluded.last_seen_ms,
+                   record = excluded.record",
+            )
+            .bind(r.id.as_str())
+            .bind(r.court.clone())
+            .bind(r.room.clone())
+            .bind(i64::from(r.online))
+            .bind(millis(r.last_seen))
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every stored device record.
+    pub async fn load_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows = sqlx::query("SELECT id, record FROM devices ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let json: String = row.try_get("record")?;
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                    device: id,
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Appends events to the event log.
+    pub async fn append_events(
+        &self,
+        events: &[(DeviceId, Event, OffsetDateTime)],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (device, event, received) in events {
+            let body = String::from_utf8_lossy(&gavel_protocol::encode(event)).into_owned();
+            let kind = serde_json::to_value(&event.body)
+                .ok()
+                .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            let phase = serde_json::to_value(event.phase)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO device_events (device_id, received_ms, seq, event_id, phase, kind, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(device.as_str())
+            .bind(millis(*received))
+            .bind(i64::try_from(event.seq).unwrap_or(i64::MAX))
+            .bind(event.id.clone())
+            .bind(phase)
+            .bind(kind)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The latest `limit` events of a device, newest first.
+    pub async fn events(&self, device: &DeviceId, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT received_ms, seq, event_id, phase, kind, body FROM device_events
+             WHERE device_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(device.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let received_ms: i64 = row.try_get("received_ms")?;
+                let body: String = row.try_get("body")?;
+                let received = OffsetDateTime::from_unix_timestamp_nanos(i128::from(received_ms) * 1_000_000)
+                    .map(gavel_protocol::rfc3339)
+                    .unwrap_or_default();
+                Ok(StoredEvent {
+                    device: device.to_string(),
+                    received,
+                    seq: row.try_get("seq")?,
+                    event_id: row.try_get("event_id")?,
+                    phase: row.try_get("phase")?,
+                    kind: row.try_get("kind")?,
+                    event: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+                })
+            })
+            .collect()
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gavel_fleet::{Fleet, Input};
+    use gavel_protocol::DeviceMessage;
+
+    #[tokio::test]
+    async fn sqlite_store_round_trips_records_and_events() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::open(&url).await.expect("open");
+        let birth: gavel_protocol::Birth =
+            gavel_protocol::decode(include_bytes!("../../../protocol/fixtures/birth.json")).expect("fixture");
+        let dev = DeviceId::new("hz-101-terminal").expect("id");
+        let mut fleet = Fleet::new();
+        fleet.handle(
+            OffsetDateTime::now_utc(),
+            Input::Message {
+                device: dev.clone(),
+                message: DeviceMessage::Birth(birth),
+            },
+        );
+        let records: Vec<_> = fleet.devices().cloned().collect();
+        store.save_devices(&records).await.expect("save");
+        store.save_devices(&records).await.expect("save again (upsert)");
+        // Reopening runs migrations again without harm.
+        store.close().await;
+        let store = Store::open(&url).await.expect("reopen");
+        assert_eq!(store.load_devices().await.expect("load"), records);
+        let event: Event =
+            gavel_protocol::decode(include_bytes!("../../../protocol/fixtures/event-agent-start.json"))
+                .expect("fixture");
+        store
+            .append_events(&[(dev.clone(), event, OffsetDateTime::now_utc())])
+            .await
+            .expect("append");
+        let events = store.events(&dev, 10).await.expect("events");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, "agent");
+        assert_eq!(events[0].phase, "start");
+    }
+}

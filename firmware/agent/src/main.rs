@@ -1,1 +1,116 @@
-fn main() {}
+//! `gavel-agent`: runs on every courtroom device.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use gavel_agent::{AgentConfig, Exit};
+use tracing_subscriber::EnvFilter;
+
+/// The Gavel device agent: connects to the controller, reports health, answers commands.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML); see agent.example.toml.
+    #[arg(short, long, env = "GAVEL_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Device id (overrides the file).
+    #[arg(long)]
+    device_id: Option<String>,
+    /// Device profile name (overrides the file).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Folder holding the device profiles.
+    #[arg(long)]
+    profiles_dir: Option<PathBuf>,
+    /// Broker HOST:PORT (overrides the file).
+    #[arg(long)]
+    broker: Option<String>,
+    /// Court the device is installed in.
+    #[arg(long, requires = "room")]
+    court: Option<String>,
+    /// Room the device is installed in.
+    #[arg(long, requires = "court")]
+    room: Option<String>,
+    /// Seconds between health messages (overrides the profile).
+    #[arg(long)]
+    health_interval: Option<u32>,
+    /// MQTT keepalive in seconds (overrides the profile).
+    #[arg(long)]
+    keepalive: Option<u16>,
+}
+
+fn config(args: &Args) -> anyhow::Result<AgentConfig> {
+    let mut c = match &args.config {
+        Some(file) => AgentConfig::from_file(file)?,
+        None => AgentConfig::default(),
+    };
+    c.apply_env(std::env::vars())?;
+    if let Some(v) = &args.device_id {
+        c.device_id = v.clone();
+    }
+    if let Some(v) = &args.profile {
+        c.profile = v.clone();
+    }
+    if let Some(v) = &args.profiles_dir {
+        c.profiles_dir = v.clone();
+    }
+    if let Some(v) = &args.broker {
+        c.broker = gavel_agent::config::parse_host_port(v)
+            .with_context(|| format!("--broker {v:?}: expected HOST:PORT"))?;
+    }
+    if let (Some(court), Some(room)) = (&args.court, &args.room) {
+        c.placement = Some(gavel_protocol::Placement {
+            court: court.clone(),
+            room: room.clone(),
+        });
+    }
+    if args.health_interval.is_some() {
+        c.health_interval_s = args.health_interval;
+    }
+    if args.keepalive.is_some() {
+        c.keepalive_s = args.keepalive;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("GAVEL_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let args = Args::parse();
+    let config = config(&args)?;
+    let profile = gavel_profile::load_named(&config.profiles_dir, &config.profile)?;
+    let exit = gavel_agent::run(config, profile, shutdown_signal()).await?;
+    if exit == Exit::Restart {
+        restart()?;
+    }
+    Ok(())
+}
+
+/// Replaces this process with a fresh agent with the same arguments and environment.
+fn restart() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("finding the agent executable")?;
+    let err = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(err).with_context(|| format!("re-executing {}", exe.display()))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Answers to controller commands. Pure: given the command, the time and the agent's
+//! context, it returns the ack and what the agent must do next.
+
+use gavel_protocol::{Ack, Command, CommandBody, Outcome, PROTOCOL_VERSION, Reply};
+use time::OffsetDateTime;
+
+/// What the agent knows when answering.
+pub struct Context<'a> {
+    pub boot_id: &'a str,
+    pub agent_uptime_s: u64,
+    /// The effective configuration, as JSON.
+    pub config: &'a serde_json::Value,
+}
+
+/// What the agent must do after sending the ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    None,
+    /// Restart the agent process after this many milliseconds.
+    Restart { after_ms: u64 },
+}
+
+/// Delay between acknowledging a restart and restarting, so the ack is delivered.
+pub const RESTART_DELAY_MS: u64 = 300;
+
+/// Answers `command` at `now`.
+pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack, Action) {
+    let ack = |outcome| Ack {
+        v: PROTOCOL_VERSION,
+        ts: now,
+        id: command.id.clone(),
+        outcome,
+    };
+    if let Some(expires) = command.expires
+        && now > expires
+    {
+        let reason = format!(
+            "command expired at {}; received at {}",
+            gavel_protocol::rfc3339(expires),
+            gavel_protocol::rfc3339(now)
+        );
+        return (ack(Outcome::Rejected { reason }), Action::None);
+    }
+    match &command.body {
+        CommandBody::Ping => (
+            ack(Outcome::Ok {
+                reply: Reply::Pong {
+                    boot_id: ctx.boot_id.to_owned(),
+                    agent_uptime_s: ctx.agent_uptime_s,
+                },
+            }),
+            Action::None,
+        ),
+        CommandBody::GetConfig => (
+            ack(Outcome::Ok {
+                reply: Reply::Config {
+                    config: ctx.config.clone(),
+                },
+            }),
+            Action::None,
+        ),
+        CommandBody::Restart { .. } => (
+            ack(Outcome::Ok {
+                reply: Reply::Restarting {
+                    after_ms: RESTART_DELAY_MS,
+                },
+            }),
+            Action::Restart {
+                after_ms: RESTART_DELAY_MS,
+            },
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn ctx(config: &serde_json::Value) -> Context<'_> {
+        Context {
+            boot_id: "b1",
+            agent_uptime_s: 42,
+            config,
+        }
+    }
+
+    fn cmd(body: CommandBody, expires: Option<OffsetDateTime>) -> Command {
+        Command {
+            v: PROTOCOL_VERSION,
+            ts: datetime!(2026-11-27 09:00 UTC),
+            id: "c1".into(),
+            expires,
+            body,
+        }
+    }
+
+    #[test]
+    fn ping_is_answered_with_boot_id_and_uptime_under_the_same_correlation_id() {
+        let config = serde_json::json!({});
+        let (ack, action) = answer(&cmd(CommandBody::Ping, None), datetime!(2026-11-27 09:00 UTC), &ctx(&config));
+        assert_eq!(ack.id, "c1");
+        assert_eq!(
+            ack.outcome,
+            Outcome::Ok {
+                reply: Reply::Pong {
+                    boot_id: "b1".into(),
+                    agent_uptime_s: 42
+                }
+            }
+        );
+        assert_eq!(action, Action::None);
+    }
+
+    #[test]
+    fn an_expired_command_is_rejected_and_not_acted_on() {
+        let config = serde_json::json!({});
+        let c = cmd(
+            CommandBody::Restart { reason: None },
+            Some(datetime!(2026-11-27 09:00 UTC)),
+        );
+        let (ack, action) = answer(&c, datetime!(2026-11-27 09:00:01 UTC), &ctx(&config));
+        assert!(matches!(ack.outcome, Outcome::Rejected { .. }));
+        assert_eq!(action, Action::None);
+    }
+
+    #[test]
+    fn restart_is_acknowledged_before_it_happens() {
+        let config = serde_json::json!({});
+        let (ack, action) = answer(
+            &cmd(CommandBody::Restart { reason: Some("test".into()) }, None),
+            datetime!(2026-11-27 09:00 UTC),
+            &ctx(&config),
+        );
+        assert!(matches!(ack.outcome, Outcome::Ok { reply: Reply::Restarting { .. } }));
+        assert_eq!(action, Action::Restart { after_ms: RESTART_DELAY_MS });
+    }
+
+    #[test]
+    fn get_config_returns_the_effective_config() {
+        let config = serde_json::json!({"device_id": "x"});
+        let (ack, _) = answer(&cmd(CommandBody::GetConfig, None), datetime!(2026-11-27 09:00 UTC), &ctx(&config));
+        assert_eq!(ack.outcome, Outcome::Ok { reply: Reply::Config { config } });
+    }
+}

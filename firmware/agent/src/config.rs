@@ -1,0 +1,202 @@
+//! Agent configuration: defaults, then a TOML file, then `GAVEL_*` environment variables,
+//! then command-line flags, then [`AgentConfig::validate`].
+
+use std::path::{Path, PathBuf};
+
+use gavel_protocol::{DeviceId, Placement};
+use serde::{Deserialize, Serialize};
+
+/// Broker address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+/// The agent's configuration, written at provisioning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Device id (topic level and broker user name).
+    pub device_id: String,
+    /// Profile name, a file `<profiles_dir>/<profile>.toml`.
+    pub profile: String,
+    /// Where device profiles are installed.
+    pub profiles_dir: PathBuf,
+    /// Where the device is installed.
+    pub placement: Option<Placement>,
+    pub broker: BrokerAddr,
+    /// Overrides the profile's health interval (seconds).
+    pub health_interval_s: Option<u32>,
+    /// Overrides the profile's MQTT keepalive (seconds).
+    pub keepalive_s: Option<u16>,
+    /// Folder for the device's durable state.
+    pub data_dir: PathBuf,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            device_id: String::new(),
+            profile: String::new(),
+            profiles_dir: PathBuf::from("/usr/share/gavel/device-profiles"),
+            placement: None,
+            broker: BrokerAddr {
+                host: "127.0.0.1".into(),
+                port: 1884,
+            },
+            health_interval_s: None,
+            keepalive_s: None,
+            data_dir: PathBuf::from("/var/lib/gavel-agent"),
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    File { file: PathBuf, message: String },
+    #[error("setting `{key}` = {value:?}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses `HOST:PORT`.
+pub fn parse_host_port(s: &str) -> Option<BrokerAddr> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    (!host.is_empty()).then(|| BrokerAddr {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+impl AgentConfig {
+    /// Reads `file` over the defaults.
+    pub fn from_file(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::File {
+            file: file.to_owned(),
+            message: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })
+    }
+
+    /// Applies `GAVEL_*` variables.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (key, value) in vars {
+            match key.as_str() {
+                "GAVEL_DEVICE_ID" => self.device_id = value,
+                "GAVEL_PROFILE" => self.profile = value,
+                "GAVEL_PROFILES_DIR" => self.profiles_dir = value.into(),
+                "GAVEL_DATA_DIR" => self.data_dir = value.into(),
+                "GAVEL_BROKER" => {
+                    self.broker = parse_host_port(&value)
+                        .ok_or_else(|| invalid(&key, &value, "expected HOST:PORT"))?
+                }
+                "GAVEL_HEALTH_INTERVAL_S" => {
+                    self.health_interval_s = Some(
+                        value
+                            .parse()
+                            .map_err(|_| invalid(&key, &value, "expected seconds"))?,
+                    )
+                }
+                "GAVEL_KEEPALIVE_S" => {
+                    self.keepalive_s = Some(
+                        value
+                            .parse()
+                            .map_err(|_| invalid(&key, &value, "expected seconds"))?,
+                    )
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the values and returns the validated device id.
+    pub fn validate(&self) -> Result<DeviceId, ConfigError> {
+        let id = DeviceId::new(self.device_id.clone())
+            .map_err(|e| invalid("device_id", &self.device_id, &e.to_string()))?;
+        if self.profile.is_empty() {
+            return Err(invalid("profile", &self.profile, "name a device profile, e.g. courtroom-terminal"));
+        }
+        if self.broker.host.is_empty() || self.broker.port == 0 {
+            return Err(invalid(
+                "broker",
+                format!("{}:{}", self.broker.host, self.broker.port),
+                "needs a host and a non-zero port",
+            ));
+        }
+        if let Some(s) = self.health_interval_s
+            && !(1..=3600).contains(&s)
+        {
+            return Err(invalid("health_interval_s", s, "must be 1-3600"));
+        }
+        if let Some(k) = self.keepalive_s
+            && !(2..=600).contains(&k)
+        {
+            return Err(invalid("keepalive_s", k, "must be 2-600"));
+        }
+        if let Some(p) = &self.placement
+            && (p.court.is_empty() || p.room.is_empty())
+        {
+            return Err(invalid("placement", format!("{}/{}", p.court, p.room), "court and room must both be set"));
+        }
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
+        let c = AgentConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        c.validate().expect("valid");
+    }
+
+    #[test]
+    fn a_device_id_with_a_slash_is_refused_by_key() {
+        let c = AgentConfig {
+            device_id: "room/1".into(),
+            profile: "ip-camera".into(),
+            ..AgentConfig::default()
+        };
+        let err = c.validate().expect_err("bad id").to_string();
+        assert!(err.contains("device_id") && err.contains("room/1"), "{err}");
+    }
+
+    #[test]
+    fn env_sets_the_broker_and_names_bad_values() {
+        let mut c = AgentConfig::default();
+        c.apply_env([("GAVEL_BROKER".into(), "10.0.0.1:1883".into())])
+            .expect("ok");
+        assert_eq!(c.broker.port, 1883);
+        let err = c
+            .apply_env([("GAVEL_KEEPALIVE_S".into(), "soon".into())])
+            .expect_err("bad")
+            .to_string();
+        assert!(err.contains("GAVEL_KEEPALIVE_S"), "{err}");
+    }
+}

@@ -1,1 +1,287 @@
-fn main() {}
+//! `gavelctl`: the technician CLI. It speaks only to the controller's HTTP API.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use gavel_fleet::DeviceRecord;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// Gavel technician CLI: inspect and command courtroom devices through the controller.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Controller base URL.
+    #[arg(long, global = true, env = "GAVEL_CONTROLLER", default_value = "http://127.0.0.1:8700")]
+    controller: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand, Debug)]
+enum Top {
+    /// Devices known to the controller.
+    #[command(subcommand)]
+    Devices(Devices),
+    /// Fleet summary: devices, online, offline, courts, rooms.
+    Fleet,
+}
+
+#[derive(Subcommand, Debug)]
+enum Devices {
+    /// List devices.
+    Ls {
+        /// Only devices of this court.
+        #[arg(long)]
+        court: Option<String>,
+        /// Only devices of this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// Only online devices.
+        #[arg(long, conflicts_with = "offline")]
+        online: bool,
+        /// Only offline devices.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show one device in detail.
+    Show { id: String },
+    /// Check the command path to a device end to end.
+    Ping {
+        id: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+    /// Restart a device's agent.
+    Restart {
+        id: String,
+        /// Why (recorded in the device log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the controller at {} ({what})", self.base))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no details");
+            bail!("{what}: {status}: {msg}");
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str, what: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)), what).await
+    }
+
+    async fn post(&self, path: &str, body: &Value, what: &str) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body), what)
+            .await
+    }
+}
+
+fn ago(ts: OffsetDateTime) -> String {
+    let s = (OffsetDateTime::now_utc() - ts).whole_seconds().max(0);
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86_399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+fn status(d: &DeviceRecord) -> String {
+    if d.online {
+        "online".into()
+    } else {
+        match d.offline_cause {
+            Some(c) => format!("offline ({})", serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+            None => "offline".into(),
+        }
+    }
+}
+
+fn lowest_free_disk(d: &DeviceRecord) -> String {
+    d.health
+        .as_ref()
+        .and_then(|h| {
+            h.volumes
+                .iter()
+                .filter(|v| v.total_bytes > 0)
+                .map(|v| (v.free_bytes as f64 / v.total_bytes as f64 * 100.0, &v.mount))
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+        })
+        .map(|(pct, mount)| format!("{pct:.0}% {mount}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn table() -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    t
+}
+
+fn print_list(devices: &[DeviceRecord]) {
+    let mut t = table();
+    t.set_header(["DEVICE", "COURT", "ROOM", "PROFILE", "VERSION", "STATUS", "CPU", "DISK FREE", "LAST SEEN"]);
+    for d in devices {
+        t.add_row([
+            d.id.to_string(),
+            d.court.clone().unwrap_or_else(|| "-".into()),
+            d.room.clone().unwrap_or_else(|| "-".into()),
+            d.profile.clone().unwrap_or_else(|| "-".into()),
+            d.firmware_version.clone().unwrap_or_else(|| "-".into()),
+            status(d),
+            d.health.as_ref().map(|h| format!("{:.0}%", h.cpu_percent)).unwrap_or_else(|| "-".into()),
+            lowest_free_disk(d),
+            ago(d.last_seen),
+        ]);
+    }
+    println!("{t}");
+    let online = devices.iter().filter(|d| d.online).count();
+    println!("{} devices, {online} online, {} offline", devices.len(), devices.len() - online);
+}
+
+fn print_device(d: &DeviceRecord) {
+    let mut t = table();
+    let row = |t: &mut Table, k: &str, v: String| {
+        t.add_row([k.to_owned(), v]);
+    };
+    row(&mut t, "device", d.id.to_string());
+    row(&mut t, "status", format!("{} since {}", status(d), ago(d.since)));
+    row(&mut t, "court / room", format!("{} / {}", d.court.as_deref().unwrap_or("-"), d.room.as_deref().unwrap_or("-")));
+    row(&mut t, "profile", d.profile.clone().unwrap_or_else(|| "-".into()));
+    row(&mut t, "firmware", d.firmware_version.clone().unwrap_or_else(|| "-".into()));
+    row(&mut t, "hostname", d.hostname.clone().unwrap_or_else(|| "-".into()));
+    row(&mut t, "boot / session", format!("{} / {}", d.boot_id.as_deref().unwrap_or("-"), d.bd_seq));
+    row(&mut t, "keepalive / health", format!("{} s / {} s", d.keepalive_s, d.health_interval_s));
+    row(&mut t, "first / last seen", format!("{} / {}", ago(d.first_seen), ago(d.last_seen)));
+    let caps: Vec<String> = d
+        .capabilities
+        .iter()
+        .map(|c| {
+            let state = serde_json::to_value(c.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            format!("{} ({state})", c.name)
+        })
+        .collect();
+    row(&mut t, "capabilities", caps.join(", "));
+    if let Some(h) = &d.health {
+        row(&mut t, "cpu / load", format!("{:.0}% / {:.2}", h.cpu_percent, h.load1));
+        let mem = if h.memory.total_bytes > 0 { h.memory.used_bytes as f64 / h.memory.total_bytes as f64 * 100.0 } else { 0.0 };
+        row(&mut t, "memory", format!("{mem:.0}% of {:.1} GiB", h.memory.total_bytes as f64 / (1u64 << 30) as f64));
+        for v in &h.volumes {
+            row(&mut t, &format!("disk {}", v.mount), format!("{:.1} GiB free of {:.1} GiB", v.free_bytes as f64 / (1u64 << 30) as f64, v.total_bytes as f64 / (1u64 << 30) as f64));
+        }
+        for s in &h.temperatures {
+            row(&mut t, &format!("temp {}", s.sensor), format!("{:.1} °C", s.celsius));
+        }
+        row(&mut t, "clock", match (h.clock.synced, h.clock.offset_ms) {
+            (true, Some(o)) => format!("synced, offset {o:.1} ms"),
+            (true, None) => "synced".into(),
+            (false, _) => "NOT synced".into(),
+        });
+        row(&mut t, "uptime (host / agent)", format!("{} s / {} s", h.uptime_s, h.agent_uptime_s));
+    }
+    if let Some(skew) = d.clock_skew_ms {
+        row(&mut t, "skew vs controller", format!("{skew} ms"));
+    }
+    println!("{t}");
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let api = Api::new(&cli.controller)?;
+    match cli.command {
+        Top::Fleet => {
+            let v = api.get("/api/v1/fleet", "reading the fleet summary").await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let s: gavel_fleet::Summary = serde_json::from_value(v).context("unexpected answer from the controller")?;
+                println!("{} devices ({} online, {} offline) in {} rooms of {} courts", s.devices, s.online, s.offline, s.rooms, s.courts);
+            }
+        }
+        Top::Devices(Devices::Ls { court, room, online, offline }) => {
+            let mut query = Vec::new();
+            if let Some(c) = &court {
+                query.push(("court", c.clone()));
+            }
+            if let Some(r) = &room {
+                query.push(("room", r.clone()));
+            }
+            if online || offline {
+                query.push(("online", online.to_string()));
+            }
+            let url = format!("{}/api/v1/devices", api.base);
+            let v = api.send(api.http.get(url).query(&query), "listing devices").await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let devices: Vec<DeviceRecord> = serde_json::from_value(v).context("unexpected answer from the controller")?;
+                print_list(&devices);
+            }
+        }
+        Top::Devices(Devices::Show { id }) => {
+            let v = api.get(&format!("/api/v1/devices/{id}"), &format!("reading device {id}")).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let d: DeviceRecord = serde_json::from_value(v).context("unexpected answer from the controller")?;
+                print_device(&d);
+            }
+        }
+        Top::Devices(Devices::Ping { id, timeout }) => {
+            let started = std::time::Instant::now();
+            let body = serde_json::json!({"type": "ping", "timeout_ms": timeout * 1000});
+            let v = api.post(&format!("/api/v1/devices/{id}/commands"), &body, &format!("pinging {id}")).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{id}: pong in {} ms (agent up {} s)", started.elapsed().as_millis(), v["reply"]["agent_uptime_s"]);
+            }
+        }
+        Top::Devices(Devices::Restart { id, reason }) => {
+            let body = serde_json::json!({"type": "restart", "reason": reason});
+            let v = api.post(&format!("/api/v1/devices/{id}/commands"), &body, &format!("restarting {id}")).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{id}: restarting (acknowledged)");
+            }
+        }
+    }
+    Ok(())
+}

@@ -178,6 +178,7 @@ async fn device_events(
 ) -> Result<Json<Vec<StoredEvent>>, ApiError> {
     let id = device_id(&id)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    s.fleet.flush().await;
     s.store
         .events(&id, limit)
         .await

@@ -33,6 +33,7 @@ enum Request {
     List(oneshot::Sender<Vec<DeviceRecord>>),
     Get(DeviceId, oneshot::Sender<Option<DeviceRecord>>),
     Snapshot(oneshot::Sender<(Summary, Vec<DeviceRecord>)>),
+    Flush(oneshot::Sender<()>),
 }
 
 /// Cloneable handle to the fleet task.
@@ -57,6 +58,13 @@ impl FleetHandle {
         let (tx, rx) = oneshot::channel();
         let _ = self.tx.send(Request::Get(id, tx)).await;
         rx.await.ok().flatten()
+    }
+
+    /// Writes pending records and events to the store now (read-your-writes for the API).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Request::Flush(tx)).await;
+        let _ = rx.await;
     }
 
     pub async fn snapshot(&self) -> (Summary, Vec<DeviceRecord>) {
@@ -181,6 +189,10 @@ impl Actor {
             }
             Request::Get(id, tx) => {
                 let _ = tx.send(self.fleet.get(&id).cloned());
+            }
+            Request::Flush(tx) => {
+                self.flush().await;
+                let _ = tx.send(());
             }
             Request::Snapshot(tx) => {
                 let _ = tx.send((self.fleet.summary(), self.fleet.devices().cloned().collect()));

@@ -46,7 +46,10 @@ pub fn free_port() -> u16 {
 
 /// A unique id for this test run, usable in device ids.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 fn reachable(addr: &str) -> bool {
@@ -66,7 +69,8 @@ pub struct Proc {
 impl Proc {
     /// Spawns `cmd`, sending its output to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
-        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let child = cmd
             .stdin(Stdio::null())
@@ -143,7 +147,11 @@ impl Drop for Proc {
         if std::thread::panicking() {
             let text = self.log_text();
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!("----- last lines of {} ({}) -----", self.name, self.log.display());
+            eprintln!(
+                "----- last lines of {} ({}) -----",
+                self.name,
+                self.log.display()
+            );
             for line in tail.iter().rev() {
                 eprintln!("{line}");
             }
@@ -192,7 +200,11 @@ impl Controller {
             cmd.arg("--database-url").arg(url);
         }
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-        let mut proc = Proc::spawn("gavel-controller", cmd, dir.join(format!("controller-{n}.log")))?;
+        let mut proc = Proc::spawn(
+            "gavel-controller",
+            cmd,
+            dir.join(format!("controller-{n}.log")),
+        )?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let line = loop {
             if let Ok(text) = std::fs::read_to_string(&ready)
@@ -242,11 +254,19 @@ impl Controller {
 
     /// The device record, if known.
     pub async fn device(&self, id: &str) -> Option<Value> {
-        self.get(&format!("/api/v1/devices/{id}")).await.ok().flatten()
+        self.get(&format!("/api/v1/devices/{id}"))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Polls until the device's `online` flag equals `online`; returns how long it took.
-    pub async fn wait_online(&self, id: &str, online: bool, timeout: Duration) -> anyhow::Result<Duration> {
+    pub async fn wait_online(
+        &self,
+        id: &str,
+        online: bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
         let start = Instant::now();
         loop {
             if let Some(d) = self.device(id).await
@@ -255,7 +275,10 @@ impl Controller {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > timeout {
-                bail!("device {id} not online={online} within {timeout:?}: {:?}", self.device(id).await);
+                bail!(
+                    "device {id} not online={online} within {timeout:?}: {:?}",
+                    self.device(id).await
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -304,7 +327,11 @@ pub fn start_agent(dir: &Path, spec: &AgentSpec, broker: &(String, u16)) -> anyh
         .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
         .env("GAVEL_LOG", "info");
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-    Proc::spawn(&format!("gavel-agent {}", spec.id), cmd, dir.join(format!("agent-{}-{n}.log", spec.id)))
+    Proc::spawn(
+        &format!("gavel-agent {}", spec.id),
+        cmd,
+        dir.join(format!("agent-{}-{n}.log", spec.id)),
+    )
 }
 
 /// An MQTT broker for tests: the machine's Mosquitto, or a private one.
@@ -320,10 +347,20 @@ impl Mosquitto {
     pub fn shared_or_private() -> anyhow::Result<Self> {
         if let Ok(addr) = std::env::var("GAVEL_TEST_MQTT") {
             let (h, p) = addr.rsplit_once(':').context("GAVEL_TEST_MQTT=HOST:PORT")?;
-            return Ok(Self { host: h.into(), port: p.parse()?, _own: None, _dir: None });
+            return Ok(Self {
+                host: h.into(),
+                port: p.parse()?,
+                _own: None,
+                _dir: None,
+            });
         }
         if reachable("127.0.0.1:1883") {
-            return Ok(Self { host: "127.0.0.1".into(), port: 1883, _own: None, _dir: None });
+            return Ok(Self {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                _own: None,
+                _dir: None,
+            });
         }
         Self::private()
     }
@@ -333,7 +370,10 @@ impl Mosquitto {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))?;
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )?;
         let mut cmd = Command::new("mosquitto");
         cmd.arg("-c").arg(&conf);
         let proc = Proc::spawn("mosquitto", cmd, dir.path().join("mosquitto.log"))
@@ -345,11 +385,19 @@ impl Mosquitto {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Self { host: "127.0.0.1".into(), port, _own: Some(proc), _dir: Some(dir) })
+        Ok(Self {
+            host: "127.0.0.1".into(),
+            port,
+            _own: Some(proc),
+            _dir: Some(dir),
+        })
     }
 
     pub fn broker(&self) -> Broker {
-        Broker::External { host: self.host.clone(), port: self.port }
+        Broker::External {
+            host: self.host.clone(),
+            port: self.port,
+        }
     }
 }
 
@@ -361,7 +409,8 @@ pub struct PgDatabase {
 
 impl PgDatabase {
     pub fn create() -> anyhow::Result<Self> {
-        let server = std::env::var("GAVEL_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let server = std::env::var("GAVEL_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
         let name = unique("gavel_test").replace('-', "_");
         psql(&server, &format!("CREATE DATABASE {name}"))?;
         Ok(Self { server, name })
@@ -374,7 +423,10 @@ impl PgDatabase {
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let _ = psql(&self.server, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let _ = psql(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
     }
 }
 
@@ -412,7 +464,11 @@ impl ChromeDriver {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Self { url: format!("http://127.0.0.1:{port}"), _proc: proc, _dir: dir })
+        Ok(Self {
+            url: format!("http://127.0.0.1:{port}"),
+            _proc: proc,
+            _dir: dir,
+        })
     }
 
     /// A WebDriver session with headless Chromium.

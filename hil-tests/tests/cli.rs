@@ -25,11 +25,17 @@ async fn gavelctl_lists_shows_and_pings_devices() {
     let controller = Controller::start(dir.path(), &Broker::Embedded, None).expect("controller");
     let spec = AgentSpec::new(&unique("ctl"), "ip-camera");
     let _agent = start_agent(dir.path(), &spec, &controller.mqtt).expect("agent");
-    controller.wait_online(&spec.id, true, Duration::from_secs(20)).await.expect("online");
+    controller
+        .wait_online(&spec.id, true, Duration::from_secs(20))
+        .await
+        .expect("online");
 
     let (ok, out, err) = gavelctl(&controller, &["devices", "ls"]);
     assert!(ok, "{err}");
-    assert!(out.contains(&spec.id) && out.contains("ip-camera") && out.contains("online"), "{out}");
+    assert!(
+        out.contains(&spec.id) && out.contains("ip-camera") && out.contains("online"),
+        "{out}"
+    );
     assert!(out.contains("1 devices, 1 online, 0 offline"), "{out}");
 
     let (ok, out, err) = gavelctl(&controller, &["--json", "devices", "ls", "--online"]);
@@ -43,7 +49,10 @@ async fn gavelctl_lists_shows_and_pings_devices() {
 
     let (ok, out, err) = gavelctl(&controller, &["devices", "show", &spec.id]);
     assert!(ok, "{err}");
-    assert!(out.contains("test-court / room-1") && out.contains("camera (unavailable)"), "{out}");
+    assert!(
+        out.contains("test-court / room-1") && out.contains("camera (unavailable)"),
+        "{out}"
+    );
 
     let (ok, out, err) = gavelctl(&controller, &["devices", "ping", &spec.id]);
     assert!(ok, "{err}");
@@ -51,7 +60,10 @@ async fn gavelctl_lists_shows_and_pings_devices() {
 
     let (ok, _, err) = gavelctl(&controller, &["devices", "show", "no-such-device"]);
     assert!(!ok);
-    assert!(err.contains("404") && err.contains("no device no-such-device"), "{err}");
+    assert!(
+        err.contains("404") && err.contains("no device no-such-device"),
+        "{err}"
+    );
 
     let out = Command::new(bin("gavelctl"))
         .args(["--controller", "http://127.0.0.1:9", "devices", "ls"])

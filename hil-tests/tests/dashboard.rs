@@ -27,7 +27,15 @@ async fn the_dashboard_shows_a_device_appear_and_go_offline_live() {
     assert!(wait_for(&client, "#conn", Duration::from_secs(10)).await);
     let mut live = false;
     for _ in 0..100 {
-        if client.find(Locator::Css("#conn")).await.expect("conn").text().await.expect("text") == "live" {
+        if client
+            .find(Locator::Css("#conn"))
+            .await
+            .expect("conn")
+            .text()
+            .await
+            .expect("text")
+            == "live"
+        {
             live = true;
             break;
         }
@@ -38,16 +46,37 @@ async fn the_dashboard_shows_a_device_appear_and_go_offline_live() {
     let spec = AgentSpec::new(&unique("web"), "courtroom-terminal");
     let online = format!("[data-device-id=\"{}\"][data-online=\"true\"]", spec.id);
     let offline = format!("[data-device-id=\"{}\"][data-online=\"false\"]", spec.id);
-    assert!(client.find(Locator::Css(&online)).await.is_err(), "device shown before it exists");
+    assert!(
+        client.find(Locator::Css(&online)).await.is_err(),
+        "device shown before it exists"
+    );
 
     let mut agent = start_agent(dir.path(), &spec, &controller.mqtt).expect("agent");
-    assert!(wait_for(&client, &online, Duration::from_secs(20)).await, "device did not appear online");
-    let text = client.find(Locator::Css(&online)).await.expect("tile").text().await.expect("text");
+    assert!(
+        wait_for(&client, &online, Duration::from_secs(20)).await,
+        "device did not appear online"
+    );
+    let text = client
+        .find(Locator::Css(&online))
+        .await
+        .expect("tile")
+        .text()
+        .await
+        .expect("text");
     assert!(text.contains("courtroom-terminal"), "{text}");
-    let count = client.find(Locator::Css("#summary-online")).await.expect("summary").text().await.expect("text");
+    let count = client
+        .find(Locator::Css("#summary-online"))
+        .await
+        .expect("summary")
+        .text()
+        .await
+        .expect("text");
     assert_eq!(count.trim(), "1");
 
     agent.kill9();
-    assert!(wait_for(&client, &offline, Duration::from_secs(10)).await, "device did not turn offline");
+    assert!(
+        wait_for(&client, &offline, Duration::from_secs(10)).await,
+        "device did not turn offline"
+    );
     client.close().await.expect("close");
 }

@@ -42,13 +42,21 @@ async fn ten_thousand_hostile_payloads_are_counted_and_the_controller_keeps_serv
     let controller = Controller::start(dir.path(), &Broker::Embedded, None).expect("controller");
     let dev = unique("victim");
 
-    let mut opts = MqttOptions::new(unique("attacker"), controller.mqtt.0.clone(), controller.mqtt.1);
-    opts.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024).set_inflight(100);
+    let mut opts = MqttOptions::new(
+        unique("attacker"),
+        controller.mqtt.0.clone(),
+        controller.mqtt.1,
+    );
+    opts.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024)
+        .set_inflight(100);
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
     let publisher = tokio::spawn(async move {
         for i in 0..TOTAL {
             let (topic, payload) = hostile(i, &dev);
-            client.publish(topic, QoS::AtLeastOnce, false, payload).await.expect("queue");
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .expect("queue");
         }
         client
     });
@@ -68,7 +76,11 @@ async fn ten_thousand_hostile_payloads_are_counted_and_the_controller_keeps_serv
     // Every payload is counted as refused, by reason.
     let mut report = serde_json::Value::Null;
     for _ in 0..300 {
-        report = controller.get("/api/v1/ingest").await.expect("ingest").expect("report");
+        report = controller
+            .get("/api/v1/ingest")
+            .await
+            .expect("ingest")
+            .expect("report");
         if report["rejected"].as_u64() == Some(TOTAL as u64) {
             break;
         }
@@ -77,13 +89,31 @@ async fn ten_thousand_hostile_payloads_are_counted_and_the_controller_keeps_serv
     assert_eq!(report["rejected"].as_u64(), Some(TOTAL as u64), "{report}");
     assert_eq!(report["accepted"].as_u64(), Some(0), "{report}");
     let kinds = report["rejected_by_kind"].as_object().expect("kinds");
-    for kind in ["not_json", "not_object", "schema", "unsupported_version", "missing_version", "invalid_field", "too_large", "wrong_direction", "bad_topic"] {
-        assert!(kinds.get(kind).and_then(|v| v.as_u64()).unwrap_or(0) > 0, "no {kind} in {report}");
+    for kind in [
+        "not_json",
+        "not_object",
+        "schema",
+        "unsupported_version",
+        "missing_version",
+        "invalid_field",
+        "too_large",
+        "wrong_direction",
+        "bad_topic",
+    ] {
+        assert!(
+            kinds.get(kind).and_then(|v| v.as_u64()).unwrap_or(0) > 0,
+            "no {kind} in {report}"
+        );
     }
     assert!(report["recent"].as_array().is_some_and(|r| r.len() == 50));
 
     // The metrics agree, the log names refusals but is rate-limited.
-    let metrics = reqwest::get(format!("{}/metrics", controller.url)).await.expect("metrics").text().await.expect("text");
+    let metrics = reqwest::get(format!("{}/metrics", controller.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     let counted: u64 = metrics
         .lines()
         .filter(|l| l.starts_with("gavel_ingest_rejected_total{"))
@@ -92,12 +122,22 @@ async fn ten_thousand_hostile_payloads_are_counted_and_the_controller_keeps_serv
     assert_eq!(counted, TOTAL as u64);
     let log = controller.proc.log_text();
     let logged = log.matches("device message refused").count();
-    assert!(logged > 0 && logged <= 20, "{logged} refusals logged one by one");
+    assert!(
+        logged > 0 && logged <= 20,
+        "{logged} refusals logged one by one"
+    );
 
     // Nothing was registered from garbage, and a real device is still served.
-    let devices = controller.get("/api/v1/devices").await.expect("devices").expect("list");
+    let devices = controller
+        .get("/api/v1/devices")
+        .await
+        .expect("devices")
+        .expect("list");
     assert_eq!(devices.as_array().map(Vec::len), Some(0), "{devices}");
     let spec = AgentSpec::new(&unique("after"), "ip-camera");
     let _agent = start_agent(dir.path(), &spec, &controller.mqtt).expect("agent");
-    controller.wait_online(&spec.id, true, Duration::from_secs(20)).await.expect("real device registered after the storm");
+    controller
+        .wait_online(&spec.id, true, Duration::from_secs(20))
+        .await
+        .expect("real device registered after the storm");
 }

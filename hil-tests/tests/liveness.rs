@@ -19,7 +19,10 @@ async fn killed_and_frozen_agents_go_offline_within_one_and_a_half_keepalives(br
 
     // SIGKILL: the kernel closes the socket; the broker publishes the will.
     let mut agent = start_agent(dir.path(), &spec, &controller.mqtt).expect("agent");
-    controller.wait_online(&spec.id, true, Duration::from_secs(20)).await.expect("online");
+    controller
+        .wait_online(&spec.id, true, Duration::from_secs(20))
+        .await
+        .expect("online");
     agent.kill9();
     let took = controller
         .wait_online(&spec.id, false, deadline)
@@ -32,7 +35,10 @@ async fn killed_and_frozen_agents_go_offline_within_one_and_a_half_keepalives(br
     // Restarted: online again with a new boot.
     let old_boot = d["boot_id"].clone();
     let agent = start_agent(dir.path(), &spec, &controller.mqtt).expect("agent again");
-    controller.wait_online(&spec.id, true, Duration::from_secs(20)).await.expect("back online");
+    controller
+        .wait_online(&spec.id, true, Duration::from_secs(20))
+        .await
+        .expect("back online");
     let d = controller.device(&spec.id).await.expect("device");
     assert_ne!(d["boot_id"], old_boot);
 
@@ -68,7 +74,10 @@ async fn a_cleanly_stopped_agent_says_why_and_commands_reach_a_running_one() {
     let controller = Controller::start(dir.path(), &Broker::Embedded, None).expect("controller");
     let spec = AgentSpec::new(&unique("cmd"), "audio-host");
     let mut agent = start_agent(dir.path(), &spec, &controller.mqtt).expect("agent");
-    controller.wait_online(&spec.id, true, Duration::from_secs(20)).await.expect("online");
+    controller
+        .wait_online(&spec.id, true, Duration::from_secs(20))
+        .await
+        .expect("online");
 
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/devices/{}/commands", controller.url, spec.id);
@@ -95,7 +104,11 @@ async fn a_cleanly_stopped_agent_says_why_and_commands_reach_a_running_one() {
         .json()
         .await
         .expect("json");
-    assert_eq!(cfg["reply"]["config"]["device_id"], spec.id.as_str(), "{cfg}");
+    assert_eq!(
+        cfg["reply"]["config"]["device_id"],
+        spec.id.as_str(),
+        "{cfg}"
+    );
 
     // Restart: the agent acknowledges, re-executes itself and comes back with a new boot id.
     let resp = client
@@ -124,15 +137,35 @@ async fn a_cleanly_stopped_agent_says_why_and_commands_reach_a_running_one() {
         .await
         .expect("events")
         .expect("some");
-    let phases: Vec<&str> = events.as_array().expect("list").iter().rev().map(|e| e["phase"].as_str().unwrap_or("")).collect();
+    let phases: Vec<&str> = events
+        .as_array()
+        .expect("list")
+        .iter()
+        .rev()
+        .map(|e| e["phase"].as_str().unwrap_or(""))
+        .collect();
     assert!(phases.starts_with(&["start", "end", "start"]), "{phases:?}");
 
     // A clean stop publishes offline with reason shutdown (not a will).
-    assert!(agent.terminate(Duration::from_secs(10)), "agent exits on SIGTERM");
-    controller.wait_online(&spec.id, false, Duration::from_secs(5)).await.expect("offline");
-    assert_eq!(controller.device(&spec.id).await.expect("device")["offline_cause"], "shutdown");
+    assert!(
+        agent.terminate(Duration::from_secs(10)),
+        "agent exits on SIGTERM"
+    );
+    controller
+        .wait_online(&spec.id, false, Duration::from_secs(5))
+        .await
+        .expect("offline");
+    assert_eq!(
+        controller.device(&spec.id).await.expect("device")["offline_cause"],
+        "shutdown"
+    );
 
     // Commands to an offline device are refused at once.
-    let resp = client.post(&url).json(&serde_json::json!({"type": "ping"})).send().await.expect("post");
+    let resp = client
+        .post(&url)
+        .json(&serde_json::json!({"type": "ping"}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(resp.status(), reqwest::StatusCode::CONFLICT);
 }

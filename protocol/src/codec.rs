@@ -21,11 +21,12 @@ pub fn decode<M: Message>(payload: &[u8]) -> Result<M, DecodeError> {
             max: MAX_PAYLOAD,
         });
     }
-    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| DecodeError::Json {
-        line: e.line(),
-        column: e.column(),
-        message: clip(&e.to_string()),
-    })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| DecodeError::Json {
+            line: e.line(),
+            column: e.column(),
+            message: clip(&e.to_string()),
+        })?;
     let object = value.as_object().ok_or(DecodeError::NotAnObject {
         found: json_kind(&value),
     })?;

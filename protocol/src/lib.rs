@@ -17,7 +17,9 @@ pub mod ids;
 pub mod message;
 pub mod topic;
 
-pub use codec::{DecodeError, DeviceMessage, IngestError, MAX_PAYLOAD, decode, decode_device_message, encode};
+pub use codec::{
+    DecodeError, DeviceMessage, IngestError, MAX_PAYLOAD, decode, decode_device_message, encode,
+};
 pub use ids::{DeviceId, IdError};
 pub use message::*;
 pub use topic::{Channel, DeviceTopic, TopicError, filter};

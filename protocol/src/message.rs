@@ -483,9 +483,16 @@ impl Message for Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
-    Pong { boot_id: String, agent_uptime_s: u64 },
-    Config { config: serde_json::Value },
-    Restarting { after_ms: u64 },
+    Pong {
+        boot_id: String,
+        agent_uptime_s: u64,
+    },
+    Config {
+        config: serde_json::Value,
+    },
+    Restarting {
+        after_ms: u64,
+    },
 }
 
 /// How a command ended.

@@ -104,7 +104,9 @@ impl DeviceTopic {
         if root != ROOT {
             return Err(TopicError::NotGavel(clip(topic)));
         }
-        let version = levels.next().ok_or_else(|| TopicError::Truncated(clip(topic)))?;
+        let version = levels
+            .next()
+            .ok_or_else(|| TopicError::Truncated(clip(topic)))?;
         if version != TOPIC_VERSION {
             return Err(TopicError::UnsupportedVersion(clip(version)));
         }
@@ -113,9 +115,13 @@ impl DeviceTopic {
             Some(other) => return Err(TopicError::UnknownScope(clip(other))),
             None => return Err(TopicError::Truncated(clip(topic))),
         }
-        let device = levels.next().ok_or_else(|| TopicError::Truncated(clip(topic)))?;
+        let device = levels
+            .next()
+            .ok_or_else(|| TopicError::Truncated(clip(topic)))?;
         let device = DeviceId::new(device).map_err(TopicError::BadDeviceId)?;
-        let channel = levels.next().ok_or_else(|| TopicError::Truncated(clip(topic)))?;
+        let channel = levels
+            .next()
+            .ok_or_else(|| TopicError::Truncated(clip(topic)))?;
         let channel =
             Channel::parse(channel).ok_or_else(|| TopicError::UnknownChannel(clip(channel)))?;
         if levels.next().is_some() {
@@ -239,7 +245,10 @@ mod tests {
     fn ingest_filter_matches_device_topics_only_at_channel_depth() {
         assert_eq!(filter::all_devices(), "gavel/v1/dev/+/+");
         assert_eq!(filter::acl_device_prefix(), "gavel/v1/dev/%u/#");
-        assert_eq!(filter::device_inbox(&dev("cam-1")), "gavel/v1/dev/cam-1/cmd");
+        assert_eq!(
+            filter::device_inbox(&dev("cam-1")),
+            "gavel/v1/dev/cam-1/cmd"
+        );
     }
 
     #[test]

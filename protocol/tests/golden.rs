@@ -62,7 +62,10 @@ fn birth_fixture_round_trips() {
 #[test]
 fn status_fixtures_round_trip() {
     let online: Status = round_trip("status-online.json");
-    assert_eq!(online, Status::online(&online.boot_id, 0, online.ts.expect("ts")));
+    assert_eq!(
+        online,
+        Status::online(&online.boot_id, 0, online.ts.expect("ts"))
+    );
     let death: Status = round_trip("status-death.json");
     assert_eq!(death, Status::death(&death.boot_id, 0));
     let _: Status = round_trip("status-shutdown.json");
@@ -84,7 +87,11 @@ fn event_fixtures_round_trip() {
 
 #[test]
 fn command_fixtures_round_trip() {
-    for name in ["command-ping.json", "command-get-config.json", "command-restart.json"] {
+    for name in [
+        "command-ping.json",
+        "command-get-config.json",
+        "command-restart.json",
+    ] {
         let _: Command = round_trip(name);
     }
 }

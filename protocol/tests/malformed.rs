@@ -14,7 +14,10 @@ fn health_with(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
 #[test]
 fn oversized_payload_is_refused_before_parsing() {
     let big = vec![b' '; MAX_PAYLOAD + 1];
-    assert!(matches!(decode::<Health>(&big), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(
+        decode::<Health>(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -24,7 +27,10 @@ fn bad_json_names_line_and_column() {
         DecodeError::Json { line, .. } => assert_eq!(line, 2),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(decode::<Health>(&[0xff, 0xfe, 0x00]), Err(DecodeError::Json { .. })));
+    assert!(matches!(
+        decode::<Health>(&[0xff, 0xfe, 0x00]),
+        Err(DecodeError::Json { .. })
+    ));
 }
 
 #[test]
@@ -45,13 +51,18 @@ fn missing_and_unknown_versions_are_distinguished() {
         Err(DecodeError::UnsupportedVersion { found }) if found == "2"
     ));
     let text = health_with(|v| v["v"] = "1".into());
-    assert!(matches!(decode::<Health>(&text), Err(DecodeError::UnsupportedVersion { .. })));
+    assert!(matches!(
+        decode::<Health>(&text),
+        Err(DecodeError::UnsupportedVersion { .. })
+    ));
 }
 
 #[test]
 fn wrong_types_and_missing_fields_name_the_field() {
     let wrong = health_with(|v| v["uptime_s"] = "soon".into());
-    let err = decode::<Health>(&wrong).expect_err("wrong type").to_string();
+    let err = decode::<Health>(&wrong)
+        .expect_err("wrong type")
+        .to_string();
     assert!(err.contains("invalid type"), "{err}");
     let missing = health_with(|v| {
         v.as_object_mut().expect("obj").remove("memory");
@@ -80,7 +91,10 @@ fn huge_strings_inside_the_size_limit_are_refused_by_field() {
         serde_json::from_str(include_str!("../fixtures/birth.json")).expect("fixture");
     v["hostname"] = "h".repeat(10_000).into();
     let err = decode::<Birth>(&serde_json::to_vec(&v).expect("json")).expect_err("long");
-    assert!(matches!(err, DecodeError::Invalid { ref field, .. } if field == "hostname"), "{err}");
+    assert!(
+        matches!(err, DecodeError::Invalid { ref field, .. } if field == "hostname"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -102,7 +116,11 @@ fn commands_published_by_a_device_are_refused() {
 
 #[test]
 fn unknown_event_types_are_schema_errors() {
-    let payload = br#"{"v":1,"ts":"2026-11-27T09:00:00Z","seq":1,"id":"x","phase":"end","type":"teleport"}"#;
+    let payload =
+        br#"{"v":1,"ts":"2026-11-27T09:00:00Z","seq":1,"id":"x","phase":"end","type":"teleport"}"#;
     let err = decode_device_message("gavel/v1/dev/a/event", payload).expect_err("unknown");
-    assert!(matches!(err, IngestError::Payload(DecodeError::Schema { .. })), "{err}");
+    assert!(
+        matches!(err, IngestError::Payload(DecodeError::Schema { .. })),
+        "{err}"
+    );
 }

@@ -14,7 +14,12 @@ use time::OffsetDateTime;
 #[command(version, about)]
 struct Cli {
     /// Controller base URL.
-    #[arg(long, global = true, env = "GAVEL_CONTROLLER", default_value = "http://127.0.0.1:8700")]
+    #[arg(
+        long,
+        global = true,
+        env = "GAVEL_CONTROLLER",
+        default_value = "http://127.0.0.1:8700"
+    )]
     controller: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -102,12 +107,16 @@ impl Api {
     }
 
     async fn get(&self, path: &str, what: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base)), what).await
+        self.send(self.http.get(format!("{}{path}", self.base)), what)
+            .await
     }
 
     async fn post(&self, path: &str, body: &Value, what: &str) -> anyhow::Result<Value> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body), what)
-            .await
+        self.send(
+            self.http.post(format!("{}{path}", self.base)).json(body),
+            what,
+        )
+        .await
     }
 }
 
@@ -126,7 +135,13 @@ fn status(d: &DeviceRecord) -> String {
         "online".into()
     } else {
         match d.offline_cause {
-            Some(c) => format!("offline ({})", serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+            Some(c) => format!(
+                "offline ({})",
+                serde_json::to_value(c)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
             None => "offline".into(),
         }
     }
@@ -155,7 +170,17 @@ fn table() -> Table {
 
 fn print_list(devices: &[DeviceRecord]) {
     let mut t = table();
-    t.set_header(["DEVICE", "COURT", "ROOM", "PROFILE", "VERSION", "STATUS", "CPU", "DISK FREE", "LAST SEEN"]);
+    t.set_header([
+        "DEVICE",
+        "COURT",
+        "ROOM",
+        "PROFILE",
+        "VERSION",
+        "STATUS",
+        "CPU",
+        "DISK FREE",
+        "LAST SEEN",
+    ]);
     for d in devices {
         t.add_row([
             d.id.to_string(),
@@ -164,14 +189,21 @@ fn print_list(devices: &[DeviceRecord]) {
             d.profile.clone().unwrap_or_else(|| "-".into()),
             d.firmware_version.clone().unwrap_or_else(|| "-".into()),
             status(d),
-            d.health.as_ref().map(|h| format!("{:.0}%", h.cpu_percent)).unwrap_or_else(|| "-".into()),
+            d.health
+                .as_ref()
+                .map(|h| format!("{:.0}%", h.cpu_percent))
+                .unwrap_or_else(|| "-".into()),
             lowest_free_disk(d),
             ago(d.last_seen),
         ]);
     }
     println!("{t}");
     let online = devices.iter().filter(|d| d.online).count();
-    println!("{} devices, {online} online, {} offline", devices.len(), devices.len() - online);
+    println!(
+        "{} devices, {online} online, {} offline",
+        devices.len(),
+        devices.len() - online
+    );
 }
 
 fn print_device(d: &DeviceRecord) {
@@ -180,39 +212,113 @@ fn print_device(d: &DeviceRecord) {
         t.add_row([k.to_owned(), v]);
     };
     row(&mut t, "device", d.id.to_string());
-    row(&mut t, "status", format!("{} since {}", status(d), ago(d.since)));
-    row(&mut t, "court / room", format!("{} / {}", d.court.as_deref().unwrap_or("-"), d.room.as_deref().unwrap_or("-")));
-    row(&mut t, "profile", d.profile.clone().unwrap_or_else(|| "-".into()));
-    row(&mut t, "firmware", d.firmware_version.clone().unwrap_or_else(|| "-".into()));
-    row(&mut t, "hostname", d.hostname.clone().unwrap_or_else(|| "-".into()));
-    row(&mut t, "boot / session", format!("{} / {}", d.boot_id.as_deref().unwrap_or("-"), d.bd_seq));
-    row(&mut t, "keepalive / health", format!("{} s / {} s", d.keepalive_s, d.health_interval_s));
-    row(&mut t, "first / last seen", format!("{} / {}", ago(d.first_seen), ago(d.last_seen)));
+    row(
+        &mut t,
+        "status",
+        format!("{} since {}", status(d), ago(d.since)),
+    );
+    row(
+        &mut t,
+        "court / room",
+        format!(
+            "{} / {}",
+            d.court.as_deref().unwrap_or("-"),
+            d.room.as_deref().unwrap_or("-")
+        ),
+    );
+    row(
+        &mut t,
+        "profile",
+        d.profile.clone().unwrap_or_else(|| "-".into()),
+    );
+    row(
+        &mut t,
+        "firmware",
+        d.firmware_version.clone().unwrap_or_else(|| "-".into()),
+    );
+    row(
+        &mut t,
+        "hostname",
+        d.hostname.clone().unwrap_or_else(|| "-".into()),
+    );
+    row(
+        &mut t,
+        "boot / session",
+        format!("{} / {}", d.boot_id.as_deref().unwrap_or("-"), d.bd_seq),
+    );
+    row(
+        &mut t,
+        "keepalive / health",
+        format!("{} s / {} s", d.keepalive_s, d.health_interval_s),
+    );
+    row(
+        &mut t,
+        "first / last seen",
+        format!("{} / {}", ago(d.first_seen), ago(d.last_seen)),
+    );
     let caps: Vec<String> = d
         .capabilities
         .iter()
         .map(|c| {
-            let state = serde_json::to_value(c.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let state = serde_json::to_value(c.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             format!("{} ({state})", c.name)
         })
         .collect();
     row(&mut t, "capabilities", caps.join(", "));
     if let Some(h) = &d.health {
-        row(&mut t, "cpu / load", format!("{:.0}% / {:.2}", h.cpu_percent, h.load1));
-        let mem = if h.memory.total_bytes > 0 { h.memory.used_bytes as f64 / h.memory.total_bytes as f64 * 100.0 } else { 0.0 };
-        row(&mut t, "memory", format!("{mem:.0}% of {:.1} GiB", h.memory.total_bytes as f64 / (1u64 << 30) as f64));
+        row(
+            &mut t,
+            "cpu / load",
+            format!("{:.0}% / {:.2}", h.cpu_percent, h.load1),
+        );
+        let mem = if h.memory.total_bytes > 0 {
+            h.memory.used_bytes as f64 / h.memory.total_bytes as f64 * 100.0
+        } else {
+            0.0
+        };
+        row(
+            &mut t,
+            "memory",
+            format!(
+                "{mem:.0}% of {:.1} GiB",
+                h.memory.total_bytes as f64 / (1u64 << 30) as f64
+            ),
+        );
         for v in &h.volumes {
-            row(&mut t, &format!("disk {}", v.mount), format!("{:.1} GiB free of {:.1} GiB", v.free_bytes as f64 / (1u64 << 30) as f64, v.total_bytes as f64 / (1u64 << 30) as f64));
+            row(
+                &mut t,
+                &format!("disk {}", v.mount),
+                format!(
+                    "{:.1} GiB free of {:.1} GiB",
+                    v.free_bytes as f64 / (1u64 << 30) as f64,
+                    v.total_bytes as f64 / (1u64 << 30) as f64
+                ),
+            );
         }
         for s in &h.temperatures {
-            row(&mut t, &format!("temp {}", s.sensor), format!("{:.1} °C", s.celsius));
+            row(
+                &mut t,
+                &format!("temp {}", s.sensor),
+                format!("{:.1} °C", s.celsius),
+            );
         }
-        row(&mut t, "clock", match (h.clock.synced, h.clock.offset_ms) {
-            (true, Some(o)) => format!("synced, offset {o:.1} ms"),
-            (true, None) => "synced".into(),
-            (false, _) => "NOT synced".into(),
-        });
-        row(&mut t, "uptime (host / agent)", format!("{} s / {} s", h.uptime_s, h.agent_uptime_s));
+        row(
+            &mut t,
+            "clock",
+            match (h.clock.synced, h.clock.offset_ms) {
+                (true, Some(o)) => format!("synced, offset {o:.1} ms"),
+                (true, None) => "synced".into(),
+                (false, _) => "NOT synced".into(),
+            },
+        );
+        row(
+            &mut t,
+            "uptime (host / agent)",
+            format!("{} s / {} s", h.uptime_s, h.agent_uptime_s),
+        );
     }
     if let Some(skew) = d.clock_skew_ms {
         row(&mut t, "skew vs controller", format!("{skew} ms"));
@@ -226,15 +332,26 @@ async fn main() -> anyhow::Result<()> {
     let api = Api::new(&cli.controller)?;
     match cli.command {
         Top::Fleet => {
-            let v = api.get("/api/v1/fleet", "reading the fleet summary").await?;
+            let v = api
+                .get("/api/v1/fleet", "reading the fleet summary")
+                .await?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                let s: gavel_fleet::Summary = serde_json::from_value(v).context("unexpected answer from the controller")?;
-                println!("{} devices ({} online, {} offline) in {} rooms of {} courts", s.devices, s.online, s.offline, s.rooms, s.courts);
+                let s: gavel_fleet::Summary =
+                    serde_json::from_value(v).context("unexpected answer from the controller")?;
+                println!(
+                    "{} devices ({} online, {} offline) in {} rooms of {} courts",
+                    s.devices, s.online, s.offline, s.rooms, s.courts
+                );
             }
         }
-        Top::Devices(Devices::Ls { court, room, online, offline }) => {
+        Top::Devices(Devices::Ls {
+            court,
+            room,
+            online,
+            offline,
+        }) => {
             let mut query = Vec::new();
             if let Some(c) = &court {
                 query.push(("court", c.clone()));
@@ -246,36 +363,61 @@ async fn main() -> anyhow::Result<()> {
                 query.push(("online", online.to_string()));
             }
             let url = format!("{}/api/v1/devices", api.base);
-            let v = api.send(api.http.get(url).query(&query), "listing devices").await?;
+            let v = api
+                .send(api.http.get(url).query(&query), "listing devices")
+                .await?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                let devices: Vec<DeviceRecord> = serde_json::from_value(v).context("unexpected answer from the controller")?;
+                let devices: Vec<DeviceRecord> =
+                    serde_json::from_value(v).context("unexpected answer from the controller")?;
                 print_list(&devices);
             }
         }
         Top::Devices(Devices::Show { id }) => {
-            let v = api.get(&format!("/api/v1/devices/{id}"), &format!("reading device {id}")).await?;
+            let v = api
+                .get(
+                    &format!("/api/v1/devices/{id}"),
+                    &format!("reading device {id}"),
+                )
+                .await?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                let d: DeviceRecord = serde_json::from_value(v).context("unexpected answer from the controller")?;
+                let d: DeviceRecord =
+                    serde_json::from_value(v).context("unexpected answer from the controller")?;
                 print_device(&d);
             }
         }
         Top::Devices(Devices::Ping { id, timeout }) => {
             let started = std::time::Instant::now();
             let body = serde_json::json!({"type": "ping", "timeout_ms": timeout * 1000});
-            let v = api.post(&format!("/api/v1/devices/{id}/commands"), &body, &format!("pinging {id}")).await?;
+            let v = api
+                .post(
+                    &format!("/api/v1/devices/{id}/commands"),
+                    &body,
+                    &format!("pinging {id}"),
+                )
+                .await?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("{id}: pong in {} ms (agent up {} s)", started.elapsed().as_millis(), v["reply"]["agent_uptime_s"]);
+                println!(
+                    "{id}: pong in {} ms (agent up {} s)",
+                    started.elapsed().as_millis(),
+                    v["reply"]["agent_uptime_s"]
+                );
             }
         }
         Top::Devices(Devices::Restart { id, reason }) => {
             let body = serde_json::json!({"type": "restart", "reason": reason});
-            let v = api.post(&format!("/api/v1/devices/{id}/commands"), &body, &format!("restarting {id}")).await?;
+            let v = api
+                .post(
+                    &format!("/api/v1/devices/{id}/commands"),
+                    &body,
+                    &format!("restarting {id}"),
+                )
+                .await?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {

@@ -17,8 +17,7 @@
 use std::collections::BTreeMap;
 
 use gavel_protocol::{
-    Ack, Birth, Capability, DeviceId, DeviceMessage, Event, Health, OfflineReason, Presence,
-    Status,
+    Ack, Birth, Capability, DeviceId, DeviceMessage, Event, Health, OfflineReason, Presence, Status,
 };
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -133,6 +132,9 @@ impl DeviceRecord {
 }
 
 /// What the shell feeds the core.
+// Design: inputs are moved once into `handle`, never stored; boxing the message would
+// only add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Input {
     /// A decoded message from a device.
@@ -222,8 +224,11 @@ impl Fleet {
     /// Counts of devices, online devices, courts and rooms.
     pub fn summary(&self) -> Summary {
         let online = self.devices.values().filter(|d| d.online).count();
-        let courts: std::collections::BTreeSet<_> =
-            self.devices.values().filter_map(|d| d.court.as_ref()).collect();
+        let courts: std::collections::BTreeSet<_> = self
+            .devices
+            .values()
+            .filter_map(|d| d.court.as_ref())
+            .collect();
         let rooms: std::collections::BTreeSet<_> = self
             .devices
             .values()
@@ -397,7 +402,7 @@ fn status(record: &mut DeviceRecord, now: OffsetDateTime, s: Status, out: &mut V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gavel_protocol::{CapabilityState, Placement, PROTOCOL_VERSION};
+    use gavel_protocol::{CapabilityState, PROTOCOL_VERSION, Placement};
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2026-11-27 09:00 UTC);
@@ -523,11 +528,13 @@ mod tests {
             f.get(&dev()).expect("known").offline_cause,
             Some(OfflineCause::Stale)
         );
-        let health: Health = gavel_protocol::decode(include_bytes!(
-            "../../../protocol/fixtures/health.json"
-        ))
-        .expect("fixture");
-        let out = f.handle(T0 + Duration::minutes(1), msg(DeviceMessage::Health(health)));
+        let health: Health =
+            gavel_protocol::decode(include_bytes!("../../../protocol/fixtures/health.json"))
+                .expect("fixture");
+        let out = f.handle(
+            T0 + Duration::minutes(1),
+            msg(DeviceMessage::Health(health)),
+        );
         assert!(kinds(&out).contains(&ChangeKind::Online));
     }
 
@@ -537,10 +544,9 @@ mod tests {
         f.handle(T0, msg(birth_msg("b1", 0)));
         let bye = Status::going_offline("b1", 0, OfflineReason::Shutdown, T0);
         f.handle(T0, msg(DeviceMessage::Status(bye)));
-        let health: Health = gavel_protocol::decode(include_bytes!(
-            "../../../protocol/fixtures/health.json"
-        ))
-        .expect("fixture");
+        let health: Health =
+            gavel_protocol::decode(include_bytes!("../../../protocol/fixtures/health.json"))
+                .expect("fixture");
         f.handle(T0, msg(DeviceMessage::Health(health)));
         let d = f.get(&dev()).expect("known");
         assert!(!d.online);

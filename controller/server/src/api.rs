@@ -13,7 +13,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
 use gavel_fleet::{DeviceRecord, Summary};
-use gavel_protocol::{Ack, Command, CommandBody, DeviceId, DeviceTopic, Channel, Outcome, PROTOCOL_VERSION};
+use gavel_protocol::{
+    Ack, Channel, Command, CommandBody, DeviceId, DeviceTopic, Outcome, PROTOCOL_VERSION,
+};
 use rumqttc::{AsyncClient, QoS};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -40,9 +42,33 @@ pub struct AppState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Gavel controller API", version = "1", description = "Fleet registry, device commands and live updates for Gavel courtroom devices."),
-    paths(service_health, fleet_summary, list_devices, get_device, device_events, send_command, ingest_report, stream),
-    components(schemas(DeviceRecord, Summary, gavel_fleet::OfflineCause, gavel_fleet::ChangeKind, StoredEvent, IngestReport, crate::ingest::Reject, CommandRequest, ServiceHealth, ApiErrorBody))
+    info(
+        title = "Gavel controller API",
+        version = "1",
+        description = "Fleet registry, device commands and live updates for Gavel courtroom devices."
+    ),
+    paths(
+        service_health,
+        fleet_summary,
+        list_devices,
+        get_device,
+        device_events,
+        send_command,
+        ingest_report,
+        stream
+    ),
+    components(schemas(
+        DeviceRecord,
+        Summary,
+        gavel_fleet::OfflineCause,
+        gavel_fleet::ChangeKind,
+        StoredEvent,
+        IngestReport,
+        crate::ingest::Reject,
+        CommandRequest,
+        ServiceHealth,
+        ApiErrorBody
+    ))
 )]
 pub struct ApiDoc;
 
@@ -88,7 +114,10 @@ async fn dashboard() -> Html<&'static str> {
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(),
     )
 }
@@ -224,7 +253,10 @@ async fn send_command(
     };
     if !record.online {
         count("offline");
-        return Err(ApiError(StatusCode::CONFLICT, format!("device {id} is offline")));
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("device {id} is offline"),
+        ));
     }
     let timeout = req
         .timeout_ms
@@ -242,12 +274,20 @@ async fn send_command(
     let topic = DeviceTopic::new(id.clone(), Channel::Cmd).to_string();
     if let Err(e) = s
         .mqtt
-        .publish(topic, QoS::AtLeastOnce, false, gavel_protocol::encode(&command))
+        .publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            gavel_protocol::encode(&command),
+        )
         .await
     {
         s.acks.forget(&command.id);
         count("publish_failed");
-        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("broker: {e}")));
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("broker: {e}"),
+        ));
     }
     match tokio::time::timeout(timeout, waiter).await {
         Ok(Ok(ack)) => {
@@ -263,7 +303,10 @@ async fn send_command(
             count("timeout");
             Err(ApiError(
                 StatusCode::GATEWAY_TIMEOUT,
-                format!("device {id} did not acknowledge {name} within {} ms", timeout.as_millis()),
+                format!(
+                    "device {id} did not acknowledge {name} within {} ms",
+                    timeout.as_millis()
+                ),
             ))
         }
     }
@@ -288,19 +331,25 @@ struct Snapshot {
 
 /// Server-sent events: `snapshot` first, then `device` and `summary` as they change.
 #[utoipa::path(get, path = "/api/v1/stream", responses((status = 200, description = "text/event-stream of snapshot, device and summary events")))]
-async fn stream(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+async fn stream(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let mut rx = s.push.subscribe();
     let fleet = s.fleet.clone();
     let metrics = s.metrics.clone();
     let stream = async_stream(move |tx| async move {
         metrics.stream_clients.inc();
         let (summary, devices) = fleet.snapshot().await;
-        let mut open = tx.send(sse("snapshot", &Snapshot { summary, devices })).await.is_ok();
+        let mut open = tx
+            .send(sse("snapshot", &Snapshot { summary, devices }))
+            .await
+            .is_ok();
         while open {
             let event = match rx.recv().await {
-                Ok(Push::Device { kind, record }) => {
-                    sse("device", &serde_json::json!({ "kind": kind, "record": record }))
-                }
+                Ok(Push::Device { kind, record }) => sse(
+                    "device",
+                    &serde_json::json!({ "kind": kind, "record": record }),
+                ),
                 Ok(Push::Summary(summary)) => sse("summary", &summary),
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let (summary, devices) = fleet.snapshot().await;

@@ -19,10 +19,7 @@ pub enum BrokerSettings {
         max_payload_bytes: usize,
     },
     /// Use an external broker (Mosquitto, EMQX).
-    External {
-        host: String,
-        port: u16,
-    },
+    External { host: String, port: u16 },
 }
 
 fn default_max_payload() -> usize {
@@ -133,7 +130,10 @@ impl Settings {
     /// The database URL to use: the configured one, or SQLite in `data_dir`.
     pub fn effective_database_url(&self) -> String {
         if self.database_url.is_empty() {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("gavel.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("gavel.db").display()
+            )
         } else {
             self.database_url.clone()
         }
@@ -142,7 +142,10 @@ impl Settings {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = self.effective_database_url();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(invalid(
                 "database_url",
                 &self.database_url,
@@ -150,7 +153,11 @@ impl Settings {
             ));
         }
         if self.command_timeout_ms == 0 || self.command_timeout_ms > 600_000 {
-            return Err(invalid("command_timeout_ms", self.command_timeout_ms, "must be 1-600000"));
+            return Err(invalid(
+                "command_timeout_ms",
+                self.command_timeout_ms,
+                "must be 1-600000",
+            ));
         }
         match &self.broker {
             BrokerSettings::Embedded {
@@ -163,7 +170,11 @@ impl Settings {
                 ));
             }
             BrokerSettings::External { host, port } if host.is_empty() || *port == 0 => {
-                return Err(invalid("broker", format!("{host}:{port}"), "external broker needs host and port"));
+                return Err(invalid(
+                    "broker",
+                    format!("{host}:{port}"),
+                    "external broker needs host and port",
+                ));
             }
             _ => {}
         }
@@ -189,9 +200,15 @@ mod tests {
             .apply_env([("GAVEL_HTTP_LISTEN".to_string(), "nope".to_string())])
             .expect_err("bad")
             .to_string();
-        assert!(err.contains("GAVEL_HTTP_LISTEN") && err.contains("nope"), "{err}");
-        s.apply_env([("GAVEL_MQTT_EXTERNAL".to_string(), "127.0.0.1:1883".to_string())])
-            .expect("ok");
+        assert!(
+            err.contains("GAVEL_HTTP_LISTEN") && err.contains("nope"),
+            "{err}"
+        );
+        s.apply_env([(
+            "GAVEL_MQTT_EXTERNAL".to_string(),
+            "127.0.0.1:1883".to_string(),
+        )])
+        .expect("ok");
         assert_eq!(
             s.broker,
             BrokerSettings::External {
@@ -207,7 +224,12 @@ mod tests {
             database_url: "mysql://x".into(),
             ..Settings::default()
         };
-        assert!(s.validate().expect_err("bad").to_string().contains("database_url"));
+        assert!(
+            s.validate()
+                .expect_err("bad")
+                .to_string()
+                .contains("database_url")
+        );
     }
 
     #[test]

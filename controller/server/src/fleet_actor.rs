@@ -29,7 +29,7 @@ pub enum Push {
 
 /// A request to the fleet task.
 enum Request {
-    Message(DeviceId, DeviceMessage),
+    Message(DeviceId, Box<DeviceMessage>),
     List(oneshot::Sender<Vec<DeviceRecord>>),
     Get(DeviceId, oneshot::Sender<Option<DeviceRecord>>),
     Snapshot(oneshot::Sender<(Summary, Vec<DeviceRecord>)>),
@@ -45,7 +45,10 @@ pub struct FleetHandle {
 impl FleetHandle {
     /// Hands a device message to the core; waits when the queue is full (backpressure).
     pub async fn message(&self, device: DeviceId, message: DeviceMessage) {
-        let _ = self.tx.send(Request::Message(device, message)).await;
+        let _ = self
+            .tx
+            .send(Request::Message(device, Box::new(message)))
+            .await;
     }
 
     pub async fn list(&self) -> Vec<DeviceRecord> {
@@ -74,10 +77,13 @@ impl FleetHandle {
     }
 }
 
+/// Who waits for which ack: correlation id -> (device, reply channel).
+type Waiters = HashMap<String, (DeviceId, oneshot::Sender<Ack>)>;
+
 /// Commands waiting for their ack, by correlation id.
 #[derive(Clone, Default)]
 pub struct PendingAcks {
-    inner: Arc<Mutex<HashMap<String, (DeviceId, oneshot::Sender<Ack>)>>>,
+    inner: Arc<Mutex<Waiters>>,
 }
 
 impl PendingAcks {
@@ -169,7 +175,10 @@ impl Actor {
             }
         }
         self.flush().await;
-        info!(devices = self.fleet.summary().devices, "fleet state flushed");
+        info!(
+            devices = self.fleet.summary().devices,
+            "fleet state flushed"
+        );
     }
 
     async fn request(&mut self, request: Request) {
@@ -177,7 +186,10 @@ impl Actor {
             Request::Message(device, message) => {
                 let out = self.fleet.handle(
                     OffsetDateTime::now_utc(),
-                    Input::Message { device, message },
+                    Input::Message {
+                        device,
+                        message: *message,
+                    },
                 );
                 self.apply(out);
                 if self.events.len() >= 512 {
@@ -195,7 +207,10 @@ impl Actor {
                 let _ = tx.send(());
             }
             Request::Snapshot(tx) => {
-                let _ = tx.send((self.fleet.summary(), self.fleet.devices().cloned().collect()));
+                let _ = tx.send((
+                    self.fleet.summary(),
+                    self.fleet.devices().cloned().collect(),
+                ));
             }
         }
     }
@@ -222,7 +237,8 @@ impl Actor {
                     let _ = self.push.send(Push::Device { kind, record });
                 }
                 Output::Event { device, event } => {
-                    self.events.push((device, *event, OffsetDateTime::now_utc()));
+                    self.events
+                        .push((device, *event, OffsetDateTime::now_utc()));
                 }
                 Output::Ack { device, ack } => self.acks.resolve(&device, ack),
                 Output::StaleStatus { device, status } => {

@@ -83,10 +83,15 @@ impl RejectLog {
             error: error.to_string(),
         });
         let now = Instant::now();
-        let new_window = i.window.is_none_or(|w| now.duration_since(w) >= Duration::from_secs(60));
+        let new_window = i
+            .window
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(60));
         if new_window {
             if i.suppressed > 0 {
-                warn!(suppressed = i.suppressed, "more malformed device messages were refused in the last minute");
+                warn!(
+                    suppressed = i.suppressed,
+                    "more malformed device messages were refused in the last minute"
+                );
             }
             i.window = Some(now);
             i.logged = 0;
@@ -169,7 +174,8 @@ pub async fn run(
             Err(e) => {
                 metrics.broker_connected.set(0);
                 failures = failures.saturating_add(1);
-                let wait = Duration::from_millis(200u64.saturating_mul(u64::from(failures.min(25))));
+                let wait =
+                    Duration::from_millis(200u64.saturating_mul(u64::from(failures.min(25))));
                 warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "broker connection lost");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,

@@ -63,7 +63,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let store = store::Store::open(&url)
         .await
         .with_context(|| format!("opening database {}", redact(&url)))?;
-    let restored = store.load_devices().await.context("loading the fleet registry")?;
+    let restored = store
+        .load_devices()
+        .await
+        .context("loading the fleet registry")?;
     info!(devices = restored.len(), backend = ?store.backend(), "fleet registry loaded");
 
     let mqtt = match &settings.broker {
@@ -154,7 +157,10 @@ fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_are_hidden_in_database_urls() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact("sqlite:///x.db"), "sqlite:///x.db");
     }

@@ -85,7 +85,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(file) = &args.ready_file {
         std::fs::write(file, &ready).with_context(|| format!("writing {}", file.display()))?;
     }
-    println!("gavel-controller ready: dashboard http://{}/  mqtt {}:{}", running.http_addr, running.mqtt.0, running.mqtt.1);
+    println!(
+        "gavel-controller ready: dashboard http://{}/  mqtt {}:{}",
+        running.http_addr, running.mqtt.0, running.mqtt.1
+    );
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await;

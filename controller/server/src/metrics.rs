@@ -57,14 +57,38 @@ impl Metrics {
             stream_clients: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("ingest_accepted", "Device messages accepted, by channel", m.accepted.clone());
-        registry.register("ingest_rejected", "Device messages refused, by reason", m.rejected.clone());
+        registry.register(
+            "ingest_accepted",
+            "Device messages accepted, by channel",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "ingest_rejected",
+            "Device messages refused, by reason",
+            m.rejected.clone(),
+        );
         registry.register("fleet_devices", "Known devices", m.devices.clone());
         registry.register("fleet_online", "Online devices", m.online.clone());
-        registry.register("commands", "Commands sent, by command and outcome", m.commands.clone());
-        registry.register("store_errors", "Failed database writes (retried)", m.store_errors.clone());
-        registry.register("broker_connected", "1 while the controller is connected to the broker", m.broker_connected.clone());
-        registry.register("stream_clients", "Open dashboard event streams", m.stream_clients.clone());
+        registry.register(
+            "commands",
+            "Commands sent, by command and outcome",
+            m.commands.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Failed database writes (retried)",
+            m.store_errors.clone(),
+        );
+        registry.register(
+            "broker_connected",
+            "1 while the controller is connected to the broker",
+            m.broker_connected.clone(),
+        );
+        registry.register(
+            "stream_clients",
+            "Open dashboard event streams",
+            m.stream_clients.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -78,7 +102,9 @@ impl Metrics {
     }
 
     pub fn reject(&self, kind: &str) {
-        self.rejected.get_or_create(&KindLabel { kind: kind.into() }).inc();
+        self.rejected
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
     }
 
     pub fn accept(&self, channel: &str) {

@@ -108,17 +108,20 @@ impl Store {
         } else {
             Backend::Postgres
         };
-        let mut options = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite {
-            1
-        } else {
-            8
-        });
+        let mut options =
+            AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 1 } else { 8 });
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode=WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous=NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout=5000")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             });
@@ -250,7 +253,11 @@ impl Store {
     }
 
     /// The latest `limit` events of a device, newest first.
-    pub async fn events(&self, device: &DeviceId, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn events(
+        &self,
+        device: &DeviceId,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT received_ms, seq, event_id, phase, kind, body FROM device_events
              WHERE device_id = $1 ORDER BY id DESC LIMIT $2",
@@ -263,9 +270,10 @@ impl Store {
             .map(|row| {
                 let received_ms: i64 = row.try_get("received_ms")?;
                 let body: String = row.try_get("body")?;
-                let received = OffsetDateTime::from_unix_timestamp_nanos(i128::from(received_ms) * 1_000_000)
-                    .map(gavel_protocol::rfc3339)
-                    .unwrap_or_default();
+                let received =
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(received_ms) * 1_000_000)
+                        .map(gavel_protocol::rfc3339)
+                        .unwrap_or_default();
                 Ok(StoredEvent {
                     device: device.to_string(),
                     received,
@@ -297,7 +305,8 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let store = Store::open(&url).await.expect("open");
         let birth: gavel_protocol::Birth =
-            gavel_protocol::decode(include_bytes!("../../../protocol/fixtures/birth.json")).expect("fixture");
+            gavel_protocol::decode(include_bytes!("../../../protocol/fixtures/birth.json"))
+                .expect("fixture");
         let dev = DeviceId::new("hz-101-terminal").expect("id");
         let mut fleet = Fleet::new();
         fleet.handle(
@@ -309,14 +318,18 @@ mod tests {
         );
         let records: Vec<_> = fleet.devices().cloned().collect();
         store.save_devices(&records).await.expect("save");
-        store.save_devices(&records).await.expect("save again (upsert)");
+        store
+            .save_devices(&records)
+            .await
+            .expect("save again (upsert)");
         // Reopening runs migrations again without harm.
         store.close().await;
         let store = Store::open(&url).await.expect("reopen");
         assert_eq!(store.load_devices().await.expect("load"), records);
-        let event: Event =
-            gavel_protocol::decode(include_bytes!("../../../protocol/fixtures/event-agent-start.json"))
-                .expect("fixture");
+        let event: Event = gavel_protocol::decode(include_bytes!(
+            "../../../protocol/fixtures/event-agent-start.json"
+        ))
+        .expect("fixture");
         store
             .append_events(&[(dev.clone(), event, OffsetDateTime::now_utc())])
             .await

@@ -17,7 +17,9 @@ pub struct Context<'a> {
 pub enum Action {
     None,
     /// Restart the agent process after this many milliseconds.
-    Restart { after_ms: u64 },
+    Restart {
+        after_ms: u64,
+    },
 }
 
 /// Delay between acknowledging a restart and restarting, so the ack is delivered.
@@ -98,7 +100,11 @@ mod tests {
     #[test]
     fn ping_is_answered_with_boot_id_and_uptime_under_the_same_correlation_id() {
         let config = serde_json::json!({});
-        let (ack, action) = answer(&cmd(CommandBody::Ping, None), datetime!(2026-11-27 09:00 UTC), &ctx(&config));
+        let (ack, action) = answer(
+            &cmd(CommandBody::Ping, None),
+            datetime!(2026-11-27 09:00 UTC),
+            &ctx(&config),
+        );
         assert_eq!(ack.id, "c1");
         assert_eq!(
             ack.outcome,
@@ -128,18 +134,42 @@ mod tests {
     fn restart_is_acknowledged_before_it_happens() {
         let config = serde_json::json!({});
         let (ack, action) = answer(
-            &cmd(CommandBody::Restart { reason: Some("test".into()) }, None),
+            &cmd(
+                CommandBody::Restart {
+                    reason: Some("test".into()),
+                },
+                None,
+            ),
             datetime!(2026-11-27 09:00 UTC),
             &ctx(&config),
         );
-        assert!(matches!(ack.outcome, Outcome::Ok { reply: Reply::Restarting { .. } }));
-        assert_eq!(action, Action::Restart { after_ms: RESTART_DELAY_MS });
+        assert!(matches!(
+            ack.outcome,
+            Outcome::Ok {
+                reply: Reply::Restarting { .. }
+            }
+        ));
+        assert_eq!(
+            action,
+            Action::Restart {
+                after_ms: RESTART_DELAY_MS
+            }
+        );
     }
 
     #[test]
     fn get_config_returns_the_effective_config() {
         let config = serde_json::json!({"device_id": "x"});
-        let (ack, _) = answer(&cmd(CommandBody::GetConfig, None), datetime!(2026-11-27 09:00 UTC), &ctx(&config));
-        assert_eq!(ack.outcome, Outcome::Ok { reply: Reply::Config { config } });
+        let (ack, _) = answer(
+            &cmd(CommandBody::GetConfig, None),
+            datetime!(2026-11-27 09:00 UTC),
+            &ctx(&config),
+        );
+        assert_eq!(
+            ack.outcome,
+            Outcome::Ok {
+                reply: Reply::Config { config }
+            }
+        );
     }
 }

@@ -137,7 +137,11 @@ impl AgentConfig {
         let id = DeviceId::new(self.device_id.clone())
             .map_err(|e| invalid("device_id", &self.device_id, &e.to_string()))?;
         if self.profile.is_empty() {
-            return Err(invalid("profile", &self.profile, "name a device profile, e.g. courtroom-terminal"));
+            return Err(invalid(
+                "profile",
+                &self.profile,
+                "name a device profile, e.g. courtroom-terminal",
+            ));
         }
         if self.broker.host.is_empty() || self.broker.port == 0 {
             return Err(invalid(
@@ -159,7 +163,11 @@ impl AgentConfig {
         if let Some(p) = &self.placement
             && (p.court.is_empty() || p.room.is_empty())
         {
-            return Err(invalid("placement", format!("{}/{}", p.court, p.room), "court and room must both be set"));
+            return Err(invalid(
+                "placement",
+                format!("{}/{}", p.court, p.room),
+                "court and room must both be set",
+            ));
         }
         Ok(id)
     }

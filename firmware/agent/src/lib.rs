@@ -66,7 +66,9 @@ pub async fn run(
     let device = config.validate()?;
     let boot_id = uuid::Uuid::new_v4().to_string();
     let started = Instant::now();
-    let interval_s = config.health_interval_s.unwrap_or(profile.health.interval_s);
+    let interval_s = config
+        .health_interval_s
+        .unwrap_or(profile.health.interval_s);
     let keepalive_s = config.keepalive_s.unwrap_or(profile.health.keepalive_s);
     let config_json = serde_json::to_value(&config).context("serialising the config")?;
     let hostname = hostname();

@@ -45,13 +45,21 @@ impl Sampler {
             ts: now,
             uptime_s: System::uptime(),
             agent_uptime_s: self.started.elapsed().as_secs(),
-            cpu_percent: if cpu.is_finite() { cpu.clamp(0.0, 100.0) } else { 0.0 },
+            cpu_percent: if cpu.is_finite() {
+                cpu.clamp(0.0, 100.0)
+            } else {
+                0.0
+            },
             load1: System::load_average().one,
             memory: Memory {
                 total_bytes: self.system.total_memory(),
                 used_bytes: self.system.used_memory(),
             },
-            volumes: self.volumes.iter().filter_map(|m| volume(Path::new(m))).collect(),
+            volumes: self
+                .volumes
+                .iter()
+                .filter_map(|m| volume(Path::new(m)))
+                .collect(),
             temperatures: self
                 .components
                 .iter()
@@ -101,7 +109,11 @@ pub fn clock() -> Clock {
         (state, tx)
     };
     let synced = state != libc::TIME_ERROR && state >= 0 && tx.status & libc::STA_UNSYNC == 0;
-    let per_ms = if tx.status & libc::STA_NANO != 0 { 1e6 } else { 1e3 };
+    let per_ms = if tx.status & libc::STA_NANO != 0 {
+        1e6
+    } else {
+        1e3
+    };
     Clock {
         synced,
         offset_ms: synced.then_some(tx.offset as f64 / per_ms),

@@ -82,7 +82,10 @@ impl Link {
         options
             .set_keep_alive(settings.keepalive)
             .set_clean_session(true)
-            .set_max_packet_size(gavel_protocol::MAX_PAYLOAD + 1024, gavel_protocol::MAX_PAYLOAD + 1024)
+            .set_max_packet_size(
+                gavel_protocol::MAX_PAYLOAD + 1024,
+                gavel_protocol::MAX_PAYLOAD + 1024,
+            )
             .set_last_will(will(&settings.device, boot_id, 0));
         let (client, eventloop) = AsyncClient::new(options, 64);
         let link = Link {
@@ -158,7 +161,9 @@ fn will(device: &DeviceId, boot_id: &str, bd_seq: u64) -> LastWill {
 
 /// Exponential backoff with full jitter between `min` and the current ceiling.
 fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
-    let ceiling = min.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(max);
+    let ceiling = min
+        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(max);
     let span = ceiling.saturating_sub(min).as_millis() as u64;
     min + Duration::from_millis(fastrand::u64(0..=span))
 }
@@ -183,11 +188,16 @@ async fn run(
                 let online = Status::online(&link.boot_id, bd_seq, OffsetDateTime::now_utc());
                 let queued = link
                     .publish_raw(Channel::Birth, gavel_protocol::encode(&birth))
-                    .and_then(|_| link.publish_raw(Channel::Status, gavel_protocol::encode(&online)));
+                    .and_then(|_| {
+                        link.publish_raw(Channel::Status, gavel_protocol::encode(&online))
+                    });
                 if let Err(e) = queued {
                     warn!(error = %e, "could not queue birth");
                 }
-                if let Err(e) = link.client.try_subscribe(cmd_topic.clone(), QoS::AtLeastOnce) {
+                if let Err(e) = link
+                    .client
+                    .try_subscribe(cmd_topic.clone(), QoS::AtLeastOnce)
+                {
                     warn!(error = %e, "could not queue command subscription");
                 }
                 let _ = events.send(LinkEvent::Connected { bd_seq }).await;

@@ -299,13 +299,25 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
     if let Some(stem) = file.file_stem().and_then(|s| s.to_str())
         && stem != p.name
     {
-        return Err(bad("name", &p.name, &format!("must equal the file name `{stem}`")));
+        return Err(bad(
+            "name",
+            &p.name,
+            &format!("must equal the file name `{stem}`"),
+        ));
     }
     if p.health.interval_s == 0 || p.health.interval_s > 3600 {
-        return Err(bad("health.interval_s", &p.health.interval_s, "must be 1-3600"));
+        return Err(bad(
+            "health.interval_s",
+            &p.health.interval_s,
+            "must be 1-3600",
+        ));
     }
     if p.health.keepalive_s < 2 || p.health.keepalive_s > 600 {
-        return Err(bad("health.keepalive_s", &p.health.keepalive_s, "must be 2-600"));
+        return Err(bad(
+            "health.keepalive_s",
+            &p.health.keepalive_s,
+            "must be 2-600",
+        ));
     }
     let mut seat_ids = BTreeSet::new();
     let mut channels = BTreeSet::new();
@@ -324,7 +336,11 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
     let mut source_ids = BTreeSet::new();
     for (i, s) in p.sources.iter().enumerate() {
         if !source_ids.insert(s.id.as_str()) {
-            return Err(bad(&format!("sources[{i}].id"), &s.id, "source id used twice"));
+            return Err(bad(
+                &format!("sources[{i}].id"),
+                &s.id,
+                "source id used twice",
+            ));
         }
         if let Some(r) = &s.max_resolution
             && parse_resolution(r).is_none()
@@ -347,10 +363,18 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
     let c = &p.capabilities;
     if let Some(r) = &c.record {
         if !(2..=3600).contains(&r.segment_s) {
-            return Err(bad("capabilities.record.segment_s", &r.segment_s, "must be 2-3600"));
+            return Err(bad(
+                "capabilities.record.segment_s",
+                &r.segment_s,
+                "must be 2-3600",
+            ));
         }
         if r.sources.is_empty() {
-            return Err(bad("capabilities.record.sources", &"[]", "record at least one source"));
+            return Err(bad(
+                "capabilities.record.sources",
+                &"[]",
+                "record at least one source",
+            ));
         }
         check_sources("capabilities.record.sources", &r.sources)?;
     }
@@ -366,7 +390,11 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
     }
     if let Some(t) = &c.transcribe {
         if t.threads == 0 || t.threads > 64 {
-            return Err(bad("capabilities.transcribe.threads", &t.threads, "must be 1-64"));
+            return Err(bad(
+                "capabilities.transcribe.threads",
+                &t.threads,
+                "must be 1-64",
+            ));
         }
         if p.seats.is_empty() {
             return Err(bad(
@@ -379,7 +407,11 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
     if let Some(pa) = &c.patrol
         && !(1..=10).contains(&pa.analysis_fps)
     {
-        return Err(bad("capabilities.patrol.analysis_fps", &pa.analysis_fps, "must be 1-10"));
+        return Err(bad(
+            "capabilities.patrol.analysis_fps",
+            &pa.analysis_fps,
+            "must be 1-10",
+        ));
     }
     if let Some(cam) = &c.camera {
         if parse_resolution(&cam.resolution).is_none() {
@@ -390,13 +422,21 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
             ));
         }
         if !matches!(cam.codec.as_str(), "h264" | "h265") {
-            return Err(bad("capabilities.camera.codec", &cam.codec, "must be h264 or h265"));
+            return Err(bad(
+                "capabilities.camera.codec",
+                &cam.codec,
+                "must be h264 or h265",
+            ));
         }
     }
     if let Some(l) = &c.lamp
         && !matches!(l.driver.as_str(), "gpio" | "serial")
     {
-        return Err(bad("capabilities.lamp.driver", &l.driver, "must be gpio or serial"));
+        return Err(bad(
+            "capabilities.lamp.driver",
+            &l.driver,
+            "must be gpio or serial",
+        ));
     }
     if let Some(w) = &c.wall {
         for (i, l) in w.layouts.iter().enumerate() {
@@ -450,9 +490,8 @@ description = "test"
 
     #[test]
     fn a_recorded_source_that_does_not_exist_names_key_and_value() {
-        let text = format!(
-            "{MINIMAL}\n[capabilities.record]\nsegment_s = 10\nsources = [\"cam-9\"]\n"
-        );
+        let text =
+            format!("{MINIMAL}\n[capabilities.record]\nsegment_s = 10\nsources = [\"cam-9\"]\n");
         let err = parse_t(&text).expect_err("missing source").to_string();
         assert!(err.contains("capabilities.record.sources[0]"), "{err}");
         assert!(err.contains("cam-9"), "{err}");

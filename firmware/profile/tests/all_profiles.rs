@@ -12,7 +12,13 @@ fn every_shipped_profile_loads_and_validates() {
     let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
-        ["audio-host", "command-wall", "courtroom-terminal", "ip-camera", "service-kiosk"]
+        [
+            "audio-host",
+            "command-wall",
+            "courtroom-terminal",
+            "ip-camera",
+            "service-kiosk"
+        ]
     );
 }
 

@@ -1,0 +1,507 @@
+//! `cargo xtask demo`: a simulated court on this machine.
+//!
+//! Starts the controller (embedded broker, SQLite) and one agent process per device: three
+//! courtrooms (terminal, audio host, two cameras each), a service-hall kiosk and a
+//! command-centre video wall. Then it plays a short scenario and narrates it: a camera
+//! loses power and comes back, a technician pings a terminal and restarts an audio host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{cargo, root, run as run_step, setup, target_dir};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+const COURT: &str = "hz-intermediate";
+
+/// (device id, profile, room)
+fn devices() -> Vec<(String, &'static str, &'static str)> {
+    let mut d = Vec::new();
+    for room in ["room-101", "room-102", "tribunal-xixi"] {
+        d.push((format!("{room}-terminal"), "courtroom-terminal", room));
+        d.push((format!("{room}-audio"), "audio-host", room));
+        d.push((format!("{room}-cam-1"), "ip-camera", room));
+        d.push((format!("{room}-cam-2"), "ip-camera", room));
+    }
+    d.push(("hall-kiosk-1".into(), "service-kiosk", "service-hall"));
+    d.push(("wall-1".into(), "command-wall", "command-centre"));
+    d
+}
+
+struct Options {
+    duration: Option<Duration>,
+    http: String,
+    mqtt: String,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        duration: None,
+        http: "127.0.0.1:8700".into(),
+        mqtt: "0.0.0.0:1884".into(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--duration" => {
+                let s = it.next().ok_or("--duration needs seconds")?;
+                o.duration =
+                    Some(Duration::from_secs(s.parse().map_err(|_| {
+                        format!("--duration {s:?}: expected seconds")
+                    })?));
+            }
+            "--http" => o.http = it.next().ok_or("--http needs HOST:PORT")?.clone(),
+            other => return Err(format!("demo: unknown option {other:?}")),
+        }
+    }
+    if o.http.ends_with(":0") {
+        o.mqtt = "127.0.0.1:0".into();
+    }
+    Ok(o)
+}
+
+fn port_free(addr: &str) -> bool {
+    std::net::TcpListener::bind(addr).is_ok()
+}
+
+struct Child2 {
+    name: String,
+    child: Child,
+}
+
+impl Child2 {
+    fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Self, String> {
+        let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        Ok(Self {
+            name: name.into(),
+            child,
+        })
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+
+    /// SIGTERM and wait; returns whether it exited by itself within `timeout`.
+    fn stop(&mut self, timeout: Duration) -> bool {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return true;
+        }
+        self.signal(libc::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for Child2 {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+struct Court {
+    bin: PathBuf,
+    dir: PathBuf,
+    url: String,
+    mqtt: String,
+    controller: Child2,
+    agents: Vec<(String, &'static str, &'static str, Child2)>,
+}
+
+impl Court {
+    fn start_agent(&self, id: &str, profile: &str, room: &str) -> Result<Child2, String> {
+        let mut cmd = Command::new(self.bin.join("gavel-agent"));
+        cmd.args([
+            "--device-id",
+            id,
+            "--profile",
+            profile,
+            "--court",
+            COURT,
+            "--room",
+            room,
+        ])
+        .arg("--profiles-dir")
+        .arg(root().join("device-profiles"))
+        .args([
+            "--broker",
+            &self.mqtt,
+            "--health-interval",
+            "2",
+            "--keepalive",
+            "5",
+        ])
+        .env("GAVEL_DATA_DIR", self.dir.join("agents").join(id));
+        Child2::spawn(id, cmd, &self.dir.join("logs").join(format!("{id}.log")))
+    }
+
+    fn gavelctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(self.bin.join("gavelctl"))
+            .args(["--controller", &self.url])
+            .args(args)
+            .output()
+            .map_err(|e| format!("gavelctl: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    fn json(&self, args: &[&str]) -> Result<Value, String> {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.gavelctl(&all)?).map_err(|e| e.to_string())
+    }
+
+    fn online(&self, id: &str) -> Option<(bool, String)> {
+        let d = self.json(&["devices", "show", id]).ok()?;
+        Some((
+            d["online"].as_bool()?,
+            d["boot_id"].as_str().unwrap_or("").to_owned(),
+        ))
+    }
+
+    fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut ok: impl FnMut() -> bool,
+    ) -> Result<Duration, String> {
+        let start = Instant::now();
+        while !ok() {
+            if STOP.load(Ordering::SeqCst) {
+                return Err("stopped".into());
+            }
+            if start.elapsed() > timeout {
+                return Err(format!("{what}: not within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(start.elapsed())
+    }
+
+    fn agent_index(&self, id: &str) -> Option<usize> {
+        self.agents.iter().position(|a| a.0 == id)
+    }
+}
+
+fn say(t0: Instant, msg: &str) {
+    println!("[demo {:>5.1}s] {msg}", t0.elapsed().as_secs_f64());
+}
+
+/// Runs the demo.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let opts = parse(args)?;
+    setup::ensure(setup::Need::Demo)?;
+    run_step(
+        cargo(&[
+            "build",
+            "--locked",
+            "-p",
+            "gavel-controller",
+            "-p",
+            "gavel-agent",
+            "-p",
+            "gavelctl",
+        ]),
+        "build controller, agent and gavelctl",
+    )?;
+    // SAFETY: installing an async-signal-safe handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let bin = target_dir().join("debug");
+    let dir = root().join(".gavel").join("demo");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
+
+    let http = if port_free(&opts.http) {
+        opts.http.clone()
+    } else {
+        "127.0.0.1:0".into()
+    };
+    let mqtt = if port_free(&opts.mqtt) {
+        opts.mqtt.clone()
+    } else {
+        "127.0.0.1:0".into()
+    };
+    let ready = dir.join("controller.ready");
+    let mut cmd = Command::new(bin.join("gavel-controller"));
+    cmd.args(["--http", &http, "--mqtt-listen", &mqtt])
+        .arg("--data-dir")
+        .arg(dir.join("controller"))
+        .arg("--ready-file")
+        .arg(&ready);
+    let controller = Child2::spawn(
+        "gavel-controller",
+        cmd,
+        &dir.join("logs").join("controller.log"),
+    )?;
+    let t0 = Instant::now();
+    let line = loop {
+        if let Ok(s) = std::fs::read_to_string(&ready)
+            && s.ends_with('\n')
+        {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(30) || STOP.load(Ordering::SeqCst) {
+            return Err(format!(
+                "controller did not start; see {}",
+                dir.join("logs/controller.log").display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|p| p.strip_prefix(k))
+            .map(str::to_owned)
+    };
+    let url = format!("http://{}", field("http=").ok_or("ready file lacks http=")?);
+    let mqtt = field("mqtt=").ok_or("ready file lacks mqtt=")?;
+    let mut court = Court {
+        bin,
+        dir: dir.clone(),
+        url,
+        mqtt,
+        controller,
+        agents: Vec::new(),
+    };
+
+    println!();
+    println!(
+        "  Gavel demo: a simulated court ({COURT}) with 3 courtrooms, a service hall and a command centre"
+    );
+    println!("  Dashboard:  {}/", court.url);
+    println!(
+        "  Devices:    MQTT {}   logs in {}",
+        court.mqtt,
+        dir.join("logs").display()
+    );
+    println!(
+        "  Try:        {}/gavelctl --controller {} devices ls",
+        court.bin.display(),
+        court.url
+    );
+    println!(
+        "  API:        {}/api/v1/openapi.json   metrics: {}/metrics",
+        court.url, court.url
+    );
+    println!("  Stop:       Ctrl-C");
+    println!();
+
+    for (id, profile, room) in devices() {
+        let child = court.start_agent(&id, profile, room)?;
+        court.agents.push((id, profile, room, child));
+    }
+    let total = court.agents.len();
+    let took = court.wait("all devices online", Duration::from_secs(60), || {
+        court
+            .json(&["fleet"])
+            .ok()
+            .and_then(|s| s["online"].as_u64())
+            == Some(total as u64)
+    });
+    match took {
+        Ok(t) => say(
+            t0,
+            &format!("{total} devices online in {:.1} s", t.as_secs_f64()),
+        ),
+        Err(e) => return finish(court, t0, Err(e)),
+    }
+    if let Ok(table) = court.gavelctl(&["devices", "ls"]) {
+        println!("{table}");
+    }
+    let result = scenario(&mut court, t0, opts.duration);
+    finish(court, t0, result)
+}
+
+fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Result<(), String> {
+    let end = duration.map(|d| Instant::now() + d);
+    let mut next_step = Instant::now() + Duration::from_secs(5);
+    let mut step = 0u32;
+    let mut cut = false;
+    let mut last_summary = Instant::now();
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if end.is_some_and(|e| Instant::now() >= e) {
+            if cut {
+                power_back(court, t0, "room-102-cam-2")?;
+            }
+            // Smoke check: every device online at the end.
+            let s = court.json(&["fleet"])?;
+            let total = court.agents.len() as u64;
+            return if s["online"].as_u64() == Some(total) {
+                say(t0, &format!("check passed: all {total} devices online"));
+                Ok(())
+            } else {
+                Err(format!(
+                    "only {} of {total} devices online at the end",
+                    s["online"]
+                ))
+            };
+        }
+        if last_summary.elapsed() >= Duration::from_secs(10) {
+            last_summary = Instant::now();
+            if let Ok(s) = court.json(&["fleet"]) {
+                say(
+                    t0,
+                    &format!(
+                        "fleet: {} devices, {} online, {} offline",
+                        s["devices"], s["online"], s["offline"]
+                    ),
+                );
+            }
+        }
+        if Instant::now() >= next_step {
+            next_step = Instant::now() + Duration::from_secs(6);
+            let outcome = match step % 4 {
+                0 => power_cut(court, t0, "room-102-cam-2").map(|()| cut = true),
+                1 => power_back(court, t0, "room-102-cam-2").map(|()| cut = false),
+                2 => court
+                    .gavelctl(&["devices", "ping", "room-101-terminal"])
+                    .map(|out| {
+                        say(
+                            t0,
+                            &format!(
+                                "technician: gavelctl devices ping room-101-terminal -> {}",
+                                out.trim()
+                            ),
+                        );
+                    }),
+                _ => remote_restart(court, t0, "tribunal-xixi-audio"),
+            };
+            if let Err(e) = outcome {
+                say(t0, &format!("scenario step failed: {e}"));
+                if duration.is_some() {
+                    return Err(e);
+                }
+            }
+            step += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn power_cut(court: &mut Court, t0: Instant, id: &str) -> Result<(), String> {
+    let i = court.agent_index(id).ok_or("unknown device")?;
+    say(t0, &format!("power cut: {id} killed with SIGKILL"));
+    court.agents[i].3.signal(libc::SIGKILL);
+    let took = court.wait("offline", Duration::from_secs(10), || {
+        court.online(id).is_some_and(|(o, _)| !o)
+    })?;
+    say(
+        t0,
+        &format!(
+            "controller marked {id} offline (last will) after {:.2} s",
+            took.as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+fn power_back(court: &mut Court, t0: Instant, id: &str) -> Result<(), String> {
+    let i = court.agent_index(id).ok_or("unknown device")?;
+    let (_, profile, room, _) = &court.agents[i];
+    let child = court.start_agent(id, profile, room)?;
+    court.agents[i].3 = child;
+    say(t0, &format!("power restored: {id} boots"));
+    let took = court.wait("online", Duration::from_secs(20), || {
+        court.online(id).is_some_and(|(o, _)| o)
+    })?;
+    say(
+        t0,
+        &format!(
+            "{id} back online after {:.2} s (new birth)",
+            took.as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+fn remote_restart(court: &mut Court, t0: Instant, id: &str) -> Result<(), String> {
+    let before = court.online(id).map(|(_, b)| b).unwrap_or_default();
+    court.gavelctl(&["devices", "restart", id, "--reason", "demo"])?;
+    say(
+        t0,
+        &format!("technician: gavelctl devices restart {id} -> acknowledged"),
+    );
+    let took = court.wait("restarted", Duration::from_secs(20), || {
+        court.online(id).is_some_and(|(o, b)| o && b != before)
+    })?;
+    say(
+        t0,
+        &format!(
+            "{id} restarted and back online with a new boot id after {:.2} s",
+            took.as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+fn finish(mut court: Court, t0: Instant, result: Result<(), String>) -> Result<(), String> {
+    say(t0, "stopping: agents first, then the controller");
+    let mut unclean = Vec::new();
+    for (id, _, _, child) in court.agents.iter_mut() {
+        child.signal(libc::SIGTERM);
+        let _ = id;
+    }
+    for (id, _, _, child) in court.agents.iter_mut() {
+        if !child.stop(Duration::from_secs(10)) {
+            unclean.push(id.clone());
+        }
+    }
+    if !court.controller.stop(Duration::from_secs(15)) {
+        unclean.push(court.controller.name.clone());
+    }
+    if unclean.is_empty() {
+        say(t0, "everything stopped cleanly");
+    } else {
+        say(t0, &format!("had to kill: {}", unclean.join(", ")));
+    }
+    result
+}
+
+/// The demo as the test suite runs it: 40 s on free ports, failing unless it all works.
+pub fn smoke() -> Result<(), String> {
+    println!("\n==> demo smoke run (40 s)");
+    run(&[
+        "--duration".into(),
+        "40".into(),
+        "--http".into(),
+        "127.0.0.1:0".into(),
+    ])
+}

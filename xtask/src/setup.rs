@@ -1,0 +1,202 @@
+//! Installs what is missing on a Debian machine and starts the services the tests use.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What the caller is about to do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Demo,
+    Test,
+}
+
+/// Debian packages: (package, why).
+const DEMO_PACKAGES: &[(&str, &str)] = &[
+    ("build-essential", "C compiler for native crates"),
+    ("pkg-config", "finding native libraries"),
+    ("ca-certificates", "TLS roots"),
+];
+
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("mosquitto", "external-broker tests"),
+    ("mosquitto-clients", "broker diagnostics"),
+    ("postgresql", "PostgreSQL store tests"),
+    ("postgresql-client", "creating test databases"),
+    ("chromium", "dashboard browser tests"),
+    ("chromium-driver", "WebDriver for Chromium"),
+];
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    if Command::new("apt-get").arg("--version").output().is_err() {
+        return Err(format!(
+            "missing packages {packages:?} and no apt-get to install them"
+        ));
+    }
+    println!("==> installing {}", packages.join(" "));
+    let quiet = |mut c: Command| c.env("DEBIAN_FRONTEND", "noninteractive").status();
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    quiet(update).map_err(|e| format!("apt-get update: {e}"))?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages);
+    let status = quiet(install).map_err(|e| format!("apt-get install: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "apt-get install {} failed (are you root?)",
+            packages.join(" ")
+        ));
+    }
+    Ok(())
+}
+
+fn reachable(addr: &str) -> bool {
+    addr.parse::<SocketAddr>()
+        .ok()
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Result<(), String> {
+    let start = Instant::now();
+    while !ok() {
+        if start.elapsed() > timeout {
+            return Err(format!("{what} did not come up within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Installs packages and starts services; returns environment variables for the tests.
+pub fn ensure(need: Need) -> Result<Vec<(String, String)>, String> {
+    let mut wanted: Vec<&str> = DEMO_PACKAGES.iter().map(|(p, _)| *p).collect();
+    if need == Need::Test {
+        wanted.extend(TEST_PACKAGES.iter().map(|(p, _)| *p));
+    }
+    let missing: Vec<&str> = wanted.into_iter().filter(|p| !installed(p)).collect();
+    apt_install(&missing)?;
+    let mut env = Vec::new();
+    if need == Need::Test {
+        if !reachable("127.0.0.1:1883") {
+            println!("==> starting Mosquitto on 127.0.0.1:1883");
+            let _ = Command::new("mosquitto")
+                .args(["-d", "-c", "/etc/mosquitto/mosquitto.conf"])
+                .status();
+            if wait_until("Mosquitto", Duration::from_secs(5), || {
+                reachable("127.0.0.1:1883")
+            })
+            .is_err()
+            {
+                println!("    (the tests will start a private Mosquitto on a free port instead)");
+            }
+        }
+        env.push(("GAVEL_TEST_POSTGRES".to_string(), postgres()?));
+    }
+    Ok(env)
+}
+
+fn psql_ok(url: &str) -> bool {
+    Command::new("psql")
+        .arg(format!("{url}/postgres"))
+        .args(["-q", "-c", "SELECT 1"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A PostgreSQL server the tests can reach as `postgres` without a password: the
+/// machine's on 127.0.0.1:5432 when it allows that, else a private cluster.
+fn postgres() -> Result<String, String> {
+    if let Ok(url) = std::env::var("GAVEL_TEST_POSTGRES") {
+        return Ok(url);
+    }
+    let system = "postgres://postgres@127.0.0.1:5432".to_string();
+    if psql_ok(&system) {
+        return Ok(system);
+    }
+    // Start the packaged cluster if it exists but is down.
+    if let Ok(versions) = std::fs::read_dir("/etc/postgresql") {
+        for v in versions.flatten() {
+            let v = v.file_name().to_string_lossy().into_owned();
+            let _ = Command::new("pg_ctlcluster")
+                .args(["--skip-systemctl-redirect", &v, "main", "start"])
+                .status();
+        }
+        if wait_until("PostgreSQL", Duration::from_secs(10), || psql_ok(&system)).is_ok() {
+            return Ok(system);
+        }
+    }
+    private_postgres()
+}
+
+fn private_postgres() -> Result<String, String> {
+    let port = 54329;
+    let url = format!("postgres://postgres@127.0.0.1:{port}");
+    if psql_ok(&url) {
+        return Ok(url);
+    }
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|e| format!("PostgreSQL is not installed: {e}"))?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .max()
+        .ok_or("no PostgreSQL version under /usr/lib/postgresql")?;
+    let dir = Path::new("/var/cache/gavel/postgres");
+    println!(
+        "==> starting a private PostgreSQL on 127.0.0.1:{port} (trust auth, data in {})",
+        dir.display()
+    );
+    let as_postgres = |args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .args(args)
+            .status()
+            .map_err(|e| format!("runuser: {e}"))
+    };
+    if !dir.join("PG_VERSION").exists() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .status();
+        let initdb = bin.join("initdb");
+        as_postgres(&[
+            &initdb.to_string_lossy(),
+            "-D",
+            &dir.to_string_lossy(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ])?;
+    }
+    let pg_ctl = bin.join("pg_ctl");
+    let opts = format!("-p {port} -k /tmp -c listen_addresses=127.0.0.1");
+    as_postgres(&[
+        &pg_ctl.to_string_lossy(),
+        "-D",
+        &dir.to_string_lossy(),
+        "-o",
+        &opts,
+        "-l",
+        "/var/cache/gavel/postgres.log",
+        "start",
+    ])?;
+    wait_until("private PostgreSQL", Duration::from_secs(20), || {
+        psql_ok(&url)
+    })?;
+    Ok(url)
+}

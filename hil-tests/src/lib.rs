@@ -316,7 +316,18 @@ pub fn profiles_dir() -> PathBuf {
 
 /// Starts `gavel-agent` for `spec` against `broker`.
 pub fn start_agent(dir: &Path, spec: &AgentSpec, broker: &(String, u16)) -> anyhow::Result<Proc> {
+    start_agent_with(dir, spec, broker, &[])
+}
+
+/// Starts `gavel-agent` with extra arguments (e.g. `--probe-rate`).
+pub fn start_agent_with(
+    dir: &Path,
+    spec: &AgentSpec,
+    broker: &(String, u16),
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(bin("gavel-agent"));
+    cmd.args(extra);
     cmd.args(["--device-id", &spec.id, "--profile", &spec.profile])
         .arg("--profiles-dir")
         .arg(profiles_dir())
@@ -338,8 +349,8 @@ pub fn start_agent(dir: &Path, spec: &AgentSpec, broker: &(String, u16)) -> anyh
 pub struct Mosquitto {
     pub host: String,
     pub port: u16,
-    _own: Option<Proc>,
-    _dir: Option<tempfile::TempDir>,
+    own: Option<Proc>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Mosquitto {
@@ -350,47 +361,75 @@ impl Mosquitto {
             return Ok(Self {
                 host: h.into(),
                 port: p.parse()?,
-                _own: None,
-                _dir: None,
+                own: None,
+                dir: None,
             });
         }
         if reachable("127.0.0.1:1883") {
             return Ok(Self {
                 host: "127.0.0.1".into(),
                 port: 1883,
-                _own: None,
-                _dir: None,
+                own: None,
+                dir: None,
             });
         }
         Self::private()
     }
 
-    /// A private `mosquitto` on a free port.
+    /// A private `mosquitto` on a free port, which the test may stop and start again.
     pub fn private() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+            ),
         )?;
+        let mut m = Self {
+            host: "127.0.0.1".into(),
+            port,
+            own: None,
+            dir: Some(dir),
+        };
+        m.start()?;
+        Ok(m)
+    }
+
+    /// Starts the private broker (after [`Mosquitto::stop`]).
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let dir = self
+            .dir
+            .as_ref()
+            .context("only a private mosquitto can be started")?
+            .path()
+            .to_owned();
         let mut cmd = Command::new("mosquitto");
-        cmd.arg("-c").arg(&conf);
-        let proc = Proc::spawn("mosquitto", cmd, dir.path().join("mosquitto.log"))
+        cmd.arg("-c").arg(dir.join("mosquitto.conf"));
+        let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        let proc = Proc::spawn("mosquitto", cmd, dir.join(format!("mosquitto-{n}.log")))
             .context("starting mosquitto (apt-get install mosquitto)")?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !reachable(&format!("127.0.0.1:{port}")) {
+        while !reachable(&format!("127.0.0.1:{}", self.port)) {
             if Instant::now() > deadline {
-                bail!("mosquitto did not listen on {port}: {}", proc.log_text());
+                bail!(
+                    "mosquitto did not listen on {}: {}",
+                    self.port,
+                    proc.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Self {
-            host: "127.0.0.1".into(),
-            port,
-            _own: Some(proc),
-            _dir: Some(dir),
-        })
+        self.own = Some(proc);
+        Ok(())
+    }
+
+    /// Stops the private broker (SIGKILL: an outage, not a maintenance stop).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.own.take() {
+            p.kill9();
+        }
     }
 
     pub fn broker(&self) -> Broker {

@@ -316,6 +316,39 @@ pub struct Health {
     #[serde(default)]
     pub temperatures: Vec<Temperature>,
     pub clock: Clock,
+    /// The event outbox, on devices that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<OutboxHealth>,
+}
+
+/// Store-and-forward state of the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxHealth {
+    /// Events stored and not yet confirmed by the controller.
+    pub depth: u64,
+    /// Age of the oldest of them, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_age_s: Option<u64>,
+    /// Health messages dropped because the link was down (telemetry is never queued).
+    pub dropped_telemetry: u64,
+}
+
+/// The controller's confirmation that it has stored every event of a boot up to
+/// `through_seq`: the device may delete them. Retained on the device's `receipt` topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub v: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    pub boot_id: String,
+    pub through_seq: u64,
+}
+
+impl Message for Receipt {
+    const CHANNEL: Channel = Channel::Receipt;
+    fn validate(&self) -> Result<(), Invalid> {
+        text("boot_id", &self.boot_id)
+    }
 }
 
 impl Message for Health {
@@ -377,15 +410,24 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// A synthetic event from the link self-test and soak runs (`gavel-agent --probe-rate`).
+    Probe {
+        /// Counter within the boot.
+        n: u64,
+    },
 }
 
-/// A typed event with a per-boot sequence number.
+/// A typed event with a per-boot sequence number. `(boot_id, seq)` identifies it: the
+/// controller applies each at most once, in `seq` order per boot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub v: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub ts: OffsetDateTime,
-    /// Sequence number within the boot (`seq_base` of the birth and up).
+    /// Boot of the agent that produced the event (may be an earlier boot than the
+    /// current session's when the outbox replays after a power cut).
+    pub boot_id: String,
+    /// Sequence number within the boot, from 0 without gaps.
     pub seq: u64,
     /// Id shared by the start, updates and end of one event.
     pub id: String,
@@ -401,6 +443,10 @@ impl Message for Event {
     const CHANNEL: Channel = Channel::Event;
     fn validate(&self) -> Result<(), Invalid> {
         text("id", &self.id)?;
+        text("boot_id", &self.boot_id)?;
+        if self.boot_id.is_empty() {
+            return Err(Invalid::new("boot_id", "empty"));
+        }
         match &self.body {
             EventBody::Agent { detail } => {
                 if let Some(d) = detail {
@@ -415,6 +461,7 @@ impl Message for Event {
                     text("detail", d)?;
                 }
             }
+            EventBody::Probe { .. } => {}
         }
         Ok(())
     }
@@ -433,6 +480,15 @@ pub enum CommandBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Send every event still in the outbox again (the controller saw a gap).
+    Replay {
+        /// The boot whose events are missing.
+        boot_id: String,
+        /// First missing sequence number.
+        from_seq: u64,
+    },
+    /// Publish the birth and online status again.
+    Rebirth,
 }
 
 impl CommandBody {
@@ -442,6 +498,8 @@ impl CommandBody {
             CommandBody::Ping => "ping",
             CommandBody::GetConfig => "get_config",
             CommandBody::Restart { .. } => "restart",
+            CommandBody::Replay { .. } => "replay",
+            CommandBody::Rebirth => "rebirth",
         }
     }
 }
@@ -472,8 +530,10 @@ impl Message for Command {
         if self.id.is_empty() {
             return Err(Invalid::new("id", "empty"));
         }
-        if let CommandBody::Restart { reason: Some(r) } = &self.body {
-            text("reason", r)?;
+        match &self.body {
+            CommandBody::Restart { reason: Some(r) } => text("reason", r)?,
+            CommandBody::Replay { boot_id, .. } => text("boot_id", boot_id)?,
+            _ => {}
         }
         Ok(())
     }
@@ -492,6 +552,14 @@ pub enum Reply {
     },
     Restarting {
         after_ms: u64,
+    },
+    /// Replay started: this many events are queued to be sent again.
+    Replaying {
+        events: u64,
+    },
+    /// Birth published again.
+    Reborn {
+        bd_seq: u64,
     },
 }
 

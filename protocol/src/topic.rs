@@ -28,17 +28,20 @@ pub enum Channel {
     Cmd,
     /// Device -> controller: command acknowledgements (QoS 1).
     Ack,
+    /// Controller -> device: events stored up to a sequence number (retained, QoS 1).
+    Receipt,
 }
 
 impl Channel {
     /// Every channel, in table order.
-    pub const ALL: [Channel; 6] = [
+    pub const ALL: [Channel; 7] = [
         Channel::Birth,
         Channel::Status,
         Channel::Health,
         Channel::Event,
         Channel::Cmd,
         Channel::Ack,
+        Channel::Receipt,
     ];
 
     /// The topic level for this channel.
@@ -50,6 +53,7 @@ impl Channel {
             Channel::Event => "event",
             Channel::Cmd => "cmd",
             Channel::Ack => "ack",
+            Channel::Receipt => "receipt",
         }
     }
 
@@ -63,12 +67,12 @@ impl Channel {
 
     /// Whether messages on this channel are published with the retain flag.
     pub fn retained(self) -> bool {
-        matches!(self, Channel::Birth | Channel::Status)
+        matches!(self, Channel::Birth | Channel::Status | Channel::Receipt)
     }
 
     /// Whether the device publishes on this channel (false: the controller does).
     pub fn from_device(self) -> bool {
-        !matches!(self, Channel::Cmd)
+        !matches!(self, Channel::Cmd | Channel::Receipt)
     }
 
     fn parse(level: &str) -> Option<Channel> {
@@ -150,9 +154,12 @@ pub mod filter {
         format!("{ROOT}/{TOPIC_VERSION}/dev/+/+")
     }
 
-    /// Everything one device may receive (its commands).
-    pub fn device_inbox(device: &DeviceId) -> String {
-        DeviceTopic::new(device.clone(), Channel::Cmd).to_string()
+    /// What one device subscribes to: its commands and its receipts.
+    pub fn device_inbox(device: &DeviceId) -> [String; 2] {
+        [
+            DeviceTopic::new(device.clone(), Channel::Cmd).to_string(),
+            DeviceTopic::new(device.clone(), Channel::Receipt).to_string(),
+        ]
     }
 
     /// Mosquitto ACL pattern for devices, with `%u` as the device id (the certificate
@@ -234,9 +241,12 @@ mod tests {
     }
 
     #[test]
-    fn only_status_and_birth_are_retained_and_only_health_is_qos0() {
+    fn only_status_birth_and_receipt_are_retained_and_only_health_is_qos0() {
         for c in Channel::ALL {
-            assert_eq!(c.retained(), matches!(c, Channel::Birth | Channel::Status));
+            assert_eq!(
+                c.retained(),
+                matches!(c, Channel::Birth | Channel::Status | Channel::Receipt)
+            );
             assert_eq!(c.qos() == 0, c == Channel::Health);
         }
     }
@@ -247,7 +257,7 @@ mod tests {
         assert_eq!(filter::acl_device_prefix(), "gavel/v1/dev/%u/#");
         assert_eq!(
             filter::device_inbox(&dev("cam-1")),
-            "gavel/v1/dev/cam-1/cmd"
+            ["gavel/v1/dev/cam-1/cmd", "gavel/v1/dev/cam-1/receipt"]
         );
     }
 

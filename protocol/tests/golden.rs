@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use gavel_protocol::{Ack, Birth, Command, Event, Health, Message, Status, decode, encode};
+use gavel_protocol::{
+    Ack, Birth, Command, Event, Health, Message, Receipt, Status, decode, encode,
+};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,13 +40,19 @@ fn every_fixture_file_is_covered_by_a_test() {
             "ack-config.json",
             "ack-pong.json",
             "ack-rejected.json",
+            "ack-replaying.json",
             "birth.json",
             "command-get-config.json",
             "command-ping.json",
+            "command-rebirth.json",
+            "command-replay.json",
             "command-restart.json",
             "event-agent-start.json",
             "event-capability.json",
+            "event-probe.json",
+            "health-outbox.json",
             "health.json",
+            "receipt.json",
             "status-death.json",
             "status-online.json",
             "status-shutdown.json",
@@ -75,6 +83,8 @@ fn status_fixtures_round_trip() {
 fn health_fixture_round_trips() {
     let h: Health = round_trip("health.json");
     assert_eq!(h.volumes[0].mount, "/data");
+    let h: Health = round_trip("health-outbox.json");
+    assert_eq!(h.outbox.map(|o| o.depth), Some(310));
 }
 
 #[test]
@@ -83,6 +93,8 @@ fn event_fixtures_round_trip() {
     assert_eq!(e.phase, gavel_protocol::Phase::Start);
     let e: Event = round_trip("event-capability.json");
     assert!(e.historical);
+    let e: Event = round_trip("event-probe.json");
+    assert_eq!(e.body, gavel_protocol::EventBody::Probe { n: 2 });
 }
 
 #[test]
@@ -98,7 +110,18 @@ fn command_fixtures_round_trip() {
 
 #[test]
 fn ack_fixtures_round_trip() {
-    for name in ["ack-pong.json", "ack-config.json", "ack-rejected.json"] {
+    for name in [
+        "ack-pong.json",
+        "ack-config.json",
+        "ack-rejected.json",
+        "ack-replaying.json",
+    ] {
         let _: Ack = round_trip(name);
     }
+}
+
+#[test]
+fn receipt_fixture_round_trips() {
+    let r: Receipt = round_trip("receipt.json");
+    assert_eq!(r.through_seq, 16);
 }

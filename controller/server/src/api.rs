@@ -194,7 +194,7 @@ async fn get_device(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct EventsQuery {
-    /// How many events, newest first (1-1000, default 50).
+    /// How many events, newest first (1-100000, default 50).
     pub limit: Option<i64>,
 }
 
@@ -206,7 +206,7 @@ async fn device_events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Vec<StoredEvent>>, ApiError> {
     let id = device_id(&id)?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(50).clamp(1, 100_000);
     s.fleet.flush().await;
     s.store
         .events(&id, limit)

@@ -5,8 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gavel_fleet::sequence::{Cursor, SeqOutput, Sequencer};
 use gavel_fleet::{ChangeKind, DeviceRecord, Fleet, Input, Output, Summary};
-use gavel_protocol::{Ack, DeviceId, DeviceMessage, Event};
+use gavel_protocol::{
+    Ack, Channel, Command, CommandBody, DeviceId, DeviceMessage, DeviceTopic, Event,
+    PROTOCOL_VERSION, Receipt,
+};
+use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -121,36 +126,52 @@ impl PendingAcks {
     }
 }
 
+/// What the fleet task starts from and talks to.
+pub struct FleetParts {
+    pub fleet: Fleet,
+    pub sequencer: Sequencer,
+    pub store: Store,
+    pub push: broadcast::Sender<Push>,
+    pub acks: PendingAcks,
+    pub metrics: Arc<Metrics>,
+    /// For receipts and replay requests to devices.
+    pub mqtt: AsyncClient,
+}
+
 /// Starts the fleet task.
 pub fn spawn(
-    fleet: Fleet,
-    store: Store,
-    push: broadcast::Sender<Push>,
-    acks: PendingAcks,
-    metrics: Arc<Metrics>,
+    parts: FleetParts,
     shutdown: CancellationToken,
 ) -> (FleetHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4096);
     let actor = Actor {
-        fleet,
-        store,
-        push,
-        acks,
-        metrics,
+        fleet: parts.fleet,
+        sequencer: parts.sequencer,
+        store: parts.store,
+        push: parts.push,
+        acks: parts.acks,
+        metrics: parts.metrics,
+        mqtt: parts.mqtt,
         dirty: BTreeMap::new(),
         events: Vec::new(),
+        cursors: Vec::new(),
     };
     (FleetHandle { tx }, tokio::spawn(actor.run(rx, shutdown)))
 }
 
 struct Actor {
     fleet: Fleet,
+    sequencer: Sequencer,
     store: Store,
     push: broadcast::Sender<Push>,
     acks: PendingAcks,
     metrics: Arc<Metrics>,
+    mqtt: AsyncClient,
     dirty: BTreeMap<DeviceId, DeviceRecord>,
+    /// Events delivered by the sequencer, waiting to be stored.
     events: Vec<(DeviceId, Event, OffsetDateTime)>,
+    /// Stream positions waiting to be stored with them.
+    cursors: Vec<Cursor>,
 }
 
 impl Actor {
@@ -166,6 +187,8 @@ impl Actor {
                     let now = OffsetDateTime::now_utc();
                     let out = self.fleet.handle(now, Input::Tick);
                     self.apply(out);
+                    let seq_out = self.sequencer.tick(now);
+                    self.apply_sequenced(seq_out);
                     self.flush().await;
                 }
                 request = rx.recv() => match request {
@@ -252,6 +275,83 @@ impl Actor {
         }
     }
 
+    fn apply_sequenced(&mut self, outputs: Vec<SeqOutput>) {
+        for output in outputs {
+            match output {
+                SeqOutput::Deliver { device, event } => {
+                    self.metrics.events_applied.inc();
+                    self.events
+                        .push((device, *event, OffsetDateTime::now_utc()));
+                }
+                SeqOutput::Duplicate {
+                    device,
+                    boot_id,
+                    seq,
+                } => {
+                    self.metrics.events_duplicate.inc();
+                    debug!(%device, %boot_id, seq, "duplicate event dropped");
+                }
+                SeqOutput::AskReplay {
+                    device,
+                    boot_id,
+                    from_seq,
+                } => {
+                    self.metrics.replay_requests.inc();
+                    info!(%device, %boot_id, from_seq, "gap in events; asking the device to replay");
+                    let now = OffsetDateTime::now_utc();
+                    let command = Command {
+                        v: PROTOCOL_VERSION,
+                        ts: now,
+                        id: uuid::Uuid::new_v4().to_string(),
+                        expires: Some(now + time::Duration::seconds(30)),
+                        body: CommandBody::Replay { boot_id, from_seq },
+                    };
+                    let topic = DeviceTopic::new(device, Channel::Cmd).to_string();
+                    if let Err(e) = self.mqtt.try_publish(
+                        topic,
+                        QoS::AtLeastOnce,
+                        false,
+                        gavel_protocol::encode(&command),
+                    ) {
+                        warn!(error = %e, "could not send a replay request");
+                    }
+                }
+                SeqOutput::Lost {
+                    device,
+                    boot_id,
+                    from_seq,
+                    to_seq,
+                } => {
+                    self.metrics
+                        .events_lost
+                        .inc_by(to_seq.saturating_sub(from_seq) + 1);
+                    tracing::error!(%device, %boot_id, from_seq, to_seq, "events never arrived despite replays; skipped");
+                }
+            }
+        }
+    }
+
+    /// Tells devices which of their events are stored, so they can delete them.
+    fn send_receipts(&mut self) {
+        for c in self.sequencer.take_receipts() {
+            let receipt = Receipt {
+                v: PROTOCOL_VERSION,
+                ts: OffsetDateTime::now_utc(),
+                boot_id: c.boot_id,
+                through_seq: c.next - 1,
+            };
+            let topic = DeviceTopic::new(c.device, Channel::Receipt).to_string();
+            if let Err(e) = self.mqtt.try_publish(
+                topic,
+                QoS::AtLeastOnce,
+                true,
+                gavel_protocol::encode(&receipt),
+            ) {
+                warn!(error = %e, "could not send a receipt; the device will resend and we re-receipt");
+            }
+        }
+    }
+
     fn update_gauges(&self) {
         let s = self.fleet.summary();
         self.metrics.devices.set(s.devices as i64);
@@ -259,25 +359,29 @@ impl Actor {
     }
 
     async fn flush(&mut self) {
-        if !self.dirty.is_empty() {
-            let records: Vec<DeviceRecord> = self.dirty.values().cloned().collect();
-            match self.store.save_devices(&records).await {
-                Ok(()) => self.dirty.clear(),
-                Err(e) => {
-                    // Design: keep the dirty set and retry on the next tick; nothing is lost
-                    // while the controller runs.
-                    self.metrics.store_errors.inc();
-                    warn!(error = %e, records = records.len(), "saving devices failed; will retry");
-                }
-            }
+        self.cursors.extend(self.sequencer.take_dirty());
+        if self.dirty.is_empty() && self.events.is_empty() && self.cursors.is_empty() {
+            return;
         }
-        if !self.events.is_empty() {
-            match self.store.append_events(&self.events).await {
-                Ok(()) => self.events.clear(),
-                Err(e) => {
-                    self.metrics.store_errors.inc();
-                    warn!(error = %e, events = self.events.len(), "saving events failed; will retry");
-                }
+        let records: Vec<DeviceRecord> = self.dirty.values().cloned().collect();
+        match self
+            .store
+            .save_batch(&records, &self.events, &self.cursors)
+            .await
+        {
+            Ok(()) => {
+                self.dirty.clear();
+                self.events.clear();
+                self.cursors.clear();
+                // Design: receipts only after the commit: a device deletes an event only
+                // once it is durably ours.
+                self.send_receipts();
+            }
+            Err(e) => {
+                // Design: keep everything and retry on the next tick; nothing is lost
+                // while the controller runs, and devices keep events until the receipt.
+                self.metrics.store_errors.inc();
+                warn!(error = %e, records = records.len(), events = self.events.len(), "saving to the database failed; will retry");
             }
         }
     }

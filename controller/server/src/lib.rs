@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use gavel_fleet::Fleet;
+use gavel_fleet::sequence::{Sequencer, SequencerSettings};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -67,6 +68,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .load_devices()
         .await
         .context("loading the fleet registry")?;
+    let cursors = store
+        .load_cursors()
+        .await
+        .context("loading event stream positions")?;
     info!(devices = restored.len(), backend = ?store.backend(), "fleet registry loaded");
 
     let mqtt = match &settings.broker {
@@ -87,16 +92,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let metrics = Arc::new(metrics::Metrics::new());
     let (push, _) = broadcast::channel(1024);
     let acks = fleet_actor::PendingAcks::default();
-    let (fleet, fleet_task) = fleet_actor::spawn(
-        Fleet::restore(restored),
-        store.clone(),
-        push.clone(),
-        acks.clone(),
-        metrics.clone(),
-        shutdown.child_token(),
-    );
     let rejects = ingest::RejectLog::default();
     let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1);
+    let (fleet, fleet_task) = fleet_actor::spawn(
+        fleet_actor::FleetParts {
+            fleet: Fleet::restore(restored),
+            sequencer: Sequencer::new(SequencerSettings::default(), cursors),
+            store: store.clone(),
+            push: push.clone(),
+            acks: acks.clone(),
+            metrics: metrics.clone(),
+            mqtt: client.clone(),
+        },
+        shutdown.child_token(),
+    );
     let ingest_task = tokio::spawn(ingest::run(
         client.clone(),
         eventloop,

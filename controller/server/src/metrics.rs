@@ -41,6 +41,14 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     /// Open dashboard streams.
     pub stream_clients: Gauge,
+    /// Device events applied (stored) exactly once.
+    pub events_applied: Counter,
+    /// Copies of already applied events, dropped.
+    pub events_duplicate: Counter,
+    /// Replay requests sent for gaps.
+    pub replay_requests: Counter,
+    /// Events skipped after replays failed to fill a gap.
+    pub events_lost: Counter,
 }
 
 impl Metrics {
@@ -55,6 +63,10 @@ impl Metrics {
             store_errors: Counter::default(),
             broker_connected: Gauge::default(),
             stream_clients: Gauge::default(),
+            events_applied: Counter::default(),
+            events_duplicate: Counter::default(),
+            replay_requests: Counter::default(),
+            events_lost: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -88,6 +100,26 @@ impl Metrics {
             "stream_clients",
             "Open dashboard event streams",
             m.stream_clients.clone(),
+        );
+        registry.register(
+            "events_applied",
+            "Device events applied exactly once",
+            m.events_applied.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Duplicate device events dropped",
+            m.events_duplicate.clone(),
+        );
+        registry.register(
+            "events_replay_requests",
+            "Replay requests sent to devices for gaps",
+            m.replay_requests.clone(),
+        );
+        registry.register(
+            "events_lost",
+            "Events skipped after replays failed",
+            m.events_lost.clone(),
         );
         Self { registry, ..m }
     }

@@ -6,6 +6,7 @@
 //! transaction per second, so telemetry from thousands of devices costs one commit.
 
 use gavel_fleet::DeviceRecord;
+use gavel_fleet::sequence::Cursor;
 use gavel_protocol::{DeviceId, Event};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -41,6 +42,8 @@ pub struct StoredEvent {
     pub device: String,
     /// When the controller received it (RFC 3339).
     pub received: String,
+    /// Boot of the agent that produced it.
+    pub boot_id: String,
     pub seq: i64,
     pub event_id: String,
     pub phase: String,
@@ -51,7 +54,8 @@ pub struct StoredEvent {
     pub event: serde_json::Value,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
     1,
     // SQLite
     "CREATE TABLE IF NOT EXISTS devices (
@@ -93,7 +97,30 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
         body TEXT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS device_events_by_device ON device_events (device_id, id);",
-)];
+    ),
+    (
+        2,
+        // Exactly-once events: (device, boot, seq) is unique; per-stream positions.
+        "ALTER TABLE device_events ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';
+        CREATE UNIQUE INDEX IF NOT EXISTS device_events_once ON device_events (device_id, boot_id, seq);
+        CREATE TABLE IF NOT EXISTS event_streams (
+            device_id TEXT NOT NULL,
+            boot_id TEXT NOT NULL,
+            next_seq BIGINT NOT NULL,
+            updated_ms BIGINT NOT NULL,
+            PRIMARY KEY (device_id, boot_id)
+        )",
+        "ALTER TABLE device_events ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';
+        CREATE UNIQUE INDEX IF NOT EXISTS device_events_once ON device_events (device_id, boot_id, seq);
+        CREATE TABLE IF NOT EXISTS event_streams (
+            device_id TEXT NOT NULL,
+            boot_id TEXT NOT NULL,
+            next_seq BIGINT NOT NULL,
+            updated_ms BIGINT NOT NULL,
+            PRIMARY KEY (device_id, boot_id)
+        )",
+    ),
+];
 
 fn millis(ts: OffsetDateTime) -> i64 {
     (ts.unix_timestamp_nanos() / 1_000_000) as i64
@@ -169,7 +196,19 @@ impl Store {
 
     /// Inserts or replaces device records in one transaction.
     pub async fn save_devices(&self, records: &[DeviceRecord]) -> Result<(), StoreError> {
-        if records.is_empty() {
+        self.save_batch(records, &[], &[]).await
+    }
+
+    /// Writes device records, events and stream cursors in one transaction, so a crash
+    /// never leaves events stored without their cursor or the other way round. An event
+    /// already stored (same device, boot and seq) is skipped: effects are exactly-once.
+    pub async fn save_batch(
+        &self,
+        records: &[DeviceRecord],
+        events: &[(DeviceId, Event, OffsetDateTime)],
+        cursors: &[Cursor],
+    ) -> Result<(), StoreError> {
+        if records.is_empty() && events.is_empty() && cursors.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
@@ -194,8 +233,70 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        for (device, event, received) in events {
+            let body = String::from_utf8_lossy(&gavel_protocol::encode(event)).into_owned();
+            let kind = serde_json::to_value(&event.body)
+                .ok()
+                .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            let phase = serde_json::to_value(event.phase)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO device_events (device_id, boot_id, received_ms, seq, event_id, phase, kind, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (device_id, boot_id, seq) DO NOTHING",
+            )
+            .bind(device.as_str())
+            .bind(event.boot_id.clone())
+            .bind(millis(*received))
+            .bind(i64::try_from(event.seq).unwrap_or(i64::MAX))
+            .bind(event.id.clone())
+            .bind(phase)
+            .bind(kind)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let now = millis(OffsetDateTime::now_utc());
+        for c in cursors {
+            sqlx::query(
+                "INSERT INTO event_streams (device_id, boot_id, next_seq, updated_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (device_id, boot_id) DO UPDATE SET next_seq = excluded.next_seq,
+                   updated_ms = excluded.updated_ms",
+            )
+            .bind(c.device.as_str())
+            .bind(c.boot_id.clone())
+            .bind(i64::try_from(c.next).unwrap_or(i64::MAX))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Every event stream's position.
+    pub async fn load_cursors(&self) -> Result<Vec<Cursor>, StoreError> {
+        let rows = sqlx::query("SELECT device_id, boot_id, next_seq FROM event_streams")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let device: String = row.try_get("device_id")?;
+                let next: i64 = row.try_get("next_seq")?;
+                Ok(Cursor {
+                    device: DeviceId::new(device.clone()).map_err(|e| StoreError::Corrupt {
+                        device,
+                        message: e.to_string(),
+                    })?,
+                    boot_id: row.try_get("boot_id")?,
+                    next: u64::try_from(next).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     /// Every stored device record.
@@ -215,41 +316,12 @@ impl Store {
             .collect()
     }
 
-    /// Appends events to the event log.
+    /// Appends events to the event log (duplicates skipped).
     pub async fn append_events(
         &self,
         events: &[(DeviceId, Event, OffsetDateTime)],
     ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        for (device, event, received) in events {
-            let body = String::from_utf8_lossy(&gavel_protocol::encode(event)).into_owned();
-            let kind = serde_json::to_value(&event.body)
-                .ok()
-                .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
-                .unwrap_or_default();
-            let phase = serde_json::to_value(event.phase)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            sqlx::query(
-                "INSERT INTO device_events (device_id, received_ms, seq, event_id, phase, kind, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(device.as_str())
-            .bind(millis(*received))
-            .bind(i64::try_from(event.seq).unwrap_or(i64::MAX))
-            .bind(event.id.clone())
-            .bind(phase)
-            .bind(kind)
-            .bind(body)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.save_batch(&[], events, &[]).await
     }
 
     /// The latest `limit` events of a device, newest first.
@@ -259,7 +331,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT received_ms, seq, event_id, phase, kind, body FROM device_events
+            "SELECT received_ms, boot_id, seq, event_id, phase, kind, body FROM device_events
              WHERE device_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(device.as_str())
@@ -277,6 +349,7 @@ impl Store {
                 Ok(StoredEvent {
                     device: device.to_string(),
                     received,
+                    boot_id: row.try_get("boot_id")?,
                     seq: row.try_get("seq")?,
                     event_id: row.try_get("event_id")?,
                     phase: row.try_get("phase")?,
@@ -331,11 +404,28 @@ mod tests {
         ))
         .expect("fixture");
         store
-            .append_events(&[(dev.clone(), event, OffsetDateTime::now_utc())])
+            .append_events(&[(dev.clone(), event.clone(), OffsetDateTime::now_utc())])
             .await
             .expect("append");
+        store
+            .append_events(&[(dev.clone(), event.clone(), OffsetDateTime::now_utc())])
+            .await
+            .expect("a duplicate is skipped, not an error");
         let events = store.events(&dev, 10).await.expect("events");
         assert_eq!(events.len(), 1);
+        store
+            .save_batch(
+                &[],
+                &[],
+                &[Cursor {
+                    device: dev.clone(),
+                    boot_id: event.boot_id.clone(),
+                    next: 1,
+                }],
+            )
+            .await
+            .expect("cursor");
+        assert_eq!(store.load_cursors().await.expect("cursors")[0].next, 1);
         assert_eq!(events[0].kind, "agent");
         assert_eq!(events[0].phase, "start");
     }

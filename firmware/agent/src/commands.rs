@@ -10,6 +10,10 @@ pub struct Context<'a> {
     pub agent_uptime_s: u64,
     /// The effective configuration, as JSON.
     pub config: &'a serde_json::Value,
+    /// Events waiting in the outbox.
+    pub outbox_depth: u64,
+    /// The current MQTT session's birth/death sequence.
+    pub bd_seq: u64,
 }
 
 /// What the agent must do after sending the ack.
@@ -20,6 +24,10 @@ pub enum Action {
     Restart {
         after_ms: u64,
     },
+    /// Send the outbox again.
+    Replay,
+    /// Publish the birth again.
+    Rebirth,
 }
 
 /// Delay between acknowledging a restart and restarting, so the ack is delivered.
@@ -71,6 +79,20 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
                 after_ms: RESTART_DELAY_MS,
             },
         ),
+        CommandBody::Replay { .. } => (
+            ack(Outcome::Ok {
+                reply: Reply::Replaying {
+                    events: ctx.outbox_depth,
+                },
+            }),
+            Action::Replay,
+        ),
+        CommandBody::Rebirth => (
+            ack(Outcome::Ok {
+                reply: Reply::Reborn { bd_seq: ctx.bd_seq },
+            }),
+            Action::Rebirth,
+        ),
     }
 }
 
@@ -84,6 +106,8 @@ mod tests {
             boot_id: "b1",
             agent_uptime_s: 42,
             config,
+            outbox_depth: 7,
+            bd_seq: 3,
         }
     }
 
@@ -155,6 +179,26 @@ mod tests {
                 after_ms: RESTART_DELAY_MS
             }
         );
+    }
+
+    #[test]
+    fn replay_reports_the_outbox_depth_and_asks_for_a_resend() {
+        let config = serde_json::json!({});
+        let c = cmd(
+            CommandBody::Replay {
+                boot_id: "b0".into(),
+                from_seq: 4,
+            },
+            None,
+        );
+        let (ack, action) = answer(&c, datetime!(2026-11-27 09:00 UTC), &ctx(&config));
+        assert_eq!(
+            ack.outcome,
+            Outcome::Ok {
+                reply: Reply::Replaying { events: 7 }
+            }
+        );
+        assert_eq!(action, Action::Replay);
     }
 
     #[test]

@@ -7,13 +7,14 @@
 pub mod commands;
 pub mod config;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use gavel_link::{Link, LinkEvent, LinkSettings};
+use gavel_link::{Link, LinkEvent, LinkSettings, Outbox};
 use gavel_profile::Profile;
 use gavel_protocol::{
-    Birth, Capability, CapabilityState, Event, EventBody, OfflineReason, PROTOCOL_VERSION, Phase,
+    Birth, Capability, CapabilityState, EventBody, OfflineReason, PROTOCOL_VERSION, Phase,
 };
 use time::OffsetDateTime;
 use tracing::{debug, info, warn};
@@ -57,10 +58,20 @@ pub fn capabilities(profile: &Profile) -> Vec<Capability> {
         .collect()
 }
 
+/// Agent options that are not configuration (test and soak switches).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Emit this many synthetic probe events per second (link self-test and soak runs).
+    pub probe_rate: Option<f64>,
+    /// Send unconfirmed events again after this long without a receipt (default 30 s).
+    pub resend_after: Option<Duration>,
+}
+
 /// Runs the agent until `shutdown` resolves or a restart is commanded.
 pub async fn run(
     config: AgentConfig,
     profile: Profile,
+    options: RunOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Exit> {
     let device = config.validate()?;
@@ -74,16 +85,24 @@ pub async fn run(
     let hostname = hostname();
     let caps = capabilities(&profile);
 
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
+    let store_path = config.data_dir.join("store.redb");
+    let store = gavel_store::Store::open(&store_path)
+        .with_context(|| format!("opening the device store {}", store_path.display()))?;
+    let outbox = Outbox::new(Arc::new(store), &boot_id);
+
     let birth = {
         let boot_id = boot_id.clone();
         let profile_name = profile.name.clone();
         let placement = config.placement.clone();
+        let outbox = outbox.clone();
         move |bd_seq: u64| Birth {
             v: PROTOCOL_VERSION,
             ts: OffsetDateTime::now_utc(),
             boot_id: boot_id.clone(),
             bd_seq,
-            seq_base: 0,
+            seq_base: outbox.next_seq(),
             profile: profile_name.clone(),
             firmware_version: env!("CARGO_PKG_VERSION").into(),
             hostname: hostname.clone(),
@@ -100,58 +119,70 @@ pub async fn run(
         keepalive: Duration::from_secs(u64::from(keepalive_s)),
         backoff_min: Duration::from_millis(250),
         backoff_max: Duration::from_secs(30),
+        resend_after: options.resend_after.unwrap_or(Duration::from_secs(30)),
     };
-    let (link, mut events, link_task) = Link::spawn(settings, &boot_id, birth);
+    let (link, mut events, link_task) =
+        Link::spawn(settings, &boot_id, birth, Some(outbox.clone()));
     info!(%device, profile = %profile.name, %boot_id, broker = %format!("{}:{}", config.broker.host, config.broker.port), "agent started");
+
+    let agent_event_id = format!("agent-{boot_id}");
+    outbox
+        .emit(
+            agent_event_id.clone(),
+            Phase::Start,
+            EventBody::Agent {
+                detail: Some(format!("gavel-agent {} started", env!("CARGO_PKG_VERSION"))),
+            },
+        )
+        .await
+        .context("storing the agent start event")?;
 
     let mut sampler = Some(gavel_health::Sampler::new(profile.health.volumes.clone()));
     let mut health_tick = tokio::time::interval(Duration::from_secs(u64::from(interval_s)));
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seq: u64 = 0;
-    let mut announced = false;
-    let mut dropped_health: u64 = 0;
-    let agent_event_id = format!("agent-{boot_id}");
+    let probe_period = options
+        .probe_rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut probe_tick = tokio::time::interval(probe_period.unwrap_or(Duration::from_secs(3600)));
+    probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probes: u64 = 0;
     tokio::pin!(shutdown);
 
     let exit = loop {
         tokio::select! {
             _ = &mut shutdown => break Exit::Shutdown,
+            _ = probe_tick.tick(), if probe_period.is_some() => {
+                let seq = outbox
+                    .emit(format!("probe-{probes}"), Phase::End, EventBody::Probe { n: probes })
+                    .await
+                    .context("storing a probe event")?;
+                // Tests parse this line: the event is durable from here on.
+                info!("probe stored {boot_id}/{seq}");
+                probes += 1;
+            }
             _ = health_tick.tick() => {
                 let Some(mut s) = sampler.take() else { continue };
-                let (s, health) = tokio::task::spawn_blocking(move || {
+                let (s, mut health) = tokio::task::spawn_blocking(move || {
                     let h = s.sample(OffsetDateTime::now_utc());
                     (s, h)
                 })
                 .await
                 .context("health sampler task")?;
                 sampler = Some(s);
-                match link.publish(&health) {
-                    Ok(()) => {}
-                    // Design: telemetry is not queued while offline (events will be, via the
-                    // outbox); stale health is worthless and would crowd the link.
-                    Err(e) => {
-                        dropped_health += 1;
-                        debug!(error = %e, dropped_health, "health sample dropped");
-                    }
+                match outbox.health().await {
+                    Ok(o) => health.outbox = Some(o),
+                    Err(e) => warn!(error = %e, "reading the outbox state failed"),
+                }
+                // Design: telemetry is not queued while offline (events are, in the
+                // outbox); stale health is worthless and would crowd the link.
+                if let Err(e) = link.publish(&health) {
+                    outbox.telemetry_dropped();
+                    debug!(error = %e, "health sample dropped");
                 }
             }
             event = events.recv() => match event {
                 Some(LinkEvent::Connected { bd_seq }) => {
-                    if !announced {
-                        let started_event = Event {
-                            v: PROTOCOL_VERSION,
-                            ts: OffsetDateTime::now_utc(),
-                            seq,
-                            id: agent_event_id.clone(),
-                            phase: Phase::Start,
-                            historical: false,
-                            body: EventBody::Agent { detail: Some(format!("gavel-agent {} started", env!("CARGO_PKG_VERSION"))) },
-                        };
-                        if link.publish(&started_event).is_ok() {
-                            seq += 1;
-                            announced = true;
-                        }
-                    }
                     debug!(bd_seq, "link up");
                     health_tick.reset_immediately();
                 }
@@ -160,18 +191,28 @@ pub async fn run(
                 }
                 Some(LinkEvent::Command(cmd)) => {
                     info!(command = cmd.body.name(), id = %cmd.id, "command received");
+                    let depth = outbox.health().await.map(|o| o.depth).unwrap_or(0);
                     let ctx = commands::Context {
                         boot_id: &boot_id,
                         agent_uptime_s: started.elapsed().as_secs(),
                         config: &config_json,
+                        outbox_depth: depth,
+                        bd_seq: link.bd_seq(),
                     };
                     let (ack, action) = commands::answer(&cmd, OffsetDateTime::now_utc(), &ctx);
                     if let Err(e) = link.publish(&ack) {
                         warn!(error = %e, id = %cmd.id, "could not send ack");
                     }
-                    if let commands::Action::Restart { after_ms } = action {
-                        tokio::time::sleep(Duration::from_millis(after_ms)).await;
-                        break Exit::Restart;
+                    match action {
+                        commands::Action::None => {}
+                        commands::Action::Replay => outbox.resend_all(),
+                        commands::Action::Rebirth => {
+                            link.rebirth().await;
+                        }
+                        commands::Action::Restart { after_ms } => {
+                            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                            break Exit::Restart;
+                        }
                     }
                 }
                 Some(LinkEvent::BadCommand(e)) => warn!(error = %e, "malformed command refused"),
@@ -180,21 +221,31 @@ pub async fn run(
         }
     };
 
-    let ending = Event {
-        v: PROTOCOL_VERSION,
-        ts: OffsetDateTime::now_utc(),
-        seq,
-        id: agent_event_id,
-        phase: Phase::End,
-        historical: false,
-        body: EventBody::Agent {
-            detail: Some(match exit {
-                Exit::Shutdown => "stopping".into(),
-                Exit::Restart => "restarting on command".into(),
-            }),
-        },
+    let detail = match exit {
+        Exit::Shutdown => "stopping",
+        Exit::Restart => "restarting on command",
     };
-    let _ = link.publish(&ending);
+    if let Err(e) = outbox
+        .emit(
+            agent_event_id,
+            Phase::End,
+            EventBody::Agent {
+                detail: Some(detail.into()),
+            },
+        )
+        .await
+    {
+        warn!(error = %e, "could not store the agent end event");
+    }
+    // While connected, give the controller up to 3 s to confirm what is queued, so a
+    // clean stop leaves an empty outbox; whatever is left is sent after the next start.
+    let drain_until = Instant::now() + Duration::from_secs(3);
+    while link.is_connected() && Instant::now() < drain_until {
+        if outbox.health().await.map(|o| o.depth).unwrap_or(0) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let reason = match exit {
         Exit::Shutdown => OfflineReason::Shutdown,
         Exit::Restart => OfflineReason::Restart,

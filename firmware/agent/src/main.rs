@@ -38,6 +38,12 @@ struct Args {
     /// MQTT keepalive in seconds (overrides the profile).
     #[arg(long)]
     keepalive: Option<u16>,
+    /// Emit this many synthetic probe events per second (link self-test and soak runs).
+    #[arg(long, value_name = "EVENTS_PER_S")]
+    probe_rate: Option<f64>,
+    /// Send unconfirmed events again after this many seconds without a receipt.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    resend_after: u64,
 }
 
 fn config(args: &Args) -> anyhow::Result<AgentConfig> {
@@ -85,7 +91,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = config(&args)?;
     let profile = gavel_profile::load_named(&config.profiles_dir, &config.profile)?;
-    let exit = gavel_agent::run(config, profile, shutdown_signal()).await?;
+    let options = gavel_agent::RunOptions {
+        probe_rate: args.probe_rate,
+        resend_after: Some(std::time::Duration::from_secs(args.resend_after.max(1))),
+    };
+    let exit = gavel_agent::run(config, profile, options, shutdown_signal()).await?;
     if exit == Exit::Restart {
         restart()?;
     }

@@ -73,6 +73,7 @@ impl Sampler {
                 .take(gavel_protocol::MAX_ITEMS)
                 .collect(),
             clock: clock(),
+            outbox: None,
         }
     }
 }

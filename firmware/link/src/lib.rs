@@ -9,18 +9,23 @@
 //! [`Link`] to publish, and receives [`LinkEvent`]s (connection changes, commands) on a
 //! channel.
 
+pub mod outbox;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use gavel_protocol::{
-    Birth, Channel, Command, DecodeError, DeviceId, DeviceTopic, Message, OfflineReason, Status,
+    Birth, Channel, Command, DecodeError, DeviceId, DeviceTopic, Message, OfflineReason, Receipt,
+    Status,
 };
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+pub use outbox::{Outbox, OutboxError};
 
 /// How to reach the broker.
 #[derive(Debug, Clone)]
@@ -34,6 +39,8 @@ pub struct LinkSettings {
     pub backoff_min: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
+    /// Send unconfirmed events again when no receipt came for this long.
+    pub resend_after: Duration,
 }
 
 /// What the link tells the agent.
@@ -68,14 +75,17 @@ pub struct Link {
     boot_id: Arc<str>,
     connected: Arc<AtomicBool>,
     bd_seq: Arc<AtomicU64>,
+    rebirth: mpsc::Sender<()>,
 }
 
 impl Link {
-    /// Starts the link task. `birth` builds the birth message for a given `bd_seq`.
+    /// Starts the link task. `birth` builds the birth message for a given `bd_seq`. With
+    /// an `outbox`, a sender task publishes its events and receipts confirm them.
     pub fn spawn(
         settings: LinkSettings,
         boot_id: &str,
         birth: impl Fn(u64) -> Birth + Send + 'static,
+        outbox: Option<Arc<Outbox>>,
     ) -> (Link, mpsc::Receiver<LinkEvent>, JoinHandle<()>) {
         let client_id = settings.device.to_string();
         let mut options = MqttOptions::new(client_id, settings.host.clone(), settings.port);
@@ -88,21 +98,55 @@ impl Link {
             )
             .set_last_will(will(&settings.device, boot_id, 0));
         let (client, eventloop) = AsyncClient::new(options, 64);
+        let (rebirth_tx, rebirth_rx) = mpsc::channel(4);
         let link = Link {
             client,
             device: settings.device.clone(),
             boot_id: boot_id.into(),
             connected: Arc::new(AtomicBool::new(false)),
             bd_seq: Arc::new(AtomicU64::new(0)),
+            rebirth: rebirth_tx,
         };
         let (tx, rx) = mpsc::channel(64);
-        let task = tokio::spawn(run(link.clone(), eventloop, settings, Box::new(birth), tx));
+        let (up_tx, up_rx) = watch::channel(None);
+        if let Some(outbox) = &outbox {
+            tokio::spawn(outbox::send_loop(
+                outbox.clone(),
+                link.client.clone(),
+                settings.device.clone(),
+                up_rx,
+                settings.resend_after,
+            ));
+        }
+        let task = tokio::spawn(run(
+            link.clone(),
+            eventloop,
+            settings,
+            Box::new(birth),
+            Channels {
+                events: tx,
+                up: up_tx,
+                rebirth: rebirth_rx,
+                outbox,
+            },
+        ));
         (link, rx, task)
+    }
+
+    /// Publishes the birth and online status again; returns the session's bd_seq.
+    pub async fn rebirth(&self) -> u64 {
+        let _ = self.rebirth.send(()).await;
+        self.bd_seq.load(Ordering::Relaxed)
     }
 
     /// Whether the broker connection is up now.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The current session's birth/death sequence.
+    pub fn bd_seq(&self) -> u64 {
+        self.bd_seq.load(Ordering::Relaxed)
     }
 
     /// The device this link speaks for.
@@ -168,49 +212,84 @@ fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
     min + Duration::from_millis(fastrand::u64(0..=span))
 }
 
+struct Channels {
+    events: mpsc::Sender<LinkEvent>,
+    up: watch::Sender<Option<i64>>,
+    rebirth: mpsc::Receiver<()>,
+    outbox: Option<Arc<Outbox>>,
+}
+
+fn announce(link: &Link, birth: &(dyn Fn(u64) -> Birth + Send)) {
+    let bd_seq = link.bd_seq.load(Ordering::Relaxed);
+    let online = Status::online(&link.boot_id, bd_seq, OffsetDateTime::now_utc());
+    let queued = link
+        .publish_raw(Channel::Birth, gavel_protocol::encode(&birth(bd_seq)))
+        .and_then(|_| link.publish_raw(Channel::Status, gavel_protocol::encode(&online)));
+    if let Err(e) = queued {
+        warn!(error = %e, "could not queue birth");
+    }
+}
+
 async fn run(
     link: Link,
     mut eventloop: EventLoop,
     settings: LinkSettings,
     birth: Box<dyn Fn(u64) -> Birth + Send>,
-    events: mpsc::Sender<LinkEvent>,
+    mut ch: Channels,
 ) {
-    let cmd_topic = DeviceTopic::new(settings.device.clone(), Channel::Cmd).to_string();
+    let [cmd_topic, receipt_topic] = gavel_protocol::filter::device_inbox(&settings.device);
     let mut failures: u32 = 0;
     loop {
-        match eventloop.poll().await {
+        let polled = tokio::select! {
+            p = eventloop.poll() => p,
+            Some(()) = ch.rebirth.recv() => {
+                if link.is_connected() {
+                    announce(&link, birth.as_ref());
+                }
+                continue;
+            }
+        };
+        match polled {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 failures = 0;
                 let bd_seq = link.bd_seq.load(Ordering::Relaxed);
                 info!(device = %settings.device, bd_seq, code = ?ack.code, "connected to broker");
                 link.connected.store(true, Ordering::Relaxed);
-                let birth = birth(bd_seq);
-                let online = Status::online(&link.boot_id, bd_seq, OffsetDateTime::now_utc());
-                let queued = link
-                    .publish_raw(Channel::Birth, gavel_protocol::encode(&birth))
-                    .and_then(|_| {
-                        link.publish_raw(Channel::Status, gavel_protocol::encode(&online))
-                    });
-                if let Err(e) = queued {
-                    warn!(error = %e, "could not queue birth");
+                announce(&link, birth.as_ref());
+                for topic in [&cmd_topic, &receipt_topic] {
+                    if let Err(e) = link.client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
+                        warn!(error = %e, %topic, "could not queue subscription");
+                    }
                 }
-                if let Err(e) = link
-                    .client
-                    .try_subscribe(cmd_topic.clone(), QoS::AtLeastOnce)
-                {
-                    warn!(error = %e, "could not queue command subscription");
-                }
-                let _ = events.send(LinkEvent::Connected { bd_seq }).await;
+                let _ = ch.up.send(Some(
+                    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+                ));
+                let _ = ch.events.send(LinkEvent::Connected { bd_seq }).await;
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
                 let event = match gavel_protocol::decode::<Command>(&p.payload) {
                     Ok(cmd) => LinkEvent::Command(cmd),
                     Err(e) => LinkEvent::BadCommand(e),
                 };
-                let _ = events.send(event).await;
+                let _ = ch.events.send(event).await;
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == receipt_topic => {
+                match gavel_protocol::decode::<Receipt>(&p.payload) {
+                    Ok(receipt) => {
+                        if let Some(outbox) = ch.outbox.clone() {
+                            tokio::spawn(async move {
+                                if let Err(e) = outbox.confirm(&receipt).await {
+                                    warn!(error = %e, "applying a receipt failed; the events will be sent again");
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "malformed receipt refused"),
+                }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 link.connected.store(false, Ordering::Relaxed);
+                let _ = ch.up.send(None);
                 // Let the disconnect packet flush, then stop.
                 let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
                 break;
@@ -218,6 +297,10 @@ async fn run(
             Ok(_) => {}
             Err(e) => {
                 link.connected.store(false, Ordering::Relaxed);
+                let _ = ch.up.send(None);
+                // Design: the outbox resends unconfirmed events itself after reconnecting;
+                // rumqttc's own replay of in-flight packets would only add duplicates.
+                eventloop.pending.clear();
                 let retry_in = backoff(failures, settings.backoff_min, settings.backoff_max);
                 failures = failures.saturating_add(1);
                 // Design: every new connection attempt gets a new bd_seq and a matching will,
@@ -227,7 +310,8 @@ async fn run(
                     .mqtt_options
                     .set_last_will(will(&settings.device, &link.boot_id, bd_seq));
                 warn!(device = %settings.device, error = %e, retry_in_ms = retry_in.as_millis() as u64, "broker connection lost");
-                if events
+                if ch
+                    .events
                     .send(LinkEvent::Disconnected {
                         error: e.to_string(),
                         retry_in,

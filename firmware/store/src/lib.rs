@@ -123,7 +123,11 @@ impl Store {
     }
 
     /// Up to `limit` entries with key `>= from`, in key (append) order.
-    pub fn entries_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+    pub fn entries_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(OUTBOX)?;
         let mut out = Vec::new();
@@ -243,7 +247,12 @@ mod tests {
             .collect();
         assert_eq!(
             left,
-            [("old".into(), 0), ("old".into(), 1), ("old".into(), 2), ("new".into(), 2)]
+            [
+                ("old".into(), 0),
+                ("old".into(), 1),
+                ("old".into(), 2),
+                ("new".into(), 2)
+            ]
         );
         assert_eq!(s.stats().expect("stats").depth, 4);
         assert_eq!(s.stats().expect("stats").oldest_ms, Some(0));
@@ -266,6 +275,9 @@ mod tests {
         let s = Store::open(&dir.path().join("s.redb")).expect("open");
         assert_eq!(s.get_meta("schedule").expect("get"), None);
         s.put_meta("schedule", b"v1").expect("put");
-        assert_eq!(s.get_meta("schedule").expect("get").as_deref(), Some(&b"v1"[..]));
+        assert_eq!(
+            s.get_meta("schedule").expect("get").as_deref(),
+            Some(&b"v1"[..])
+        );
     }
 }

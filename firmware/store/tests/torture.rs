@@ -37,7 +37,9 @@ struct Redb(Store);
 
 impl Engine for Redb {
     fn open(dir: &Path) -> Result<Self, String> {
-        Store::open(&dir.join("store.redb")).map(Redb).map_err(|e| e.to_string())
+        Store::open(&dir.join("store.redb"))
+            .map(Redb)
+            .map_err(|e| e.to_string())
     }
     fn append(&mut self, i: u64) -> Result<(), String> {
         let entry = OutboxEntry {
@@ -49,7 +51,10 @@ impl Engine for Redb {
         self.0.append(&entry).map(|_| ()).map_err(|e| e.to_string())
     }
     fn read_all(&self) -> Result<Vec<(u64, bool)>, String> {
-        let entries = self.0.entries_from(0, usize::MAX).map_err(|e| e.to_string())?;
+        let entries = self
+            .0
+            .entries_from(0, usize::MAX)
+            .map_err(|e| e.to_string())?;
         Ok(entries
             .into_iter()
             .map(|(_, e)| (e.seq, e.payload == record(e.seq)))
@@ -61,10 +66,14 @@ struct Sled(sled::Db);
 
 impl Engine for Sled {
     fn open(dir: &Path) -> Result<Self, String> {
-        sled::open(dir.join("sled")).map(Sled).map_err(|e| e.to_string())
+        sled::open(dir.join("sled"))
+            .map(Sled)
+            .map_err(|e| e.to_string())
     }
     fn append(&mut self, i: u64) -> Result<(), String> {
-        self.0.insert(i.to_be_bytes(), record(i)).map_err(|e| e.to_string())?;
+        self.0
+            .insert(i.to_be_bytes(), record(i))
+            .map_err(|e| e.to_string())?;
         // sled only promises durability after flush.
         self.0.flush().map(|_| ()).map_err(|e| e.to_string())
     }
@@ -73,7 +82,8 @@ impl Engine for Sled {
             .iter()
             .map(|kv| {
                 let (k, v) = kv.map_err(|e| e.to_string())?;
-                let i = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| "bad key".to_string())?);
+                let i =
+                    u64::from_be_bytes(k.as_ref().try_into().map_err(|_| "bad key".to_string())?);
                 Ok((i, v.as_ref() == record(i).as_slice()))
             })
             .collect()
@@ -83,7 +93,13 @@ impl Engine for Sled {
 /// The child's loop: append forever, printing `ack N` after each durable append.
 fn child<E: Engine>(dir: &Path) {
     let mut engine = E::open(dir).expect("child opens store");
-    let start = engine.read_all().expect("child reads").iter().map(|(i, _)| i + 1).max().unwrap_or(0);
+    let start = engine
+        .read_all()
+        .expect("child reads")
+        .iter()
+        .map(|(i, _)| i + 1)
+        .max()
+        .unwrap_or(0);
     for i in start.. {
         engine.append(i).expect("append");
         println!("ack {i}");
@@ -123,8 +139,16 @@ fn torture<E: Engine>(name: &str, kills: u32) -> Tally {
     let mut acks_total = 0u64;
     for _ in 0..kills {
         let mut child = Command::new(&exe)
-            .args(["torture_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env("GAVEL_TORTURE_CHILD", format!("{name}:{}", dir.path().display()))
+            .args([
+                "torture_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(
+                "GAVEL_TORTURE_CHILD",
+                format!("{name}:{}", dir.path().display()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -133,7 +157,9 @@ fn torture<E: Engine>(name: &str, kills: u32) -> Tally {
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(n) = line.strip_prefix("ack ").and_then(|n| n.parse::<u64>().ok())
+                if let Some(n) = line
+                    .strip_prefix("ack ")
+                    .and_then(|n| n.parse::<u64>().ok())
                     && tx.send(n).is_err()
                 {
                     break;
@@ -175,7 +201,10 @@ fn torture<E: Engine>(name: &str, kills: u32) -> Tally {
                 tally.lost = seen.iter().filter(|s| !**s).count() as u64;
             }
             Err(e) => {
-                eprintln!("{name}: store did not reopen after kill {}: {e}", tally.kills);
+                eprintln!(
+                    "{name}: store did not reopen after kill {}: {e}",
+                    tally.kills
+                );
                 tally.open_failures += 1;
             }
         }
@@ -187,7 +216,10 @@ fn torture<E: Engine>(name: &str, kills: u32) -> Tally {
 }
 
 fn kills() -> u32 {
-    std::env::var("GAVEL_TORTURE_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(20)
+    std::env::var("GAVEL_TORTURE_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(20)
 }
 
 #[test]

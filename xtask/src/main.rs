@@ -6,6 +6,7 @@
 
 mod demo;
 mod setup;
+mod tiers;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -23,6 +24,12 @@ Tasks:
                  test (unit, protocol fixtures, whole-system against the embedded broker,
                  Mosquitto, SQLite, PostgreSQL, headless Chromium), and a demo smoke run.
   setup          only install what is missing and start the services tests need.
+  soak           full-length fault runs: 500 SIGKILLs of the store (redb and sled) and of
+                 a producing agent, a 10-minute broker outage. Figures: docs/benchmarks.md.
+  bench          benchmarks, each with its baseline in the same run: durable appends
+                 (redb vs sled), end-to-end events/s (vs mosquitto_pub/sub ceiling).
+  fuzz [--seconds N]
+                 every protocol decoder under cargo-fuzz, N seconds each (default 600).
 ";
 
 fn main() -> ExitCode {
@@ -31,6 +38,9 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("test") => test(),
         Some("setup") => setup::ensure(setup::Need::Test).map(|_| ()),
+        Some("soak") => tiers::soak(),
+        Some("bench") => tiers::bench(),
+        Some("fuzz") => tiers::fuzz(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())

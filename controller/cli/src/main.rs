@@ -319,6 +319,20 @@ fn print_device(d: &DeviceRecord) {
             "uptime (host / agent)",
             format!("{} s / {} s", h.uptime_s, h.agent_uptime_s),
         );
+        if let Some(o) = &h.outbox {
+            let oldest = o
+                .oldest_age_s
+                .map(|s| format!(", oldest {s} s"))
+                .unwrap_or_default();
+            row(
+                &mut t,
+                "outbox",
+                format!(
+                    "{} events waiting{oldest}; {} health samples dropped while offline",
+                    o.depth, o.dropped_telemetry
+                ),
+            );
+        }
     }
     if let Some(skew) = d.clock_skew_ms {
         row(&mut t, "skew vs controller", format!("{skew} ms"));

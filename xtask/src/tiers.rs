@@ -1,0 +1,114 @@
+//! The long tiers: `soak`, `bench` and `fuzz`. Their figures go into `docs/`.
+
+use crate::{cargo, root, run, setup};
+
+/// Full-length torture and outage runs (the default suite runs short versions).
+pub fn soak() -> Result<(), String> {
+    let env = setup::ensure(setup::Need::Test)?;
+    run(
+        cargo(&["build", "--workspace", "--bins", "--locked"]),
+        "build binaries",
+    )?;
+    let mut torture = cargo(&[
+        "test",
+        "--locked",
+        "-p",
+        "gavel-store",
+        "--test",
+        "torture",
+        "--",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    torture.env("GAVEL_TORTURE_KILLS", "500");
+    run(
+        torture,
+        "store torture: 500 SIGKILLs each for redb and sled",
+    )?;
+    let mut link = cargo(&[
+        "test",
+        "--locked",
+        "-p",
+        "gavel-hil",
+        "--test",
+        "store_and_forward",
+        "--",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    link.env("GAVEL_SOAK_KILLS", "500")
+        .env("GAVEL_SOAK_OUTAGE_S", "600");
+    for (k, v) in env {
+        link.env(k, v);
+    }
+    run(
+        link,
+        "agent: 500 SIGKILLs while producing events, and a 10-minute broker outage",
+    )
+}
+
+/// Benchmarks, each printing its ratio against the named baseline measured in the same run.
+pub fn bench() -> Result<(), String> {
+    setup::ensure(setup::Need::Test)?;
+    run(
+        cargo(&[
+            "bench",
+            "--locked",
+            "-p",
+            "gavel-store",
+            "--bench",
+            "append",
+        ]),
+        "durable appends: redb vs sled",
+    )?;
+    run(
+        cargo(&[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "gavel-controller",
+            "-p",
+            "gavel-agent",
+        ]),
+        "release binaries for the end-to-end benchmark",
+    )?;
+    run(
+        cargo(&["bench", "--locked", "-p", "gavel-hil", "--bench", "e2e"]),
+        "end-to-end events/s vs broker ceiling",
+    )
+}
+
+/// Runs every protocol fuzz target for `seconds` each (needs `cargo install cargo-fuzz`).
+pub fn fuzz(args: &[String]) -> Result<(), String> {
+    let seconds = match args {
+        [flag, s] if flag == "--seconds" => {
+            s.parse::<u64>().map_err(|_| format!("--seconds {s:?}"))?
+        }
+        [] => 600,
+        _ => return Err("usage: cargo xtask fuzz [--seconds N]".into()),
+    };
+    let dir = root().join("protocol").join("fuzz");
+    let targets = [
+        "birth", "status", "health", "event", "ack", "command", "receipt",
+    ];
+    for t in targets {
+        let mut cmd =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(&dir)
+            // cargo-fuzz passes nightly-only sanitizer flags; the stable toolchain accepts
+            // them with RUSTC_BOOTSTRAP.
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args([
+                "fuzz",
+                "run",
+                &format!("decode_{t}"),
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-print_final_stats=1",
+            ]);
+        run(cmd, &format!("fuzz decode_{t} for {seconds} s"))?;
+    }
+    Ok(())
+}

@@ -55,6 +55,21 @@ impl Default for FollowSettings {
     }
 }
 
+impl From<&gavel_profile::FollowSettings> for FollowSettings {
+    fn from(p: &gavel_profile::FollowSettings) -> Self {
+        let ms = |v: u32| Duration::from_millis(u64::from(v));
+        Self {
+            presets: p.presets.clone(),
+            overview_preset: p.overview_preset,
+            debounce: ms(p.debounce_ms),
+            release: ms(p.release_ms),
+            hold: ms(p.hold_ms),
+            overview_after: ms(p.overview_after_ms),
+            threshold_dbfs: p.threshold_dbfs,
+        }
+    }
+}
+
 /// What the core is told.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {

@@ -194,6 +194,16 @@ impl Deframer for StatusParser {
     fn reset(&mut self) {
         self.skipped = 0;
     }
+
+    fn take_garbage(&mut self) -> Option<Garbage> {
+        let skipped = std::mem::take(&mut self.skipped);
+        (skipped > 0).then(|| Garbage {
+            skipped,
+            reason: format!(
+                "{skipped} bytes that are not ESC/POS status bytes (fixed bits 0xx1xx10)"
+            ),
+        })
+    }
 }
 
 /// Why printing failed.

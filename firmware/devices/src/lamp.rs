@@ -222,6 +222,16 @@ impl Deframer for SignParser {
         self.buf = None;
         self.skipped = 0;
     }
+
+    fn take_garbage(&mut self) -> Option<Garbage> {
+        let held = self.buf.as_ref().map_or(0, |b| b.len() + 1);
+        let skipped = std::mem::take(&mut self.skipped) + held;
+        self.buf = None;
+        (skipped > 0).then(|| Garbage {
+            skipped,
+            reason: format!("{skipped} bytes that are no complete sign reply (`<...*HH\\r`)"),
+        })
+    }
 }
 
 /// A "recording in progress" sign on a serial port.

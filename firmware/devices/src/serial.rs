@@ -35,6 +35,11 @@ pub trait Deframer {
     fn push(&mut self, byte: u8) -> Option<Result<Self::Frame, Garbage>>;
     /// Forgets any partial frame (after a reopen or before a new exchange).
     fn reset(&mut self);
+    /// Reports bytes skipped but not yet reported (called when a wait times out, so
+    /// the error can say what arrived instead of a reply).
+    fn take_garbage(&mut self) -> Option<Garbage> {
+        None
+    }
 }
 
 /// Where and how to open a port.
@@ -285,18 +290,20 @@ impl<D: Deframer> SerialLink<D> {
                     self.garbage_run = 0;
                     self.pending.push_back(frame);
                 }
-                Some(Err(g)) => {
-                    self.stats.garbage_bytes += g.skipped as u64;
-                    self.stats.bad_frames += 1;
-                    if self.garbage_run == 0 {
-                        warn!(path = %self.settings.path.display(), reason = %g.reason, "garbage on serial link; resynchronising");
-                    }
-                    self.garbage_run += 1;
-                    self.stats.last_garbage = Some(g.reason);
-                }
+                Some(Err(g)) => self.note_garbage(g),
             }
         }
         Ok(n)
+    }
+
+    fn note_garbage(&mut self, g: Garbage) {
+        self.stats.garbage_bytes += g.skipped as u64;
+        self.stats.bad_frames += 1;
+        if self.garbage_run == 0 {
+            warn!(path = %self.settings.path.display(), reason = %g.reason, "garbage on serial link; resynchronising");
+        }
+        self.garbage_run += 1;
+        self.stats.last_garbage = Some(g.reason);
     }
 
     /// Waits up to `timeout` for the next valid frame, skipping garbage.
@@ -309,6 +316,9 @@ impl<D: Deframer> SerialLink<D> {
             }
             let waited = start.elapsed();
             if waited >= timeout {
+                if let Some(g) = self.deframer.take_garbage() {
+                    self.note_garbage(g);
+                }
                 let garbage_bytes = self.stats.garbage_bytes - garbage_before;
                 return Err(SerialError::Timeout {
                     path: self.settings.path.clone(),
@@ -349,6 +359,9 @@ impl<D: Deframer> SerialLink<D> {
             } else if last_byte.elapsed() >= quiet {
                 break;
             }
+        }
+        if let Some(g) = self.deframer.take_garbage() {
+            self.note_garbage(g);
         }
         self.pending.clear();
         self.deframer.reset();

@@ -205,6 +205,17 @@ impl Deframer for ReplyParser {
         self.buf.clear();
         self.skipped = 0;
     }
+
+    fn take_garbage(&mut self) -> Option<Garbage> {
+        let held = std::mem::take(&mut self.buf).len();
+        let skipped = std::mem::take(&mut self.skipped) + held;
+        (skipped > 0).then(|| Garbage {
+            skipped,
+            reason: format!(
+                "{skipped} bytes that are no complete VISCA reply (header 0x90-0xF0 ... 0xFF)"
+            ),
+        })
+    }
 }
 
 /// Why a VISCA operation failed.

@@ -246,3 +246,36 @@ fn a_real_visca_camera_recalls_a_preset_when_one_is_configured() {
         .expect("drain");
     cam.recall_preset(1).expect("preset 1 after noise");
 }
+
+/// Against a real ESC/POS printer: `GAVEL_TEST_PRINTER_PORT=/dev/ttyUSB1` (prints one
+/// test ticket at 19200 baud). Skips when unset.
+#[test]
+fn a_real_printer_prints_a_queue_ticket_when_one_is_configured() {
+    let Some(port) = real_port("GAVEL_TEST_PRINTER_PORT") else {
+        eprintln!("GAVEL_TEST_PRINTER_PORT unset: skipped");
+        return;
+    };
+    let mut p = Printer::new(PortSettings::new(port, 19200));
+    let ticket = QueueTicket {
+        court: "Gavel test".into(),
+        number: "T001".into(),
+        service: "test".into(),
+        waiting: 0,
+        issued: time::OffsetDateTime::now_utc(),
+    };
+    p.print(ticket.receipt()).expect("printed");
+}
+
+/// Against a real sign controller: `GAVEL_TEST_SIGN_PORT=/dev/ttyUSB2` (switches it on,
+/// then off). Skips when unset.
+#[test]
+fn a_real_sign_switches_on_and_off_when_one_is_configured() {
+    let Some(port) = real_port("GAVEL_TEST_SIGN_PORT") else {
+        eprintln!("GAVEL_TEST_SIGN_PORT unset: skipped");
+        return;
+    };
+    let mut sign = SerialSign::new(PortSettings::new(port, 9600));
+    sign.set(true).expect("on");
+    assert!(sign.lit().expect("status"));
+    sign.set(false).expect("off");
+}

@@ -44,6 +44,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "command-restart.json",
             "event-agent-start.json",
             "event-capability.json",
+            "health-environment.json",
             "health.json",
             "status-death.json",
             "status-online.json",
@@ -75,6 +76,15 @@ fn status_fixtures_round_trip() {
 fn health_fixture_round_trips() {
     let h: Health = round_trip("health.json");
     assert_eq!(h.volumes[0].mount, "/data");
+    assert!(h.humidity.is_empty(), "humidity is optional");
+}
+
+#[test]
+fn health_with_machine_room_sensor_round_trips() {
+    let h: Health = round_trip("health-environment.json");
+    assert_eq!(h.temperatures[1].sensor, "machine-room");
+    assert_eq!(h.humidity[0].sensor, "machine-room");
+    assert_eq!(h.humidity[0].percent, 41.5);
 }
 
 #[test]

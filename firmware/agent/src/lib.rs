@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod hardware;
 
 use std::time::{Duration, Instant};
 
@@ -72,7 +73,18 @@ pub async fn run(
     let keepalive_s = config.keepalive_s.unwrap_or(profile.health.keepalive_s);
     let config_json = serde_json::to_value(&config).context("serialising the config")?;
     let hostname = hostname();
-    let caps = capabilities(&profile);
+    let mut caps = capabilities(&profile);
+    // Held for the whole run: a GPIO lamp keeps its line claimed.
+    let mut _lamp = None;
+    if let Some(settings) = profile.capabilities.lamp.clone() {
+        let (lamp, cap) = tokio::task::spawn_blocking(move || hardware::open_lamp(&settings))
+            .await
+            .context("lamp task")?;
+        _lamp = lamp;
+        if let Some(c) = caps.iter_mut().find(|c| c.name == "lamp") {
+            *c = cap;
+        }
+    }
 
     let birth = {
         let boot_id = boot_id.clone();
@@ -104,7 +116,10 @@ pub async fn run(
     let (link, mut events, link_task) = Link::spawn(settings, &boot_id, birth);
     info!(%device, profile = %profile.name, %boot_id, broker = %format!("{}:{}", config.broker.host, config.broker.port), "agent started");
 
-    let mut sampler = Some(gavel_health::Sampler::new(profile.health.volumes.clone()));
+    let mut sampler = Some((
+        gavel_health::Sampler::new(profile.health.volumes.clone()),
+        hardware::Environment::new(&profile.health.sensors),
+    ));
     let mut health_tick = tokio::time::interval(Duration::from_secs(u64::from(interval_s)));
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: u64 = 0;
@@ -117,10 +132,11 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break Exit::Shutdown,
             _ = health_tick.tick() => {
-                let Some(mut s) = sampler.take() else { continue };
+                let Some((mut s, mut env)) = sampler.take() else { continue };
                 let (s, health) = tokio::task::spawn_blocking(move || {
-                    let h = s.sample(OffsetDateTime::now_utc());
-                    (s, h)
+                    let mut h = s.sample(OffsetDateTime::now_utc());
+                    env.read_into(&mut h);
+                    ((s, env), h)
                 })
                 .await
                 .context("health sampler task")?;

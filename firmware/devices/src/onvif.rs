@@ -60,7 +60,7 @@ pub enum CameraError {
     Protocol {
         url: String,
         operation: &'static str,
-        source: OnvifError,
+        source: Box<OnvifError>,
     },
     /// The discovery socket failed.
     #[error("WS-Discovery: {0}")]
@@ -106,7 +106,7 @@ fn classify(url: &str, user: &str, operation: &'static str, e: OnvifError) -> Ca
         _ => CameraError::Protocol {
             url: url.to_owned(),
             operation,
-            source: e,
+            source: Box::new(e),
         },
     }
 }

@@ -32,7 +32,10 @@ async fn two_stub_cameras_are_discovered_and_configured_end_to_end() {
         .expect("discovery");
     assert_eq!(found.len(), 2, "{found:?}");
     let by_endpoint = |e: &str| found.iter().find(|d| d.endpoint == e).expect("found");
-    assert_eq!(by_endpoint(&a.endpoint).xaddrs, std::slice::from_ref(&a.device_url));
+    assert_eq!(
+        by_endpoint(&a.endpoint).xaddrs,
+        std::slice::from_ref(&a.device_url)
+    );
     assert_eq!(
         by_endpoint(&b.endpoint).name().as_deref(),
         Some("Overview Camera")

@@ -10,6 +10,14 @@
 //!   Mosquitto on 127.0.0.1:1883 when it answers, else a private `mosquitto` on a free port).
 //! - `GAVEL_TEST_POSTGRES=postgres://USER@HOST:PORT`: PostgreSQL server (default
 //!   `postgres://postgres@127.0.0.1:5432`).
+//! - `GAVEL_TEST_VISCA_PORT`, `GAVEL_TEST_PRINTER_PORT`, `GAVEL_TEST_SIGN_PORT`: real
+//!   serial devices for the hardware tests that support them (see [`serial_peers`]).
+//!
+//! Courtroom hardware: [`serial_peers`] (socat pty pairs and VISCA, ESC/POS and sign
+//! emulators) and [`onvif_stub`] (an ONVIF camera answering recorded SOAP responses).
+
+pub mod onvif_stub;
+pub mod serial_peers;
 
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -335,6 +343,7 @@ pub fn start_agent_with(
         .args(["--court", &spec.court, "--room", &spec.room])
         .args(["--keepalive", &spec.keepalive_s.to_string()])
         .args(["--health-interval", &spec.health_interval_s.to_string()])
+        .arg("--simulate-hardware")
         .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
         .env("GAVEL_LOG", "info");
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);

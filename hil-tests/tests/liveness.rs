@@ -131,20 +131,31 @@ async fn a_cleanly_stopped_agent_says_why_and_commands_reach_a_running_one() {
     }
     assert!(rebooted, "agent did not come back with a new boot id");
 
-    // Events: start of the first boot, its end (restarting), start of the second.
-    let events = controller
-        .get(&format!("/api/v1/devices/{}/events", spec.id))
-        .await
-        .expect("events")
-        .expect("some");
-    let phases: Vec<&str> = events
-        .as_array()
-        .expect("list")
-        .iter()
-        .rev()
-        .map(|e| e["phase"].as_str().unwrap_or(""))
-        .collect();
-    assert!(phases.starts_with(&["start", "end", "start"]), "{phases:?}");
+    // Events: start of the first boot, its end (restarting), start of the second. The
+    // second boot's start event follows its birth by a moment.
+    let mut phases: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let events = controller
+            .get(&format!("/api/v1/devices/{}/events", spec.id))
+            .await
+            .expect("events")
+            .expect("some");
+        phases = events
+            .as_array()
+            .expect("list")
+            .iter()
+            .rev()
+            .map(|e| e["phase"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if phases.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        phases.starts_with(&["start".to_string(), "end".into(), "start".into()]),
+        "{phases:?}"
+    );
 
     // A clean stop publishes offline with reason shutdown (not a will).
     assert!(

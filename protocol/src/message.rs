@@ -284,6 +284,14 @@ pub struct Temperature {
     pub celsius: f64,
 }
 
+/// A relative-humidity reading (machine-room sensors).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Humidity {
+    pub sensor: String,
+    /// Relative humidity, 0-100 %.
+    pub percent: f64,
+}
+
 /// The device's view of its clock discipline (kernel NTP state).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Clock {
@@ -315,6 +323,9 @@ pub struct Health {
     pub volumes: Vec<Volume>,
     #[serde(default)]
     pub temperatures: Vec<Temperature>,
+    /// Humidity sensors (added within v1: absent when the device has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub humidity: Vec<Humidity>,
     pub clock: Clock,
     /// The event outbox, on devices that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,6 +384,17 @@ impl Message for Health {
         for (i, t) in self.temperatures.iter().enumerate() {
             text(&format!("temperatures[{i}].sensor"), &t.sensor)?;
             finite(&format!("temperatures[{i}].celsius"), t.celsius)?;
+        }
+        items("humidity", &self.humidity)?;
+        for (i, h) in self.humidity.iter().enumerate() {
+            text(&format!("humidity[{i}].sensor"), &h.sensor)?;
+            finite(&format!("humidity[{i}].percent"), h.percent)?;
+            if !(0.0..=100.0).contains(&h.percent) {
+                return Err(Invalid::new(
+                    format!("humidity[{i}].percent"),
+                    "outside 0-100",
+                ));
+            }
         }
         if let Some(o) = self.clock.offset_ms {
             finite("clock.offset_ms", o)?;

@@ -50,6 +50,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "event-agent-start.json",
             "event-capability.json",
             "event-probe.json",
+            "health-environment.json",
             "health-outbox.json",
             "health.json",
             "receipt.json",
@@ -83,8 +84,17 @@ fn status_fixtures_round_trip() {
 fn health_fixture_round_trips() {
     let h: Health = round_trip("health.json");
     assert_eq!(h.volumes[0].mount, "/data");
+    assert!(h.humidity.is_empty(), "humidity is optional");
     let h: Health = round_trip("health-outbox.json");
     assert_eq!(h.outbox.map(|o| o.depth), Some(310));
+}
+
+#[test]
+fn health_with_machine_room_sensor_round_trips() {
+    let h: Health = round_trip("health-environment.json");
+    assert_eq!(h.temperatures[1].sensor, "machine-room");
+    assert_eq!(h.humidity[0].sensor, "machine-room");
+    assert_eq!(h.humidity[0].percent, 41.5);
 }
 
 #[test]

@@ -83,6 +83,13 @@ fn out_of_range_values_name_the_field() {
         decode::<Health>(&disk),
         Err(DecodeError::Invalid { field, .. }) if field == "volumes[0].free_bytes"
     ));
+    let wet = health_with(|v| {
+        v["humidity"] = serde_json::json!([{ "sensor": "machine-room", "percent": 140.0 }])
+    });
+    assert!(matches!(
+        decode::<Health>(&wet),
+        Err(DecodeError::Invalid { field, .. }) if field == "humidity[0].percent"
+    ));
 }
 
 #[test]

@@ -76,6 +76,7 @@ fn any_health() -> impl Strategy<Value = Health> {
                 })
                 .collect(),
             temperatures: vec![],
+            humidity: vec![],
             clock: Clock {
                 synced,
                 offset_ms: synced.then_some(0.5),

@@ -26,6 +26,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("postgresql-client", "creating test databases"),
     ("chromium", "dashboard browser tests"),
     ("chromium-driver", "WebDriver for Chromium"),
+    ("socat", "serial device emulators over pty pairs"),
 ];
 
 fn installed(package: &str) -> bool {

@@ -305,6 +305,13 @@ fn print_device(d: &DeviceRecord) {
                 format!("{:.1} °C", s.celsius),
             );
         }
+        for s in &h.humidity {
+            row(
+                &mut t,
+                &format!("humidity {}", s.sensor),
+                format!("{:.1} %", s.percent),
+            );
+        }
         row(
             &mut t,
             "clock",

@@ -33,6 +33,9 @@ pub struct AgentConfig {
     pub keepalive_s: Option<u16>,
     /// Folder for the device's durable state.
     pub data_dir: PathBuf,
+    /// Replace peripherals (lamp, I2C sensors) with simulations: for demos and test rigs
+    /// without the hardware. Never on a real device.
+    pub simulate_hardware: bool,
 }
 
 impl Default for AgentConfig {
@@ -49,6 +52,7 @@ impl Default for AgentConfig {
             health_interval_s: None,
             keepalive_s: None,
             data_dir: PathBuf::from("/var/lib/gavel-agent"),
+            simulate_hardware: false,
         }
     }
 }
@@ -108,6 +112,13 @@ impl AgentConfig {
                 "GAVEL_PROFILE" => self.profile = value,
                 "GAVEL_PROFILES_DIR" => self.profiles_dir = value.into(),
                 "GAVEL_DATA_DIR" => self.data_dir = value.into(),
+                "GAVEL_SIMULATE_HARDWARE" => {
+                    self.simulate_hardware = match value.as_str() {
+                        "1" | "true" | "yes" => true,
+                        "0" | "false" | "no" | "" => false,
+                        _ => return Err(invalid(&key, &value, "expected 1/true or 0/false")),
+                    }
+                }
                 "GAVEL_BROKER" => {
                     self.broker = parse_host_port(&value)
                         .ok_or_else(|| invalid(&key, &value, "expected HOST:PORT"))?

@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod hardware;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,7 +84,20 @@ pub async fn run(
     let keepalive_s = config.keepalive_s.unwrap_or(profile.health.keepalive_s);
     let config_json = serde_json::to_value(&config).context("serialising the config")?;
     let hostname = hostname();
-    let caps = capabilities(&profile);
+    let mut caps = capabilities(&profile);
+    // Held for the whole run: a GPIO lamp keeps its line claimed.
+    let mut _lamp = None;
+    if let Some(settings) = profile.capabilities.lamp.clone() {
+        let simulated = config.simulate_hardware;
+        let (lamp, cap) =
+            tokio::task::spawn_blocking(move || hardware::open_lamp(&settings, simulated))
+                .await
+                .context("lamp task")?;
+        _lamp = lamp;
+        if let Some(c) = caps.iter_mut().find(|c| c.name == "lamp") {
+            *c = cap;
+        }
+    }
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
@@ -137,7 +151,10 @@ pub async fn run(
         .await
         .context("storing the agent start event")?;
 
-    let mut sampler = Some(gavel_health::Sampler::new(profile.health.volumes.clone()));
+    let mut sampler = Some((
+        gavel_health::Sampler::new(profile.health.volumes.clone()),
+        hardware::Environment::new(&profile.health.sensors, config.simulate_hardware),
+    ));
     let mut health_tick = tokio::time::interval(Duration::from_secs(u64::from(interval_s)));
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let probe_period = options
@@ -162,10 +179,11 @@ pub async fn run(
                 probes += 1;
             }
             _ = health_tick.tick() => {
-                let Some(mut s) = sampler.take() else { continue };
+                let Some((mut s, mut env)) = sampler.take() else { continue };
                 let (s, mut health) = tokio::task::spawn_blocking(move || {
-                    let h = s.sample(OffsetDateTime::now_utc());
-                    (s, h)
+                    let mut h = s.sample(OffsetDateTime::now_utc());
+                    env.read_into(&mut h);
+                    ((s, env), h)
                 })
                 .await
                 .context("health sampler task")?;

@@ -38,6 +38,9 @@ struct Args {
     /// MQTT keepalive in seconds (overrides the profile).
     #[arg(long)]
     keepalive: Option<u16>,
+    /// Simulate peripherals (lamp, sensors): demos and rigs without the hardware.
+    #[arg(long)]
+    simulate_hardware: bool,
     /// Emit this many synthetic probe events per second (link self-test and soak runs).
     #[arg(long, value_name = "EVENTS_PER_S")]
     probe_rate: Option<f64>,
@@ -73,6 +76,9 @@ fn config(args: &Args) -> anyhow::Result<AgentConfig> {
     }
     if args.health_interval.is_some() {
         c.health_interval_s = args.health_interval;
+    }
+    if args.simulate_hardware {
+        c.simulate_hardware = true;
     }
     if args.keepalive.is_some() {
         c.keepalive_s = args.keepalive;

@@ -72,6 +72,7 @@ impl Sampler {
                 })
                 .take(gavel_protocol::MAX_ITEMS)
                 .collect(),
+            humidity: Vec::new(),
             clock: clock(),
             outbox: None,
         }

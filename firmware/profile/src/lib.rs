@@ -5,7 +5,7 @@
 //! channel each) and its media sources. [`load`] parses and validates one file and names
 //! the file, key and bad value of every problem.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,10 @@ pub struct HealthSettings {
     pub keepalive_s: u16,
     /// Mount points whose free space is reported (missing ones are skipped).
     pub volumes: Vec<String>,
+    /// Environment sensors (machine-room temperature and humidity) read with each
+    /// health sample.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sensors: Vec<SensorSettings>,
 }
 
 impl Default for HealthSettings {
@@ -50,8 +54,36 @@ impl Default for HealthSettings {
             interval_s: 10,
             keepalive_s: 10,
             volumes: vec!["/".into()],
+            sensors: Vec::new(),
         }
     }
+}
+
+/// An I2C temperature and humidity sensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSettings {
+    /// Name reported in health telemetry (`machine-room`).
+    pub name: String,
+    /// Sensor model; `sht3x` (SHT30/31/35).
+    pub kind: String,
+    /// I2C bus device, e.g. `/dev/i2c-1`.
+    pub bus: String,
+    /// 7-bit I2C address (SHT3x: 0x44 or 0x45).
+    #[serde(default = "default_sht3x_address")]
+    pub address: u8,
+}
+
+fn default_sht3x_address() -> u8 {
+    0x44
+}
+
+fn default_baud() -> u32 {
+    9600
+}
+
+fn default_address() -> u8 {
+    1
 }
 
 /// A seat in the courtroom with its microphone channel.
@@ -115,6 +147,12 @@ pub struct Capabilities {
     pub kiosk: Option<KioskSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall: Option<WallSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ptz: Option<PtzSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<FollowSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printer: Option<PrinterSettings>,
 }
 
 /// Recording (remux to crash-safe segments).
@@ -178,7 +216,111 @@ pub struct CameraSettings {
 pub struct LampSettings {
     /// `gpio` or `serial`.
     pub driver: String,
+    /// gpio: GPIO character device.
+    #[serde(default = "default_gpio_chip")]
+    pub gpio_chip: String,
+    /// gpio: line offset on the chip (required for `gpio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// gpio: the relay closes when the line is low.
+    #[serde(default)]
+    pub active_low: bool,
+    /// serial: the sign controller's port (required for `serial`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// serial: baud rate.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
 }
+
+fn default_gpio_chip() -> String {
+    "/dev/gpiochip0".into()
+}
+
+/// How a PTZ camera is driven.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PtzSettings {
+    /// `visca` (an RS-232 PTZ head) or `onvif` (an IP camera's PTZ service).
+    pub control: String,
+    /// visca: serial port (required for `visca`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// visca: baud rate.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// visca: camera address on the daisy chain, 1-7.
+    #[serde(default = "default_address")]
+    pub address: u8,
+    /// onvif: id of the camera's `rtsp` source (required for `onvif`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// Speaker-follow: the PTZ camera frames the seat whose microphone is speaking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowSettings {
+    /// Preset showing the whole room, 0-127.
+    pub overview_preset: u8,
+    /// Preset per seat id (seats without one are never framed), 0-127.
+    pub presets: BTreeMap<String, u8>,
+    /// Voice must last this long before the camera considers moving (50-10000).
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u32,
+    /// A speaker counts as stopped after this much silence (100-30000).
+    #[serde(default = "default_release_ms")]
+    pub release_ms: u32,
+    /// Shortest time a shot is held (0-60000).
+    #[serde(default = "default_hold_ms")]
+    pub hold_ms: u32,
+    /// Silence this long returns the camera to the overview (1000-600000).
+    #[serde(default = "default_overview_after_ms")]
+    pub overview_after_ms: u32,
+    /// Microphone level counting as voice, dBFS (-120 to 0).
+    #[serde(default = "default_threshold_dbfs")]
+    pub threshold_dbfs: f64,
+}
+
+fn default_debounce_ms() -> u32 {
+    500
+}
+fn default_release_ms() -> u32 {
+    1200
+}
+fn default_hold_ms() -> u32 {
+    3000
+}
+fn default_overview_after_ms() -> u32 {
+    8000
+}
+fn default_threshold_dbfs() -> f64 {
+    -40.0
+}
+
+/// ESC/POS receipt printer (kiosk queue tickets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrinterSettings {
+    /// Serial port.
+    pub port: String,
+    /// Baud rate.
+    #[serde(default = "default_printer_baud")]
+    pub baud: u32,
+    /// Characters per line at normal size (58 mm paper: 32, 80 mm: 42-48).
+    #[serde(default = "default_columns")]
+    pub columns: u16,
+}
+
+fn default_printer_baud() -> u32 {
+    19200
+}
+fn default_columns() -> u16 {
+    42
+}
+
+/// Baud rates accepted for serial devices.
+pub const BAUD_RATES: [u32; 7] = [2400, 4800, 9600, 19200, 38400, 57600, 115200];
 
 /// Service-hall kiosk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,6 +355,9 @@ impl Capabilities {
             ("lamp", self.lamp.is_some()),
             ("kiosk", self.kiosk.is_some()),
             ("wall", self.wall.is_some()),
+            ("ptz", self.ptz.is_some()),
+            ("follow", self.follow.is_some()),
+            ("printer", self.printer.is_some()),
         ];
         names.extend(named.iter().filter(|(_, on)| *on).map(|(n, _)| *n));
         names
@@ -429,15 +574,7 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
             ));
         }
     }
-    if let Some(l) = &c.lamp
-        && !matches!(l.driver.as_str(), "gpio" | "serial")
-    {
-        return Err(bad(
-            "capabilities.lamp.driver",
-            &l.driver,
-            "must be gpio or serial",
-        ));
-    }
+    validate_hardware(file, p, &source_ids)?;
     if let Some(w) = &c.wall {
         for (i, l) in w.layouts.iter().enumerate() {
             if !matches!(l.as_str(), "1" | "2x2" | "3x3" | "1+5") {
@@ -448,6 +585,197 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+fn validate_hardware(
+    file: &Path,
+    p: &Profile,
+    source_ids: &BTreeSet<&str>,
+) -> Result<(), ProfileError> {
+    let bad = |key: &str, value: &dyn std::fmt::Display, reason: &str| ProfileError::Invalid {
+        file: file.to_owned(),
+        key: key.to_owned(),
+        value: value.to_string(),
+        reason: reason.to_owned(),
+    };
+    let baud = |key: &str, b: u32| {
+        if BAUD_RATES.contains(&b) {
+            Ok(())
+        } else {
+            Err(bad(
+                key,
+                &b,
+                "must be one of 2400, 4800, 9600, 19200, 38400, 57600, 115200",
+            ))
+        }
+    };
+    let port = |key: &str, port: &Option<String>, needed_by: &str| match port.as_deref() {
+        Some(path) if path.starts_with('/') => Ok(()),
+        Some(path) => Err(bad(key, &path, "must be an absolute device path")),
+        None => Err(bad(key, &"(missing)", needed_by)),
+    };
+    let range = |key: &str, v: u32, lo: u32, hi: u32| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(bad(key, &v, &format!("must be {lo}-{hi}")))
+        }
+    };
+    let mut names = BTreeSet::new();
+    for (i, s) in p.health.sensors.iter().enumerate() {
+        let key = |k: &str| format!("health.sensors[{i}].{k}");
+        if s.name.is_empty() || !names.insert(s.name.as_str()) {
+            return Err(bad(&key("name"), &s.name, "must be non-empty and unique"));
+        }
+        if s.kind != "sht3x" {
+            return Err(bad(&key("kind"), &s.kind, "must be sht3x"));
+        }
+        if !s.bus.starts_with("/dev/") {
+            return Err(bad(
+                &key("bus"),
+                &s.bus,
+                "must be an I2C device such as /dev/i2c-1",
+            ));
+        }
+        if !matches!(s.address, 0x44 | 0x45) {
+            return Err(bad(
+                &key("address"),
+                &format!("0x{:02x}", s.address),
+                "an SHT3x answers at 0x44 or 0x45",
+            ));
+        }
+    }
+    let c = &p.capabilities;
+    if let Some(l) = &c.lamp {
+        match l.driver.as_str() {
+            "gpio" => {
+                if l.line.is_none() {
+                    return Err(bad(
+                        "capabilities.lamp.line",
+                        &"(missing)",
+                        "the gpio driver needs the line offset",
+                    ));
+                }
+                if !l.gpio_chip.starts_with("/dev/") {
+                    return Err(bad(
+                        "capabilities.lamp.gpio_chip",
+                        &l.gpio_chip,
+                        "must be a GPIO character device such as /dev/gpiochip0",
+                    ));
+                }
+            }
+            "serial" => {
+                port(
+                    "capabilities.lamp.port",
+                    &l.port,
+                    "the serial driver needs a port",
+                )?;
+                baud("capabilities.lamp.baud", l.baud)?;
+            }
+            other => {
+                return Err(bad(
+                    "capabilities.lamp.driver",
+                    &other,
+                    "must be gpio or serial",
+                ));
+            }
+        }
+    }
+    if let Some(z) = &c.ptz {
+        match z.control.as_str() {
+            "visca" => {
+                port(
+                    "capabilities.ptz.port",
+                    &z.port,
+                    "VISCA control needs a serial port",
+                )?;
+                baud("capabilities.ptz.baud", z.baud)?;
+                if !(1..=7).contains(&z.address) {
+                    return Err(bad("capabilities.ptz.address", &z.address, "must be 1-7"));
+                }
+            }
+            "onvif" => match z.source.as_deref() {
+                Some(id) => {
+                    let rtsp = p
+                        .sources
+                        .iter()
+                        .any(|s| s.id == id && s.kind == SourceKind::Rtsp);
+                    if !source_ids.contains(id) || !rtsp {
+                        return Err(bad(
+                            "capabilities.ptz.source",
+                            &id,
+                            "no rtsp source with this id",
+                        ));
+                    }
+                }
+                None => {
+                    return Err(bad(
+                        "capabilities.ptz.source",
+                        &"(missing)",
+                        "ONVIF control needs the camera's source id",
+                    ));
+                }
+            },
+            other => {
+                return Err(bad(
+                    "capabilities.ptz.control",
+                    &other,
+                    "must be visca or onvif",
+                ));
+            }
+        }
+    }
+    if let Some(f) = &c.follow {
+        if c.ptz.is_none() {
+            return Err(bad(
+                "capabilities.follow",
+                &"(on)",
+                "speaker-follow needs [capabilities.ptz]",
+            ));
+        }
+        if f.presets.is_empty() {
+            return Err(bad(
+                "capabilities.follow.presets",
+                &"{}",
+                "give at least one seat a preset",
+            ));
+        }
+        range(
+            "capabilities.follow.overview_preset",
+            f.overview_preset.into(),
+            0,
+            127,
+        )?;
+        for (seat, preset) in &f.presets {
+            let key = format!("capabilities.follow.presets.{seat}");
+            if !p.seats.iter().any(|s| &s.id == seat) {
+                return Err(bad(&key, seat, "no seat with this id"));
+            }
+            range(&key, (*preset).into(), 0, 127)?;
+        }
+        range("capabilities.follow.debounce_ms", f.debounce_ms, 50, 10_000)?;
+        range("capabilities.follow.release_ms", f.release_ms, 100, 30_000)?;
+        range("capabilities.follow.hold_ms", f.hold_ms, 0, 60_000)?;
+        range(
+            "capabilities.follow.overview_after_ms",
+            f.overview_after_ms,
+            1000,
+            600_000,
+        )?;
+        if !(-120.0..=0.0).contains(&f.threshold_dbfs) {
+            return Err(bad(
+                "capabilities.follow.threshold_dbfs",
+                &f.threshold_dbfs,
+                "must be -120 to 0",
+            ));
+        }
+    }
+    if let Some(pr) = &c.printer {
+        port("capabilities.printer.port", &Some(pr.port.clone()), "")?;
+        baud("capabilities.printer.baud", pr.baud)?;
+        range("capabilities.printer.columns", pr.columns.into(), 24, 80)?;
     }
     Ok(())
 }
@@ -512,6 +840,127 @@ description = "test"
             .expect_err("name")
             .to_string();
         assert!(err.contains("`other`"), "{err}");
+    }
+
+    const SEATS: &str = r#"
+[[seats]]
+id = "judge"
+label = "J"
+channel = 0
+"#;
+
+    #[test]
+    fn follow_names_a_seat_preset_that_has_no_seat() {
+        let text = format!(
+            "{MINIMAL}{SEATS}\n[capabilities.ptz]\ncontrol = \"visca\"\nport = \"/dev/ttyUSB0\"\n[capabilities.follow]\noverview_preset = 0\n[capabilities.follow.presets]\njudge = 1\nbailiff = 2\n"
+        );
+        let err = parse_t(&text).expect_err("no bailiff seat").to_string();
+        assert!(err.contains("capabilities.follow.presets.bailiff"), "{err}");
+        assert!(err.contains("no seat"), "{err}");
+    }
+
+    #[test]
+    fn follow_without_ptz_is_refused() {
+        let text = format!(
+            "{MINIMAL}{SEATS}\n[capabilities.follow]\noverview_preset = 0\npresets = {{ judge = 1 }}\n"
+        );
+        let err = parse_t(&text).expect_err("no ptz").to_string();
+        assert!(err.contains("needs [capabilities.ptz]"), "{err}");
+    }
+
+    #[test]
+    fn follow_defaults_fill_in_timings_and_a_preset_above_127_is_refused() {
+        let ptz = "\n[capabilities.ptz]\ncontrol = \"visca\"\nport = \"/dev/ttyUSB0\"\n";
+        let ok = format!(
+            "{MINIMAL}{SEATS}{ptz}[capabilities.follow]\noverview_preset = 0\npresets = {{ judge = 1 }}\n"
+        );
+        let p = parse_t(&ok).expect("valid");
+        let f = p.capabilities.follow.expect("follow");
+        assert_eq!((f.debounce_ms, f.hold_ms), (500, 3000));
+        assert_eq!(p.capabilities.ptz.expect("ptz").address, 1);
+        let bad = ok.replace("judge = 1", "judge = 200");
+        let err = parse_t(&bad).expect_err("preset 200").to_string();
+        assert!(
+            err.contains("presets.judge") && err.contains("200"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_visca_camera_needs_a_port_and_a_sane_baud_rate() {
+        let err = parse_t(&format!(
+            "{MINIMAL}\n[capabilities.ptz]\ncontrol = \"visca\"\n"
+        ))
+        .expect_err("no port")
+        .to_string();
+        assert!(err.contains("capabilities.ptz.port"), "{err}");
+        let err = parse_t(&format!(
+            "{MINIMAL}\n[capabilities.ptz]\ncontrol = \"visca\"\nport = \"/dev/ttyS0\"\nbaud = 1234\n"
+        ))
+        .expect_err("baud")
+        .to_string();
+        assert!(
+            err.contains("capabilities.ptz.baud") && err.contains("1234"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn onvif_ptz_must_name_an_rtsp_source() {
+        let err = parse_t(&format!(
+            "{MINIMAL}\n[capabilities.ptz]\ncontrol = \"onvif\"\nsource = \"cam-9\"\n"
+        ))
+        .expect_err("no source")
+        .to_string();
+        assert!(
+            err.contains("capabilities.ptz.source") && err.contains("cam-9"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_gpio_lamp_needs_a_line_and_a_serial_lamp_a_port() {
+        let err = parse_t(&format!(
+            "{MINIMAL}\n[capabilities.lamp]\ndriver = \"gpio\"\n"
+        ))
+        .expect_err("no line")
+        .to_string();
+        assert!(err.contains("capabilities.lamp.line"), "{err}");
+        let err = parse_t(&format!(
+            "{MINIMAL}\n[capabilities.lamp]\ndriver = \"serial\"\n"
+        ))
+        .expect_err("no port")
+        .to_string();
+        assert!(err.contains("capabilities.lamp.port"), "{err}");
+        let err = parse_t(&format!(
+            "{MINIMAL}\n[capabilities.lamp]\ndriver = \"neon\"\n"
+        ))
+        .expect_err("driver")
+        .to_string();
+        assert!(
+            err.contains("capabilities.lamp.driver") && err.contains("neon"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_sensor_at_a_foreign_address_is_named_in_hex() {
+        let text = format!(
+            "{MINIMAL}\n[[health.sensors]]\nname = \"machine-room\"\nkind = \"sht3x\"\nbus = \"/dev/i2c-1\"\naddress = 0x76\n"
+        );
+        let err = parse_t(&text).expect_err("address").to_string();
+        assert!(
+            err.contains("health.sensors[0].address") && err.contains("0x76"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_printer_with_too_few_columns_is_refused() {
+        let text =
+            format!("{MINIMAL}\n[capabilities.printer]\nport = \"/dev/ttyUSB0\"\ncolumns = 10\n");
+        let err = parse_t(&text).expect_err("columns").to_string();
+        assert!(err.contains("capabilities.printer.columns"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,890 @@
+//! Sans-I/O enforcement of "record every hearing" (每庭必录) and of device health, as one
+//! alarm engine.
+//!
+//! The shell feeds it hearings, what rooms and devices report, and time; it answers with
+//! alarms raised, updated (escalated, repeated) and cleared. One alarm per condition
+//! (kind + subject) while it holds: a condition that keeps holding updates its alarm, it
+//! never opens another. Unacknowledged alarms escalate one level every `escalate_after`
+//! up to level 3. Acknowledging stops escalation; resolving closes the alarm with who and
+//! when; a condition that stops holding clears it automatically.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::hearings::{Hearing, HearingStatus};
+
+/// What an alarm is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmKind {
+    /// A hearing is past its start plus grace and its room is not recording.
+    NotRecording,
+    /// The room recorded, then stopped before the hearing closed.
+    StoppedEarly,
+    /// Recording, but no segment closed for longer than the stall limit.
+    RecordingStalled,
+    /// A source of the room is lost while its hearing runs.
+    SourceLost,
+    /// A device of the room is offline while its hearing runs.
+    DeviceOffline,
+    /// The hearing was not opened within the late limit after its start.
+    OpenedLate,
+    /// Free disk space below the threshold, or forecast to run out during today's hearings.
+    DiskLow,
+    /// A temperature above the threshold.
+    TemperatureHigh,
+    /// The device clock is off by more than the limit.
+    ClockDrift,
+    /// The agent restarted too often in a short time.
+    RestartLoop,
+}
+
+/// Who or what an alarm concerns.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Subject {
+    Hearing { hearing: String },
+    Source { hearing: String, source: String },
+    Device { device: String },
+}
+
+/// One alarm's identity: at most one open alarm per key.
+pub type AlarmKey = (AlarmKind, Subject);
+
+/// Who did something, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// An alarm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    /// Unique id (kind, subject and raise time).
+    pub id: String,
+    pub kind: AlarmKind,
+    pub subject: Subject,
+    pub court: Option<String>,
+    pub room: Option<String>,
+    /// 1 (notice) to 3 (urgent); grows while unacknowledged.
+    pub level: u8,
+    pub message: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub raised_at: OffsetDateTime,
+    /// When the condition was last confirmed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub acknowledged: Option<Stamp>,
+    /// Set when closed: by a person, or `condition cleared` automatically.
+    pub resolved: Option<Stamp>,
+}
+
+/// Recording state a room reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomRecording {
+    Idle,
+    Recording,
+    /// Recording, with these sources lost.
+    Degraded {
+        lost: Vec<String>,
+    },
+}
+
+/// Health facts of a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceHealth {
+    pub device: String,
+    pub court: Option<String>,
+    pub room: Option<String>,
+    /// Free and total bytes of the recording volume.
+    pub disk_free: u64,
+    pub disk_total: u64,
+    /// Recording write rate, bytes per second (0 when idle).
+    pub write_rate: u64,
+    pub max_temperature: Option<f64>,
+    /// Clock offset from the reference, milliseconds.
+    pub clock_offset_ms: Option<f64>,
+}
+
+/// What the shell feeds the engine.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A hearing was created or changed.
+    Hearing(Hearing),
+    /// The clerk opened the hearing.
+    Opened {
+        hearing: String,
+        by: String,
+    },
+    /// The hearing was closed.
+    Closed {
+        hearing: String,
+    },
+    /// A room's recording state.
+    Room {
+        court: String,
+        room: String,
+        state: RoomRecording,
+    },
+    /// A segment of the room closed (recording makes progress).
+    Segment {
+        court: String,
+        room: String,
+    },
+    /// A device of a room went online or offline.
+    Presence {
+        device: String,
+        court: String,
+        room: String,
+        online: bool,
+    },
+    /// A device (re)started its agent.
+    Boot {
+        device: String,
+    },
+    /// Health facts.
+    Health(DeviceHealth),
+    Acknowledge {
+        alarm: String,
+        by: String,
+    },
+    Resolve {
+        alarm: String,
+        by: String,
+    },
+    Tick,
+}
+
+/// What changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Raised(Alarm),
+    Updated(Alarm),
+    Cleared(Alarm),
+}
+
+/// Thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long after a hearing's start the room may still be starting to record.
+    pub grace: Duration,
+    /// No segment for this long while recording is a stall.
+    pub stall_after: Duration,
+    /// Not opened this long after the scheduled start is late.
+    pub late_after: Duration,
+    /// Unacknowledged alarms rise one level per this interval.
+    pub escalate_after: Duration,
+    /// Minimum free disk share (0-1).
+    pub disk_free_min: f64,
+    pub temperature_max: f64,
+    pub clock_drift_max_ms: f64,
+    /// This many boots within `restart_window` is a loop.
+    pub restart_loop: usize,
+    pub restart_window: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            grace: Duration::seconds(60),
+            stall_after: Duration::seconds(45),
+            late_after: Duration::minutes(10),
+            escalate_after: Duration::minutes(5),
+            disk_free_min: 0.10,
+            temperature_max: 70.0,
+            clock_drift_max_ms: 1000.0,
+            restart_loop: 3,
+            restart_window: Duration::minutes(10),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RoomState {
+    state: Option<RoomRecording>,
+    /// The room has recorded during the current hearing.
+    recorded: bool,
+    last_segment: Option<OffsetDateTime>,
+    offline: BTreeMap<String, bool>,
+}
+
+/// The engine.
+#[derive(Debug, Default)]
+pub struct Engine {
+    settings: Settings,
+    hearings: BTreeMap<String, (Hearing, Option<OffsetDateTime>)>,
+    rooms: BTreeMap<(String, String), RoomState>,
+    health: BTreeMap<String, DeviceHealth>,
+    boots: BTreeMap<String, Vec<OffsetDateTime>>,
+    alarms: BTreeMap<AlarmKey, Alarm>,
+    /// Conditions resolved by a person while still holding: not raised again until they
+    /// have cleared once.
+    muted: std::collections::BTreeSet<AlarmKey>,
+    /// Closed alarms, kept for the shell to persist (cleared on take).
+    history: Vec<Alarm>,
+}
+
+impl Engine {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            ..Self::default()
+        }
+    }
+
+    /// Open alarms.
+    pub fn open(&self) -> impl Iterator<Item = &Alarm> {
+        self.alarms.values()
+    }
+
+    /// Alarms closed since the last call.
+    pub fn take_closed(&mut self) -> Vec<Alarm> {
+        std::mem::take(&mut self.history)
+    }
+
+    /// Applies one input at `now` and re-evaluates every condition.
+    pub fn handle(&mut self, now: OffsetDateTime, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Hearing(h) => {
+                let opened = self.hearings.get(&h.id).and_then(|(_, o)| *o);
+                self.hearings.insert(h.id.clone(), (h, opened));
+            }
+            Input::Opened { hearing, .. } => {
+                if let Some((h, opened)) = self.hearings.get_mut(&hearing) {
+                    h.status = HearingStatus::InProgress;
+                    opened.get_or_insert(now);
+                }
+            }
+            Input::Closed { hearing } => {
+                if let Some((h, _)) = self.hearings.get_mut(&hearing) {
+                    h.status = HearingStatus::Closed;
+                }
+            }
+            Input::Room { court, room, state } => {
+                let r = self.rooms.entry((court, room)).or_default();
+                if state != RoomRecording::Idle {
+                    r.recorded = true;
+                    r.last_segment.get_or_insert(now);
+                }
+                r.state = Some(state);
+            }
+            Input::Segment { court, room } => {
+                self.rooms.entry((court, room)).or_default().last_segment = Some(now);
+            }
+            Input::Presence {
+                device,
+                court,
+                room,
+                online,
+            } => {
+                self.rooms
+                    .entry((court, room))
+                    .or_default()
+                    .offline
+                    .insert(device, !online);
+            }
+            Input::Boot { device } => {
+                let window = self.settings.restart_window;
+                let boots = self.boots.entry(device).or_default();
+                boots.push(now);
+                boots.retain(|t| now - *t <= window);
+            }
+            Input::Health(h) => {
+                self.health.insert(h.device.clone(), h);
+            }
+            Input::Acknowledge { alarm, by } => {
+                if let Some(a) = self.alarms.values_mut().find(|a| a.id == alarm)
+                    && a.acknowledged.is_none()
+                {
+                    a.acknowledged = Some(Stamp { by, at: now });
+                    out.push(Output::Updated(a.clone()));
+                }
+            }
+            Input::Resolve { alarm, by } => {
+                if let Some(key) = self
+                    .alarms
+                    .iter()
+                    .find(|(_, a)| a.id == alarm)
+                    .map(|(k, _)| k.clone())
+                    && let Some(mut a) = self.alarms.remove(&key)
+                {
+                    self.muted.insert(key);
+                    a.resolved = Some(Stamp { by, at: now });
+                    self.history.push(a.clone());
+                    out.push(Output::Cleared(a));
+                }
+            }
+            Input::Tick => {}
+        }
+        self.evaluate(now, &mut out);
+        out
+    }
+
+    /// Every condition that holds now, with its alarm's court, room and message.
+    fn conditions(
+        &self,
+        now: OffsetDateTime,
+    ) -> BTreeMap<AlarmKey, (Option<String>, Option<String>, String)> {
+        let s = &self.settings;
+        let mut holds = BTreeMap::new();
+        for (id, (h, opened)) in &self.hearings {
+            if matches!(h.status, HearingStatus::Closed | HearingStatus::Cancelled) {
+                continue;
+            }
+            let running = now >= h.scheduled_start && now < h.scheduled_end;
+            let room_key = (h.court.clone(), h.room.clone());
+            let room = self.rooms.get(&room_key);
+            let place = (Some(h.court.clone()), Some(h.room.clone()));
+            let hearing = Subject::Hearing {
+                hearing: id.clone(),
+            };
+            if running && opened.is_none() && now >= h.scheduled_start + s.late_after {
+                holds.insert(
+                    (AlarmKind::OpenedLate, hearing.clone()),
+                    (
+                        place.0.clone(),
+                        place.1.clone(),
+                        format!(
+                            "hearing {} not opened {} min after its start",
+                            h.case_number,
+                            s.late_after.whole_minutes()
+                        ),
+                    ),
+                );
+            }
+            if !running {
+                continue;
+            }
+            let state = room
+                .and_then(|r| r.state.clone())
+                .unwrap_or(RoomRecording::Idle);
+            let recorded = room.is_some_and(|r| r.recorded);
+            if state == RoomRecording::Idle {
+                if recorded {
+                    holds.insert(
+                        (AlarmKind::StoppedEarly, hearing.clone()),
+                        (
+                            place.0.clone(),
+                            place.1.clone(),
+                            format!(
+                                "recording of {} stopped before the hearing closed",
+                                h.case_number
+                            ),
+                        ),
+                    );
+                } else if now >= h.scheduled_start + s.grace {
+                    holds.insert(
+                        (AlarmKind::NotRecording, hearing.clone()),
+                        (
+                            place.0.clone(),
+                            place.1.clone(),
+                            format!(
+                                "{} started at {} and {} is not recording",
+                                h.case_number,
+                                gavel_protocol::rfc3339(h.scheduled_start),
+                                h.room
+                            ),
+                        ),
+                    );
+                }
+            } else if let Some(last) = room.and_then(|r| r.last_segment)
+                && now - last > s.stall_after
+            {
+                holds.insert(
+                    (AlarmKind::RecordingStalled, hearing.clone()),
+                    (
+                        place.0.clone(),
+                        place.1.clone(),
+                        format!(
+                            "no recording progress in {} for {} s",
+                            h.room,
+                            (now - last).whole_seconds()
+                        ),
+                    ),
+                );
+            }
+            if let RoomRecording::Degraded { lost } = &state {
+                for source in lost {
+                    holds.insert(
+                        (
+                            AlarmKind::SourceLost,
+                            Subject::Source {
+                                hearing: id.clone(),
+                                source: source.clone(),
+                            },
+                        ),
+                        (
+                            place.0.clone(),
+                            place.1.clone(),
+                            format!("source {source} lost during {}", h.case_number),
+                        ),
+                    );
+                }
+            }
+            if let Some(r) = room {
+                for (device, offline) in &r.offline {
+                    if *offline {
+                        holds.insert(
+                            (
+                                AlarmKind::DeviceOffline,
+                                Subject::Device {
+                                    device: device.clone(),
+                                },
+                            ),
+                            (
+                                place.0.clone(),
+                                place.1.clone(),
+                                format!("{device} offline during {}", h.case_number),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        for (device, h) in &self.health {
+            let subject = Subject::Device {
+                device: device.clone(),
+            };
+            let place = (h.court.clone(), h.room.clone());
+            if h.disk_total > 0 {
+                let share = h.disk_free as f64 / h.disk_total as f64;
+                let remaining =
+                    self.remaining_hearing_time(now, h.court.as_deref(), h.room.as_deref());
+                let needed = h
+                    .write_rate
+                    .saturating_mul(u64::try_from(remaining.whole_seconds()).unwrap_or(0));
+                if share < s.disk_free_min {
+                    holds.insert(
+                        (AlarmKind::DiskLow, subject.clone()),
+                        (
+                            place.0.clone(),
+                            place.1.clone(),
+                            format!("{device}: {:.0}% disk free", share * 100.0),
+                        ),
+                    );
+                } else if needed > h.disk_free {
+                    holds.insert((AlarmKind::DiskLow, subject.clone()), (place.0.clone(), place.1.clone(), format!("{device}: disk forecast to fill during today's hearings ({} GB needed, {} GB free)", needed / 1_000_000_000, h.disk_free / 1_000_000_000)));
+                }
+            }
+            if let Some(t) = h.max_temperature
+                && t > s.temperature_max
+            {
+                holds.insert(
+                    (AlarmKind::TemperatureHigh, subject.clone()),
+                    (
+                        place.0.clone(),
+                        place.1.clone(),
+                        format!("{device}: {t:.1} °C"),
+                    ),
+                );
+            }
+            if let Some(o) = h.clock_offset_ms
+                && o.abs() > s.clock_drift_max_ms
+            {
+                holds.insert(
+                    (AlarmKind::ClockDrift, subject.clone()),
+                    (
+                        place.0.clone(),
+                        place.1.clone(),
+                        format!("{device}: clock off by {:.1} s", o / 1000.0),
+                    ),
+                );
+            }
+        }
+        for (device, boots) in &self.boots {
+            let recent = boots
+                .iter()
+                .filter(|t| now - **t <= s.restart_window)
+                .count();
+            if recent >= s.restart_loop {
+                let place = self
+                    .health
+                    .get(device)
+                    .map(|h| (h.court.clone(), h.room.clone()))
+                    .unwrap_or((None, None));
+                holds.insert(
+                    (
+                        AlarmKind::RestartLoop,
+                        Subject::Device {
+                            device: device.clone(),
+                        },
+                    ),
+                    (
+                        place.0,
+                        place.1,
+                        format!(
+                            "{device}: {recent} agent starts in {} min",
+                            s.restart_window.whole_minutes()
+                        ),
+                    ),
+                );
+            }
+        }
+        holds
+    }
+
+    /// Seconds of hearings still ahead today in a room (from now to their ends).
+    fn remaining_hearing_time(
+        &self,
+        now: OffsetDateTime,
+        court: Option<&str>,
+        room: Option<&str>,
+    ) -> Duration {
+        let end_of_day = now.replace_time(time::Time::MIDNIGHT) + Duration::days(1);
+        self.hearings
+            .values()
+            .filter(|(h, _)| Some(h.court.as_str()) == court && Some(h.room.as_str()) == room)
+            .filter(|(h, _)| !matches!(h.status, HearingStatus::Closed | HearingStatus::Cancelled))
+            .map(|(h, _)| {
+                let from = h.scheduled_start.max(now);
+                let to = h.scheduled_end.min(end_of_day);
+                if to > from { to - from } else { Duration::ZERO }
+            })
+            .fold(Duration::ZERO, |a, b| a + b)
+    }
+
+    fn evaluate(&mut self, now: OffsetDateTime, out: &mut Vec<Output>) {
+        let holds = self.conditions(now);
+        self.muted.retain(|k| holds.contains_key(k));
+        // Clear what no longer holds.
+        let gone: Vec<AlarmKey> = self
+            .alarms
+            .keys()
+            .filter(|k| !holds.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(mut a) = self.alarms.remove(&key) {
+                a.resolved = Some(Stamp {
+                    by: "condition cleared".into(),
+                    at: now,
+                });
+                self.history.push(a.clone());
+                out.push(Output::Cleared(a));
+            }
+        }
+        for (key, (court, room, message)) in holds {
+            if self.muted.contains(&key) {
+                continue;
+            }
+            match self.alarms.get_mut(&key) {
+                Some(a) => {
+                    // Design: a changed message (a number in it moved) is kept silently;
+                    // only escalation and acknowledgement are news, so nothing storms.
+                    a.updated_at = now;
+                    a.message = message;
+                    let mut changed = false;
+                    if a.acknowledged.is_none() && a.level < 3 {
+                        let due = a.raised_at + self.settings.escalate_after * i32::from(a.level);
+                        if now >= due {
+                            a.level += 1;
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        out.push(Output::Updated(a.clone()));
+                    }
+                }
+                None => {
+                    let level = match key.0 {
+                        AlarmKind::OpenedLate | AlarmKind::ClockDrift => 1,
+                        AlarmKind::NotRecording | AlarmKind::StoppedEarly => 3,
+                        _ => 2,
+                    };
+                    let alarm = Alarm {
+                        id: format!(
+                            "{:?}-{}-{}",
+                            key.0,
+                            subject_text(&key.1),
+                            now.unix_timestamp_nanos() / 1_000_000
+                        )
+                        .to_lowercase(),
+                        kind: key.0,
+                        subject: key.1.clone(),
+                        court,
+                        room,
+                        level,
+                        message,
+                        raised_at: now,
+                        updated_at: now,
+                        acknowledged: None,
+                        resolved: None,
+                    };
+                    out.push(Output::Raised(alarm.clone()));
+                    self.alarms.insert(key, alarm);
+                }
+            }
+        }
+    }
+}
+
+fn subject_text(s: &Subject) -> String {
+    match s {
+        Subject::Hearing { hearing } => hearing.clone(),
+        Subject::Source { hearing, source } => format!("{hearing}-{source}"),
+        Subject::Device { device } => device.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hearings::Party;
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2026-11-27 09:00 +8);
+
+    fn hearing() -> Hearing {
+        Hearing {
+            id: "h1".into(),
+            case_number: "(2026)浙0106民初1234号".into(),
+            court: "hz".into(),
+            room: "room-101".into(),
+            scheduled_start: T0,
+            scheduled_end: T0 + Duration::hours(1),
+            judge: "王法官".into(),
+            parties: vec![Party {
+                role: "plaintiff".into(),
+                name: "张三".into(),
+            }],
+            status: HearingStatus::Scheduled,
+        }
+    }
+
+    fn room(state: RoomRecording) -> Input {
+        Input::Room {
+            court: "hz".into(),
+            room: "room-101".into(),
+            state,
+        }
+    }
+
+    fn raised(out: &[Output]) -> Vec<AlarmKind> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Raised(a) => Some(a.kind),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hearing_start_without_recording_raises_alarm_after_grace() {
+        let mut e = Engine::new(Settings::default());
+        e.handle(T0 - Duration::minutes(5), Input::Hearing(hearing()));
+        assert!(raised(&e.handle(T0 + Duration::seconds(59), Input::Tick)).is_empty());
+        let out = e.handle(T0 + Duration::seconds(60), Input::Tick);
+        assert_eq!(raised(&out), [AlarmKind::NotRecording]);
+        // No storm: the condition keeps holding, the alarm is not raised again.
+        assert!(raised(&e.handle(T0 + Duration::seconds(61), Input::Tick)).is_empty());
+        assert_eq!(e.open().count(), 1);
+    }
+
+    #[test]
+    fn recording_clears_the_alarm_and_stopping_early_raises_a_different_one() {
+        let s = Settings {
+            stall_after: Duration::hours(1),
+            ..Settings::default()
+        };
+        let mut e = Engine::new(s);
+        e.handle(T0, Input::Hearing(hearing()));
+        e.handle(
+            T0,
+            Input::Opened {
+                hearing: "h1".into(),
+                by: "clerk".into(),
+            },
+        );
+        e.handle(T0 + Duration::minutes(2), Input::Tick);
+        let out = e.handle(T0 + Duration::minutes(3), room(RoomRecording::Recording));
+        assert!(
+            matches!(out.as_slice(), [Output::Cleared(a)] if a.kind == AlarmKind::NotRecording && a.resolved.as_ref().is_some_and(|r| r.by == "condition cleared"))
+        );
+        let out = e.handle(T0 + Duration::minutes(20), room(RoomRecording::Idle));
+        assert_eq!(raised(&out), [AlarmKind::StoppedEarly]);
+        // Closing the hearing ends the obligation.
+        let out = e.handle(
+            T0 + Duration::minutes(21),
+            Input::Closed {
+                hearing: "h1".into(),
+            },
+        );
+        assert!(matches!(out.as_slice(), [Output::Cleared(_)]));
+    }
+
+    #[test]
+    fn an_unacknowledged_alarm_escalates_and_acknowledging_stops_it() {
+        let s = Settings {
+            escalate_after: Duration::minutes(5),
+            ..Settings::default()
+        };
+        let mut e = Engine::new(s);
+        e.handle(T0, Input::Hearing(hearing()));
+        e.handle(
+            T0,
+            Input::Opened {
+                hearing: "h1".into(),
+                by: "clerk".into(),
+            },
+        );
+        e.handle(T0, room(RoomRecording::Recording));
+        e.handle(
+            T0 + Duration::minutes(1),
+            Input::Segment {
+                court: "hz".into(),
+                room: "room-101".into(),
+            },
+        );
+        let out = e.handle(T0 + Duration::minutes(2), Input::Tick);
+        assert_eq!(raised(&out), [AlarmKind::RecordingStalled]);
+        let id = e.open().next().map(|a| a.id.clone()).expect("alarm");
+        assert_eq!(e.open().next().map(|a| a.level), Some(2));
+        let out = e.handle(T0 + Duration::minutes(12), Input::Tick);
+        assert!(matches!(out.as_slice(), [Output::Updated(a)] if a.level == 3));
+        let out = e.handle(
+            T0 + Duration::minutes(13),
+            Input::Acknowledge {
+                alarm: id.clone(),
+                by: "inspector-li".into(),
+            },
+        );
+        assert!(
+            matches!(out.as_slice(), [Output::Updated(a)] if a.acknowledged.as_ref().is_some_and(|s| s.by == "inspector-li"))
+        );
+        let out = e.handle(
+            T0 + Duration::minutes(14),
+            Input::Resolve {
+                alarm: id,
+                by: "tech-wang".into(),
+            },
+        );
+        assert!(
+            matches!(out.as_slice(), [Output::Cleared(a)] if a.resolved.as_ref().is_some_and(|s| s.by == "tech-wang"))
+        );
+        assert_eq!(e.take_closed().len(), 1);
+        // Resolved by hand while the stall persists: not raised again until it clears.
+        assert!(raised(&e.handle(T0 + Duration::minutes(15), Input::Tick)).is_empty());
+        e.handle(
+            T0 + Duration::minutes(16),
+            Input::Segment {
+                court: "hz".into(),
+                room: "room-101".into(),
+            },
+        );
+        let out = e.handle(T0 + Duration::minutes(18), Input::Tick);
+        assert_eq!(
+            raised(&out),
+            [AlarmKind::RecordingStalled],
+            "a new stall is a new alarm"
+        );
+    }
+
+    #[test]
+    fn a_lost_source_and_an_offline_device_during_a_hearing_raise_alarms() {
+        let mut e = Engine::new(Settings::default());
+        e.handle(T0, Input::Hearing(hearing()));
+        e.handle(T0, room(RoomRecording::Recording));
+        let out = e.handle(
+            T0 + Duration::seconds(5),
+            room(RoomRecording::Degraded {
+                lost: vec!["cam-judge".into()],
+            }),
+        );
+        assert_eq!(raised(&out), [AlarmKind::SourceLost]);
+        let out = e.handle(
+            T0 + Duration::seconds(6),
+            Input::Presence {
+                device: "room-101-cam-2".into(),
+                court: "hz".into(),
+                room: "room-101".into(),
+                online: false,
+            },
+        );
+        assert_eq!(raised(&out), [AlarmKind::DeviceOffline]);
+        // Outside any hearing an offline device is not a hearing alarm.
+        let out = e.handle(T0 + Duration::hours(2), Input::Tick);
+        assert!(out.iter().all(|o| matches!(o, Output::Cleared(_))));
+    }
+
+    #[test]
+    fn a_hearing_not_opened_in_time_is_late() {
+        let s = Settings {
+            stall_after: Duration::hours(1),
+            ..Settings::default()
+        };
+        let mut e = Engine::new(s);
+        e.handle(T0, Input::Hearing(hearing()));
+        e.handle(T0, room(RoomRecording::Recording));
+        assert!(raised(&e.handle(T0 + Duration::minutes(9), Input::Tick)).is_empty());
+        assert_eq!(
+            raised(&e.handle(T0 + Duration::minutes(10), Input::Tick)),
+            [AlarmKind::OpenedLate]
+        );
+        let out = e.handle(
+            T0 + Duration::minutes(11),
+            Input::Opened {
+                hearing: "h1".into(),
+                by: "clerk".into(),
+            },
+        );
+        assert!(matches!(out.as_slice(), [Output::Cleared(a)] if a.kind == AlarmKind::OpenedLate));
+    }
+
+    #[test]
+    fn health_conditions_share_the_engine() {
+        let mut e = Engine::new(Settings::default());
+        e.handle(T0, Input::Hearing(hearing()));
+        let health = DeviceHealth {
+            device: "room-101-terminal".into(),
+            court: Some("hz".into()),
+            room: Some("room-101".into()),
+            disk_free: 200_000_000_000,
+            disk_total: 1_000_000_000_000,
+            // 100 MB/s for the hour of hearing left needs 360 GB > 200 GB free.
+            write_rate: 100_000_000,
+            max_temperature: Some(75.0),
+            clock_offset_ms: Some(-1500.0),
+        };
+        let mut kinds = raised(&e.handle(T0 - Duration::minutes(1), Input::Health(health)));
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                AlarmKind::DiskLow,
+                AlarmKind::TemperatureHigh,
+                AlarmKind::ClockDrift
+            ]
+        );
+        for i in 0..3 {
+            e.handle(
+                T0 + Duration::minutes(i),
+                Input::Boot {
+                    device: "room-101-terminal".into(),
+                },
+            );
+        }
+        assert_eq!(
+            e.open()
+                .filter(|a| a.kind == AlarmKind::RestartLoop)
+                .count(),
+            1
+        );
+        // Boots age out of the window: the loop alarm clears.
+        let out = e.handle(T0 + Duration::minutes(30), Input::Tick);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Cleared(a) if a.kind == AlarmKind::RestartLoop))
+        );
+        assert_eq!(
+            e.open()
+                .filter(|a| a.kind == AlarmKind::RestartLoop)
+                .count(),
+            0
+        );
+    }
+}

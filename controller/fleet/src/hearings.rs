@@ -1,0 +1,352 @@
+//! Hearings: the model and the CSV import. Pure: parsing and validation only.
+//!
+//! An import is all or nothing: every bad row is reported by line and field, and if any
+//! row is bad nothing is imported.
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Duration, OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+/// Longest hearing accepted by an import.
+pub const MAX_HEARING: Duration = Duration::hours(12);
+
+/// Where a hearing stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HearingStatus {
+    Scheduled,
+    /// Opened by the clerk (or started by its schedule).
+    InProgress,
+    Closed,
+    Cancelled,
+}
+
+/// A party to a hearing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    /// Seat role: `plaintiff`, `defendant`, `witness`, `prosecutor`...
+    pub role: String,
+    pub name: String,
+}
+
+/// A scheduled hearing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hearing {
+    /// Stable id: the case management system's, or generated from case number and start.
+    pub id: String,
+    pub case_number: String,
+    pub court: String,
+    pub room: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub scheduled_start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub scheduled_end: OffsetDateTime,
+    pub judge: String,
+    #[serde(default)]
+    pub parties: Vec<Party>,
+    pub status: HearingStatus,
+}
+
+/// One problem in an import, by line (1-based, header is line 1) and field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    pub line: u64,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}, field `{}`: {}",
+            self.line, self.field, self.message
+        )
+    }
+}
+
+/// The columns of a hearing CSV, in any order.
+pub const CSV_COLUMNS: [&str; 7] = [
+    "case_number",
+    "court",
+    "room",
+    "start",
+    "end",
+    "judge",
+    "parties",
+];
+
+/// Parses a time: RFC 3339, or `YYYY-MM-DD HH:MM` in the court's `local` offset.
+pub fn parse_time(s: &str, local: UtcOffset) -> Option<OffsetDateTime> {
+    let s = s.trim();
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t);
+    }
+    let fmt = format_description!("[year]-[month]-[day] [hour]:[minute]");
+    PrimitiveDateTime::parse(s, &fmt)
+        .ok()
+        .map(|p| p.assume_offset(local))
+}
+
+/// Parses `role:name; role:name`.
+fn parse_parties(s: &str) -> Result<Vec<Party>, String> {
+    s.split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (role, name) = p
+                .split_once(':')
+                .ok_or_else(|| format!("{p:?} is not role:name"))?;
+            let (role, name) = (role.trim(), name.trim());
+            if role.is_empty() || name.is_empty() {
+                return Err(format!("{p:?} has an empty role or name"));
+            }
+            Ok(Party {
+                role: role.to_lowercase(),
+                name: name.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Parses a hearing CSV. `local` is the courts' UTC offset for times without one.
+/// Returns every hearing, or every error (and then nothing is to be imported).
+pub fn import_csv(text: &str, local: UtcOffset) -> Result<Vec<Hearing>, Vec<RowError>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let mut errors = Vec::new();
+    let headers = match reader.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            return Err(vec![RowError {
+                line: 1,
+                field: "header".into(),
+                message: e.to_string(),
+            }]);
+        }
+    };
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    for c in CSV_COLUMNS.iter().filter(|c| **c != "parties") {
+        if column(c).is_none() {
+            errors.push(RowError {
+                line: 1,
+                field: (*c).into(),
+                message: format!("missing column; expected columns {}", CSV_COLUMNS.join(",")),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut hearings: Vec<(u64, Hearing)> = Vec::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                errors.push(RowError {
+                    line,
+                    field: "row".into(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        let get = |name: &str| {
+            column(name)
+                .and_then(|i| record.get(i))
+                .unwrap_or("")
+                .to_owned()
+        };
+        let mut bad = |field: &str, message: String| {
+            errors.push(RowError {
+                line,
+                field: field.into(),
+                message,
+            })
+        };
+        let case_number = get("case_number");
+        if case_number.is_empty() {
+            bad("case_number", "empty".into());
+        }
+        let (court, room) = (get("court"), get("room"));
+        if !valid_id(&court) {
+            bad(
+                "court",
+                format!("{court:?} is not an id (a-z, 0-9, '-', '_', '.')"),
+            );
+        }
+        if !valid_id(&room) {
+            bad(
+                "room",
+                format!("{room:?} is not an id (a-z, 0-9, '-', '_', '.')"),
+            );
+        }
+        let start = parse_time(&get("start"), local);
+        if start.is_none() {
+            bad(
+                "start",
+                format!("{:?} is not RFC 3339 or YYYY-MM-DD HH:MM", get("start")),
+            );
+        }
+        let end = parse_time(&get("end"), local);
+        if end.is_none() {
+            bad(
+                "end",
+                format!("{:?} is not RFC 3339 or YYYY-MM-DD HH:MM", get("end")),
+            );
+        }
+        if let (Some(s), Some(e)) = (start, end) {
+            if e <= s {
+                bad("end", "not after start".into());
+            } else if e - s > MAX_HEARING {
+                bad(
+                    "end",
+                    format!("hearing longer than {} hours", MAX_HEARING.whole_hours()),
+                );
+            }
+        }
+        let judge = get("judge");
+        if judge.is_empty() {
+            bad("judge", "empty".into());
+        }
+        let parties = match parse_parties(&get("parties")) {
+            Ok(p) => p,
+            Err(m) => {
+                bad("parties", m);
+                Vec::new()
+            }
+        };
+        if let (Some(s), Some(e)) = (start, end)
+            && !case_number.is_empty()
+        {
+            let id = format!(
+                "{}-{}",
+                case_number
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    })
+                    .collect::<String>(),
+                s.unix_timestamp()
+            );
+            hearings.push((
+                line,
+                Hearing {
+                    id,
+                    case_number,
+                    court,
+                    room,
+                    scheduled_start: s,
+                    scheduled_end: e,
+                    judge,
+                    parties,
+                    status: HearingStatus::Scheduled,
+                },
+            ));
+        }
+    }
+    // Two hearings may not overlap in one room.
+    for (i, (line_a, a)) in hearings.iter().enumerate() {
+        for (line_b, b) in hearings.iter().skip(i + 1) {
+            if a.court == b.court
+                && a.room == b.room
+                && a.scheduled_start < b.scheduled_end
+                && b.scheduled_start < a.scheduled_end
+            {
+                errors.push(RowError {
+                    line: *line_b,
+                    field: "start".into(),
+                    message: format!(
+                        "overlaps hearing {} on line {line_a} in room {}",
+                        a.case_number, a.room
+                    ),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(hearings.into_iter().map(|(_, h)| h).collect())
+    } else {
+        errors.sort_by(|a, b| (a.line, &a.field).cmp(&(b.line, &b.field)));
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{datetime, offset};
+
+    const CST: UtcOffset = offset!(+8);
+
+    #[test]
+    fn a_valid_csv_imports_every_hearing_with_local_times() {
+        let csv = "case_number,court,room,start,end,judge,parties\n\
+                   (2026)浙0106民初1234号,hz-intermediate,room-101,2026-11-27 09:00,2026-11-27 10:30,王法官,plaintiff:张三; defendant:李四\n\
+                   (2026)浙0106刑初88号,hz-intermediate,room-102,2026-11-27T01:00:00Z,2026-11-27T02:00:00Z,李法官,\n";
+        let hs = import_csv(csv, CST).expect("valid");
+        assert_eq!(hs.len(), 2);
+        assert_eq!(hs[0].scheduled_start, datetime!(2026-11-27 01:00 UTC));
+        assert_eq!(
+            hs[0].parties[1],
+            Party {
+                role: "defendant".into(),
+                name: "李四".into()
+            }
+        );
+        assert_eq!(hs[1].status, HearingStatus::Scheduled);
+    }
+
+    #[test]
+    fn every_bad_row_is_reported_by_line_and_field_and_nothing_is_imported() {
+        let csv = "case_number,court,room,start,end,judge,parties\n\
+                   A1,hz,room-1,2026-11-27 09:00,2026-11-27 10:00,J,plaintiff:x\n\
+                   A2,hz,Room 2,soon,2026-11-27 10:00,J,\n\
+                   A3,hz,room-3,2026-11-27 11:00,2026-11-27 10:00,,badparty\n";
+        let errors = import_csv(csv, CST).expect_err("bad rows");
+        let found: Vec<(u64, &str)> = errors.iter().map(|e| (e.line, e.field.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (3, "room"),
+                (3, "start"),
+                (4, "end"),
+                (4, "judge"),
+                (4, "parties")
+            ]
+        );
+        assert!(errors[0].to_string().starts_with("line 3, field `room`"));
+    }
+
+    #[test]
+    fn overlapping_hearings_in_one_room_are_refused() {
+        let csv = "case_number,court,room,start,end,judge\n\
+                   A1,hz,room-1,2026-11-27 09:00,2026-11-27 10:00,J\n\
+                   A2,hz,room-1,2026-11-27 09:30,2026-11-27 11:00,J\n\
+                   A3,hz,room-2,2026-11-27 09:30,2026-11-27 11:00,J\n";
+        let errors = import_csv(csv, CST).expect_err("overlap");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 3);
+        assert!(errors[0].message.contains("overlaps hearing A1"));
+    }
+
+    #[test]
+    fn a_missing_column_is_named() {
+        let errors = import_csv("case_number,court,start,end,judge\n", CST).expect_err("column");
+        assert_eq!(errors[0].field, "room");
+    }
+}

@@ -186,6 +186,16 @@ pub struct Controller {
 impl Controller {
     /// Starts `gavel-controller` with its data in `dir` and waits until it is ready.
     pub fn start(dir: &Path, broker: &Broker, database_url: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with_env(dir, broker, database_url, &[])
+    }
+
+    /// Like [`Controller::start`], with extra environment (e.g. `GAVEL_ALARM_GRACE_S`).
+    pub fn start_with_env(
+        dir: &Path,
+        broker: &Broker,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let ready = dir.join("controller.ready");
         let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(bin("gavel-controller"));
@@ -195,7 +205,8 @@ impl Controller {
             .arg(dir.join("controller-data"))
             .arg("--ready-file")
             .arg(&ready)
-            .env("GAVEL_LOG", "info,rumqttd=off,tower_http=warn");
+            .env("GAVEL_LOG", "info,rumqttd=off,tower_http=warn")
+            .envs(env.iter().copied());
         match broker {
             Broker::Embedded => {
                 cmd.arg("--mqtt-listen").arg("127.0.0.1:0");

@@ -35,6 +35,51 @@ enum Top {
     Devices(Devices),
     /// Fleet summary: devices, online, offline, courts, rooms.
     Fleet,
+    /// Scheduled hearings.
+    #[command(subcommand)]
+    Hearings(Hearings),
+    /// Record-every-hearing and device-health alarms.
+    #[command(subcommand)]
+    Alarms(Alarms),
+}
+
+#[derive(Subcommand, Debug)]
+enum Hearings {
+    /// List hearings.
+    Ls,
+    /// Import hearings from a CSV file (case_number,court,room,start,end,judge,parties):
+    /// all or nothing, every bad row named.
+    Import { file: std::path::PathBuf },
+    /// Open a hearing (the clerk's action).
+    Open {
+        id: String,
+        #[arg(long, env = "USER", default_value = "clerk")]
+        by: String,
+    },
+    /// Close a hearing.
+    Close {
+        id: String,
+        #[arg(long, env = "USER", default_value = "clerk")]
+        by: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Alarms {
+    /// Open alarms, most urgent first.
+    Ls,
+    /// Acknowledge an alarm (it stops escalating).
+    Ack {
+        id: String,
+        #[arg(long, env = "USER", default_value = "technician")]
+        by: String,
+    },
+    /// Resolve an alarm.
+    Resolve {
+        id: String,
+        #[arg(long, env = "USER", default_value = "technician")]
+        by: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -429,6 +474,145 @@ async fn main() -> anyhow::Result<()> {
                     v["reply"]["agent_uptime_s"]
                 );
             }
+        }
+        Top::Hearings(Hearings::Ls) => {
+            let v = api.get("/api/v1/hearings", "listing hearings").await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let mut t = table();
+                t.set_header([
+                    "HEARING", "CASE", "COURT", "ROOM", "START", "END", "JUDGE", "STATUS",
+                ]);
+                for h in v.as_array().into_iter().flatten() {
+                    let f = |k: &str| h[k].as_str().unwrap_or("-").to_owned();
+                    t.add_row([
+                        f("id"),
+                        f("case_number"),
+                        f("court"),
+                        f("room"),
+                        f("scheduled_start"),
+                        f("scheduled_end"),
+                        f("judge"),
+                        f("status"),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        Top::Hearings(Hearings::Import { file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let resp = api
+                .http
+                .post(format!("{}/api/v1/hearings/import", api.base))
+                .header("content-type", "text/csv")
+                .body(text)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the controller at {}", api.base))?;
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            }
+            if status.is_success() {
+                if !cli.json {
+                    println!(
+                        "imported {} hearings from {}",
+                        body["imported"],
+                        file.display()
+                    );
+                }
+            } else {
+                for e in body["errors"].as_array().into_iter().flatten() {
+                    eprintln!(
+                        "{}: line {}, field `{}`: {}",
+                        file.display(),
+                        e["line"],
+                        e["field"].as_str().unwrap_or("?"),
+                        e["message"].as_str().unwrap_or("?")
+                    );
+                }
+                bail!(
+                    "nothing imported: {}",
+                    body["error"]
+                        .as_str()
+                        .unwrap_or("the controller refused the file")
+                );
+            }
+        }
+        Top::Hearings(Hearings::Open { id, by }) => {
+            api.send(
+                api.http
+                    .post(format!("{}/api/v1/hearings/{id}/open", api.base))
+                    .json(&serde_json::json!({"by": by})),
+                &format!("opening {id}"),
+            )
+            .await?;
+            println!("{id}: opened by {by}");
+        }
+        Top::Hearings(Hearings::Close { id, by }) => {
+            api.send(
+                api.http
+                    .post(format!("{}/api/v1/hearings/{id}/close", api.base))
+                    .json(&serde_json::json!({"by": by})),
+                &format!("closing {id}"),
+            )
+            .await?;
+            println!("{id}: closed by {by}");
+        }
+        Top::Alarms(Alarms::Ls) => {
+            let v = api.get("/api/v1/alarms", "listing alarms").await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let mut t = table();
+                t.set_header([
+                    "ALARM",
+                    "LEVEL",
+                    "KIND",
+                    "COURT / ROOM",
+                    "MESSAGE",
+                    "RAISED",
+                    "ACK",
+                ]);
+                let list = v.as_array().cloned().unwrap_or_default();
+                for a in &list {
+                    let f = |k: &str| a[k].as_str().unwrap_or("-").to_owned();
+                    t.add_row([
+                        f("id"),
+                        a["level"].to_string(),
+                        f("kind"),
+                        format!("{} / {}", f("court"), f("room")),
+                        f("message"),
+                        f("raised_at"),
+                        a["acknowledged"]["by"].as_str().unwrap_or("-").to_owned(),
+                    ]);
+                }
+                println!("{t}");
+                println!("{} open alarms", list.len());
+            }
+        }
+        Top::Alarms(Alarms::Ack { id, by }) => {
+            api.send(
+                api.http
+                    .post(format!("{}/api/v1/alarms/{id}/ack", api.base))
+                    .json(&serde_json::json!({"by": by})),
+                &format!("acknowledging {id}"),
+            )
+            .await?;
+            println!("{id}: acknowledged by {by}");
+        }
+        Top::Alarms(Alarms::Resolve { id, by }) => {
+            api.send(
+                api.http
+                    .post(format!("{}/api/v1/alarms/{id}/resolve", api.base))
+                    .json(&serde_json::json!({"by": by})),
+                &format!("resolving {id}"),
+            )
+            .await?;
+            println!("{id}: resolved by {by}");
         }
         Top::Devices(Devices::Restart { id, reason }) => {
             let body = serde_json::json!({"type": "restart", "reason": reason});

@@ -38,6 +38,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub rejects: RejectLog,
     pub command_timeout: Duration,
+    pub enforcer: crate::enforcer::EnforcerHandle,
+    /// Courts' UTC offset for imported times without one.
+    pub utc_offset: time::UtcOffset,
 }
 
 #[derive(OpenApi)]
@@ -86,6 +89,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/commands", post(send_command))
         .route("/api/v1/ingest", get(ingest_report))
         .route("/api/v1/stream", get(stream))
+        .route("/api/v1/hearings", get(list_hearings))
+        .route("/api/v1/hearings/import", post(import_hearings))
+        .route("/api/v1/hearings/{id}/open", post(open_hearing))
+        .route("/api/v1/hearings/{id}/close", post(close_hearing))
+        .route("/api/v1/alarms", get(list_alarms))
+        .route("/api/v1/alarms/history", get(alarm_history))
+        .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
+        .route("/api/v1/alarms/{id}/resolve", post(resolve_alarm))
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -351,6 +362,10 @@ async fn stream(
                     &serde_json::json!({ "kind": kind, "record": record }),
                 ),
                 Ok(Push::Summary(summary)) => sse("summary", &summary),
+                Ok(Push::Alarm { change, alarm }) => sse(
+                    "alarm",
+                    &serde_json::json!({ "change": change, "alarm": alarm }),
+                ),
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let (summary, devices) = fleet.snapshot().await;
                     sse("snapshot", &Snapshot { summary, devices })
@@ -373,6 +388,149 @@ where
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(f(tx));
     futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok)
+}
+
+/// Hearings known to the controller, by start time.
+#[utoipa::path(get, path = "/api/v1/hearings", responses((status = 200, description = "Hearings", body = [Object])))]
+async fn list_hearings(State(s): State<AppState>) -> Json<Vec<gavel_fleet::hearings::Hearing>> {
+    let mut list = s.enforcer.hearings().await;
+    list.sort_by_key(|h| h.scheduled_start);
+    Json(list)
+}
+
+/// Import hearings from CSV (columns `case_number,court,room,start,end,judge,parties`):
+/// all or nothing; every bad row is named by line and field.
+#[utoipa::path(post, path = "/api/v1/hearings/import", request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, description = "Imported: {\"imported\": N}", body = Object),
+        (status = 422, description = "Nothing imported: {\"errors\": [{line, field, message}]}", body = Object)))]
+async fn import_hearings(State(s): State<AppState>, body: String) -> Response {
+    match gavel_fleet::hearings::import_csv(&body, s.utc_offset) {
+        Ok(list) => match s.enforcer.import(list).await {
+            Ok(n) => Json(serde_json::json!({ "imported": n })).into_response(),
+            Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        },
+        Err(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "error": format!("{} problem(s); nothing imported", errors.len()), "errors": errors })),
+        )
+            .into_response(),
+    }
+}
+
+/// Who does it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Actor {
+    /// User name recorded with the action.
+    pub by: String,
+}
+
+async fn hearing_exists(s: &AppState, id: &str) -> Result<(), ApiError> {
+    if s.enforcer.hearings().await.iter().any(|h| h.id == id) {
+        Ok(())
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no hearing {id}")))
+    }
+}
+
+/// The clerk opens the hearing.
+#[utoipa::path(post, path = "/api/v1/hearings/{id}/open", params(("id" = String, Path, description = "Hearing id")), request_body = Actor,
+    responses((status = 204), (status = 404, body = ApiErrorBody)))]
+async fn open_hearing(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(a): Json<Actor>,
+) -> Result<StatusCode, ApiError> {
+    hearing_exists(&s, &id).await?;
+    s.enforcer
+        .input(gavel_fleet::enforcement::Input::Opened {
+            hearing: id,
+            by: a.by,
+        })
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The hearing is closed.
+#[utoipa::path(post, path = "/api/v1/hearings/{id}/close", params(("id" = String, Path, description = "Hearing id")), request_body = Actor,
+    responses((status = 204), (status = 404, body = ApiErrorBody)))]
+async fn close_hearing(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(_a): Json<Actor>,
+) -> Result<StatusCode, ApiError> {
+    hearing_exists(&s, &id).await?;
+    s.enforcer
+        .input(gavel_fleet::enforcement::Input::Closed { hearing: id })
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Open alarms.
+#[utoipa::path(get, path = "/api/v1/alarms", responses((status = 200, description = "Open alarms", body = [Object])))]
+async fn list_alarms(State(s): State<AppState>) -> Json<Vec<gavel_fleet::enforcement::Alarm>> {
+    let mut list = s.enforcer.alarms().await;
+    list.sort_by(|a, b| b.level.cmp(&a.level).then(a.raised_at.cmp(&b.raised_at)));
+    Json(list)
+}
+
+/// The latest alarms, open and closed (with who acknowledged and resolved them).
+#[utoipa::path(get, path = "/api/v1/alarms/history", params(EventsQuery), responses((status = 200, body = [Object])))]
+async fn alarm_history(
+    State(s): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    s.store
+        .alarm_history(q.limit.unwrap_or(100).clamp(1, 10_000))
+        .await
+        .map(Json)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn alarm_exists(s: &AppState, id: &str) -> Result<(), ApiError> {
+    if s.enforcer.alarms().await.iter().any(|a| a.id == id) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no open alarm {id}"),
+        ))
+    }
+}
+
+/// Acknowledge an alarm: it stops escalating.
+#[utoipa::path(post, path = "/api/v1/alarms/{id}/ack", params(("id" = String, Path, description = "Alarm id")), request_body = Actor,
+    responses((status = 204), (status = 404, body = ApiErrorBody)))]
+async fn ack_alarm(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(a): Json<Actor>,
+) -> Result<StatusCode, ApiError> {
+    alarm_exists(&s, &id).await?;
+    s.enforcer
+        .input(gavel_fleet::enforcement::Input::Acknowledge {
+            alarm: id,
+            by: a.by,
+        })
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Resolve an alarm by hand; it is not raised again until its condition has cleared.
+#[utoipa::path(post, path = "/api/v1/alarms/{id}/resolve", params(("id" = String, Path, description = "Alarm id")), request_body = Actor,
+    responses((status = 204), (status = 404, body = ApiErrorBody)))]
+async fn resolve_alarm(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(a): Json<Actor>,
+) -> Result<StatusCode, ApiError> {
+    alarm_exists(&s, &id).await?;
+    s.enforcer
+        .input(gavel_fleet::enforcement::Input::Resolve {
+            alarm: id,
+            by: a.by,
+        })
+        .await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

@@ -40,6 +40,54 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// How long an API command waits for the device's ack, in milliseconds.
     pub command_timeout_ms: u64,
+    /// Record-every-hearing enforcement.
+    pub enforcement: EnforcementSettings,
+}
+
+/// Alarm thresholds (see `gavel_fleet::enforcement::Settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnforcementSettings {
+    /// Seconds after a hearing's start before "not recording" is an alarm.
+    pub grace_s: u32,
+    /// Seconds without a closed segment before recording counts as stalled.
+    pub stall_after_s: u32,
+    /// Minutes after the start before an unopened hearing is late.
+    pub late_after_min: u32,
+    /// Minutes between escalation steps of an unacknowledged alarm.
+    pub escalate_after_min: u32,
+    /// Courts' UTC offset in hours, for hearing times given without one (China: 8).
+    pub utc_offset_h: i8,
+}
+
+impl Default for EnforcementSettings {
+    fn default() -> Self {
+        Self {
+            grace_s: 60,
+            stall_after_s: 45,
+            late_after_min: 10,
+            escalate_after_min: 5,
+            utc_offset_h: 8,
+        }
+    }
+}
+
+impl EnforcementSettings {
+    /// The engine's settings.
+    pub fn engine(&self) -> gavel_fleet::enforcement::Settings {
+        gavel_fleet::enforcement::Settings {
+            grace: time::Duration::seconds(i64::from(self.grace_s)),
+            stall_after: time::Duration::seconds(i64::from(self.stall_after_s)),
+            late_after: time::Duration::minutes(i64::from(self.late_after_min)),
+            escalate_after: time::Duration::minutes(i64::from(self.escalate_after_min)),
+            ..gavel_fleet::enforcement::Settings::default()
+        }
+    }
+
+    /// The courts' UTC offset.
+    pub fn offset(&self) -> time::UtcOffset {
+        time::UtcOffset::from_hms(self.utc_offset_h, 0, 0).unwrap_or(time::UtcOffset::UTC)
+    }
 }
 
 impl Default for Settings {
@@ -53,6 +101,7 @@ impl Default for Settings {
             database_url: String::new(),
             data_dir: PathBuf::from("/var/lib/gavel"),
             command_timeout_ms: 5000,
+            enforcement: EnforcementSettings::default(),
         }
     }
 }
@@ -104,6 +153,11 @@ impl Settings {
                         .map_err(|_| invalid(&key, &value, "expected HOST:PORT"))?
                 }
                 "GAVEL_DATABASE_URL" => self.database_url = value,
+                "GAVEL_ALARM_GRACE_S" => {
+                    self.enforcement.grace_s = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected seconds"))?
+                }
                 "GAVEL_DATA_DIR" => self.data_dir = value.into(),
                 "GAVEL_MQTT_LISTEN" => {
                     let listen = value
@@ -150,6 +204,13 @@ impl Settings {
                 "database_url",
                 &self.database_url,
                 "expected sqlite://PATH or postgres://USER@HOST/DB",
+            ));
+        }
+        if !(-12..=14).contains(&self.enforcement.utc_offset_h) {
+            return Err(invalid(
+                "enforcement.utc_offset_h",
+                self.enforcement.utc_offset_h,
+                "must be -12..14",
             ));
         }
         if self.command_timeout_ms == 0 || self.command_timeout_ms > 600_000 {

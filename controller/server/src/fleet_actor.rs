@@ -30,6 +30,11 @@ pub enum Push {
         record: Box<DeviceRecord>,
     },
     Summary(Summary),
+    /// An alarm was raised, updated or cleared.
+    Alarm {
+        change: &'static str,
+        alarm: Box<gavel_fleet::enforcement::Alarm>,
+    },
 }
 
 /// A request to the fleet task.
@@ -136,6 +141,8 @@ pub struct FleetParts {
     pub metrics: Arc<Metrics>,
     /// For receipts and replay requests to devices.
     pub mqtt: AsyncClient,
+    /// Where presence, boots and health go for alarm enforcement.
+    pub enforcer: Option<crate::enforcer::EnforcerHandle>,
 }
 
 /// Starts the fleet task.
@@ -152,6 +159,8 @@ pub fn spawn(
         acks: parts.acks,
         metrics: parts.metrics,
         mqtt: parts.mqtt,
+        enforcer: parts.enforcer,
+        boots: HashMap::new(),
         dirty: BTreeMap::new(),
         events: Vec::new(),
         cursors: Vec::new(),
@@ -167,6 +176,9 @@ struct Actor {
     acks: PendingAcks,
     metrics: Arc<Metrics>,
     mqtt: AsyncClient,
+    enforcer: Option<crate::enforcer::EnforcerHandle>,
+    /// Last boot id seen per device (a new one is an agent start).
+    boots: HashMap<DeviceId, String>,
     dirty: BTreeMap<DeviceId, DeviceRecord>,
     /// Events delivered by the sequencer, waiting to be stored.
     events: Vec<(DeviceId, Event, OffsetDateTime)>,
@@ -246,6 +258,7 @@ impl Actor {
                     self.dirty.insert(record.id.clone(), *record);
                 }
                 Output::Changed { kind, record } => {
+                    self.enforce(kind, &record);
                     match kind {
                         ChangeKind::Online | ChangeKind::Offline | ChangeKind::Appeared => {
                             info!(device = %record.id, change = ?kind, cause = ?record.offline_cause, "device {kind:?}");
@@ -272,6 +285,54 @@ impl Actor {
         if summary_changed {
             self.update_gauges();
             let _ = self.push.send(Push::Summary(self.fleet.summary()));
+        }
+    }
+
+    /// Tells the enforcement engine what matters to it: presence in a room, agent starts,
+    /// health facts.
+    fn enforce(&mut self, kind: ChangeKind, record: &DeviceRecord) {
+        use gavel_fleet::enforcement::{DeviceHealth, Input as E};
+        let Some(enforcer) = &self.enforcer else {
+            return;
+        };
+        let device = record.id.to_string();
+        match kind {
+            ChangeKind::Online | ChangeKind::Offline => {
+                if let (Some(court), Some(room)) = (&record.court, &record.room) {
+                    enforcer.try_input(E::Presence {
+                        device: device.clone(),
+                        court: court.clone(),
+                        room: room.clone(),
+                        online: record.online,
+                    });
+                }
+                if let Some(boot) = &record.boot_id
+                    && record.online
+                    && self.boots.insert(record.id.clone(), boot.clone()).as_ref() != Some(boot)
+                {
+                    enforcer.try_input(E::Boot { device });
+                }
+            }
+            ChangeKind::Health => {
+                let Some(h) = &record.health else { return };
+                // The recording volume if reported, else the fullest one.
+                let volume = h
+                    .volumes
+                    .iter()
+                    .find(|v| v.mount == "/data")
+                    .or_else(|| h.volumes.iter().min_by_key(|v| v.free_bytes));
+                enforcer.try_input(E::Health(DeviceHealth {
+                    device,
+                    court: record.court.clone(),
+                    room: record.room.clone(),
+                    disk_free: volume.map_or(0, |v| v.free_bytes),
+                    disk_total: volume.map_or(0, |v| v.total_bytes),
+                    write_rate: 0,
+                    max_temperature: h.temperatures.iter().map(|t| t.celsius).reduce(f64::max),
+                    clock_offset_ms: h.clock.offset_ms,
+                }));
+            }
+            ChangeKind::Appeared | ChangeKind::Birth => {}
         }
     }
 

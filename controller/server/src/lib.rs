@@ -11,6 +11,7 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod enforcer;
 pub mod fleet_actor;
 pub mod ingest;
 pub mod metrics;
@@ -72,6 +73,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .load_cursors()
         .await
         .context("loading event stream positions")?;
+    let hearings = store.load_hearings().await.context("loading hearings")?;
     info!(devices = restored.len(), backend = ?store.backend(), "fleet registry loaded");
 
     let mqtt = match &settings.broker {
@@ -94,6 +96,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let acks = fleet_actor::PendingAcks::default();
     let rejects = ingest::RejectLog::default();
     let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1);
+    let (enforcer, enforcer_task) = enforcer::spawn(
+        gavel_fleet::enforcement::Engine::new(settings.enforcement.engine()),
+        hearings,
+        store.clone(),
+        push.clone(),
+        metrics.clone(),
+        shutdown.child_token(),
+    );
     let (fleet, fleet_task) = fleet_actor::spawn(
         fleet_actor::FleetParts {
             fleet: Fleet::restore(restored),
@@ -103,6 +113,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             acks: acks.clone(),
             metrics: metrics.clone(),
             mqtt: client.clone(),
+            enforcer: Some(enforcer.clone()),
         },
         shutdown.child_token(),
     );
@@ -124,6 +135,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         metrics,
         rejects,
         command_timeout: Duration::from_millis(settings.command_timeout_ms),
+        enforcer,
+        utc_offset: settings.enforcement.offset(),
     };
     let listener = tokio::net::TcpListener::bind(settings.http_listen)
         .await
@@ -143,7 +156,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         mqtt,
         shutdown,
         // Order matters: HTTP first, then ingest, then the fleet flush.
-        tasks: vec![http_task, ingest_task, fleet_task],
+        tasks: vec![http_task, ingest_task, fleet_task, enforcer_task],
         store,
     })
 }

@@ -49,6 +49,10 @@ pub struct Metrics {
     pub replay_requests: Counter,
     /// Events skipped after replays failed to fill a gap.
     pub events_lost: Counter,
+    /// Alarms raised since start.
+    pub alarms_raised: Counter,
+    /// Alarms open now.
+    pub alarms_open: Gauge,
 }
 
 impl Metrics {
@@ -67,6 +71,8 @@ impl Metrics {
             events_duplicate: Counter::default(),
             replay_requests: Counter::default(),
             events_lost: Counter::default(),
+            alarms_raised: Counter::default(),
+            alarms_open: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -121,6 +127,8 @@ impl Metrics {
             "Events skipped after replays failed",
             m.events_lost.clone(),
         );
+        registry.register("alarms_raised", "Alarms raised", m.alarms_raised.clone());
+        registry.register("alarms_open", "Alarms open now", m.alarms_open.clone());
         Self { registry, ..m }
     }
 

@@ -6,6 +6,8 @@
 //! transaction per second, so telemetry from thousands of devices costs one commit.
 
 use gavel_fleet::DeviceRecord;
+use gavel_fleet::enforcement::Alarm;
+use gavel_fleet::hearings::Hearing;
 use gavel_fleet::sequence::Cursor;
 use gavel_protocol::{DeviceId, Event};
 use serde::Serialize;
@@ -118,6 +120,39 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
             next_seq BIGINT NOT NULL,
             updated_ms BIGINT NOT NULL,
             PRIMARY KEY (device_id, boot_id)
+        )",
+    ),
+    (
+        3,
+        "CREATE TABLE IF NOT EXISTS hearings (
+            id TEXT PRIMARY KEY,
+            court TEXT NOT NULL,
+            room TEXT NOT NULL,
+            start_ms BIGINT NOT NULL,
+            end_ms BIGINT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS hearings_by_room ON hearings (court, room, start_ms);
+        CREATE TABLE IF NOT EXISTS alarms (
+            id TEXT PRIMARY KEY,
+            open BIGINT NOT NULL,
+            raised_ms BIGINT NOT NULL,
+            record TEXT NOT NULL
+        )",
+        "CREATE TABLE IF NOT EXISTS hearings (
+            id TEXT PRIMARY KEY,
+            court TEXT NOT NULL,
+            room TEXT NOT NULL,
+            start_ms BIGINT NOT NULL,
+            end_ms BIGINT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS hearings_by_room ON hearings (court, room, start_ms);
+        CREATE TABLE IF NOT EXISTS alarms (
+            id TEXT PRIMARY KEY,
+            open BIGINT NOT NULL,
+            raised_ms BIGINT NOT NULL,
+            record TEXT NOT NULL
         )",
     ),
 ];
@@ -276,6 +311,85 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Inserts or replaces hearings in one transaction.
+    pub async fn save_hearings(&self, hearings: &[Hearing]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for h in hearings {
+            let json = serde_json::to_string(h).map_err(|e| StoreError::Corrupt {
+                device: h.id.clone(),
+                message: e.to_string(),
+            })?;
+            sqlx::query(
+                "INSERT INTO hearings (id, court, room, start_ms, end_ms, record) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET court = excluded.court, room = excluded.room,
+                   start_ms = excluded.start_ms, end_ms = excluded.end_ms, record = excluded.record",
+            )
+            .bind(h.id.clone())
+            .bind(h.court.clone())
+            .bind(h.room.clone())
+            .bind(millis(h.scheduled_start))
+            .bind(millis(h.scheduled_end))
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every stored hearing.
+    pub async fn load_hearings(&self) -> Result<Vec<Hearing>, StoreError> {
+        let rows = sqlx::query("SELECT id, record FROM hearings ORDER BY start_ms")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let json: String = row.try_get("record")?;
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                    device: id,
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Inserts or replaces alarms (open and closed).
+    pub async fn save_alarms(&self, alarms: &[Alarm]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for a in alarms {
+            let json = serde_json::to_string(a).map_err(|e| StoreError::Corrupt {
+                device: a.id.clone(),
+                message: e.to_string(),
+            })?;
+            sqlx::query(
+                "INSERT INTO alarms (id, open, raised_ms, record) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET open = excluded.open, record = excluded.record",
+            )
+            .bind(a.id.clone())
+            .bind(i64::from(a.resolved.is_none()))
+            .bind(millis(a.raised_at))
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The latest `limit` alarms, open and closed, newest first.
+    pub async fn alarm_history(&self, limit: i64) -> Result<Vec<serde_json::Value>, StoreError> {
+        let rows = sqlx::query("SELECT record FROM alarms ORDER BY raised_ms DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>("record").ok())
+            .filter_map(|j| serde_json::from_str(&j).ok())
+            .collect())
     }
 
     /// Every event stream's position.

@@ -258,6 +258,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
     let ready = dir.join("controller.ready");
     let mut cmd = Command::new(bin.join("gavel-controller"));
+    // Short grace so the demo shows record-every-hearing alarms within a minute.
+    cmd.env("GAVEL_ALARM_GRACE_S", "20");
     cmd.args(["--http", &http, "--mqtt-listen", &mqtt])
         .arg("--data-dir")
         .arg(dir.join("controller"))
@@ -343,8 +345,48 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Ok(table) = court.gavelctl(&["devices", "ls"]) {
         println!("{table}");
     }
+    match import_hearings(&court) {
+        Ok(table) => {
+            say(
+                t0,
+                "clerk: imported today's hearings (gavelctl hearings import)",
+            );
+            println!("{table}");
+        }
+        Err(e) => say(t0, &format!("importing hearings failed: {e}")),
+    }
     let result = scenario(&mut court, t0, opts.duration);
     finish(court, t0, result)
+}
+
+/// Today's hearings: one under way in room-101, one starting in two minutes in room-102,
+/// one this afternoon at the tribunal.
+fn import_hearings(court: &Court) -> Result<String, String> {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = &time::format_description::well_known::Rfc3339;
+    let at = |min: i64| {
+        (now + time::Duration::minutes(min))
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|t| t.format(fmt).ok())
+            .unwrap_or_default()
+    };
+    let csv = format!(
+        "case_number,court,room,start,end,judge,parties\n\
+         (2026)浙0106民初1234号,{COURT},room-101,{},{},王法官,plaintiff:张三; defendant:李四\n\
+         (2026)浙0106刑初88号,{COURT},room-102,{},{},李法官,prosecutor:赵检察官; defendant:孙某\n\
+         (2026)浙0106民初1301号,{COURT},tribunal-xixi,{},{},陈法官,plaintiff:周某; defendant:吴某\n",
+        at(-1),
+        at(90),
+        at(2),
+        at(60),
+        at(240),
+        at(300),
+    );
+    let file = court.dir.join("hearings.csv");
+    std::fs::write(&file, csv).map_err(|e| e.to_string())?;
+    court.gavelctl(&["hearings", "import", &file.to_string_lossy()])?;
+    court.gavelctl(&["hearings", "ls"])
 }
 
 fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Result<(), String> {
@@ -353,6 +395,8 @@ fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Resul
     let mut step = 0u32;
     let mut cut = false;
     let mut last_summary = Instant::now();
+    let mut seen_alarms: std::collections::BTreeSet<String> = Default::default();
+    let mut last_alarm_poll = Instant::now();
     loop {
         if STOP.load(Ordering::SeqCst) {
             return Ok(());
@@ -373,6 +417,29 @@ fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Resul
                     s["online"]
                 ))
             };
+        }
+        let poll_alarms = last_alarm_poll.elapsed() >= Duration::from_secs(1);
+        if poll_alarms {
+            last_alarm_poll = Instant::now();
+        }
+        if let Some(list) = poll_alarms
+            .then(|| court.json(&["alarms", "ls"]).ok())
+            .flatten()
+        {
+            for a in list.as_array().into_iter().flatten() {
+                let id = a["id"].as_str().unwrap_or_default().to_owned();
+                if seen_alarms.insert(id) {
+                    say(
+                        t0,
+                        &format!(
+                            "ALARM L{} {}: {}",
+                            a["level"],
+                            a["kind"].as_str().unwrap_or("?"),
+                            a["message"].as_str().unwrap_or("?")
+                        ),
+                    );
+                }
+            }
         }
         if last_summary.elapsed() >= Duration::from_secs(10) {
             last_summary = Instant::now();

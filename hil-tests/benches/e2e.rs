@@ -64,19 +64,6 @@ fn ceiling(m: &Mosquitto, n: usize) -> f64 {
     rate
 }
 
-async fn applied(c: &Controller) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", c.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find(|l| l.starts_with("gavel_events_applied_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::main]
 async fn main() {
     let m = Mosquitto::private().expect("mosquitto");
@@ -99,10 +86,10 @@ async fn main() {
         .expect("online");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let window = Duration::from_secs(10);
-    let before = applied(&controller).await;
+    let before = controller.metric("gavel_events_applied_total").await;
     let start = Instant::now();
     tokio::time::sleep(window).await;
-    let after = applied(&controller).await;
+    let after = controller.metric("gavel_events_applied_total").await;
     let gavel = (after - before) as f64 / start.elapsed().as_secs_f64();
 
     println!("end-to-end events per second through one private Mosquitto:");

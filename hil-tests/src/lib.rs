@@ -271,6 +271,18 @@ impl Controller {
         Ok(Some(serde_json::from_str(&body)?))
     }
 
+    /// The value of a Prometheus counter or gauge without labels (0 when absent).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let Ok(resp) = reqwest::get(format!("{}/metrics", self.url)).await else {
+            return 0;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        text.lines()
+            .find(|l| !l.starts_with('#') && l.split(' ').next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The device record, if known.
     pub async fn device(&self, id: &str) -> Option<Value> {
         self.get(&format!("/api/v1/devices/{id}"))

@@ -54,19 +54,6 @@ fn key(e: &Value) -> (String, u64) {
     )
 }
 
-async fn metric(c: &Controller, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", c.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Waits until the controller has every event in `want`.
 async fn wait_for_all(
     c: &Controller,
@@ -133,8 +120,8 @@ async fn sigkills_while_producing_lose_no_acknowledged_event_and_apply_none_twic
         let expected: Vec<u64> = (0..seqs.len() as u64).collect();
         assert_eq!(seqs, &expected, "boot {boot} out of order or with gaps");
     }
-    let duplicates = metric(&controller, "gavel_events_duplicate_total").await;
-    let lost = metric(&controller, "gavel_events_lost_total").await;
+    let duplicates = controller.metric("gavel_events_duplicate_total").await;
+    let lost = controller.metric("gavel_events_lost_total").await;
     assert_eq!(lost, 0);
     eprintln!(
         "{kills} kills: {} acknowledged probes, {} events stored in {} boots, {duplicates} duplicates dropped",

@@ -224,16 +224,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let opts = parse(args)?;
     setup::ensure(setup::Need::Demo)?;
     run_step(
-        cargo(&[
-            "build",
-            "--locked",
-            "-p",
-            "gavel-controller",
-            "-p",
-            "gavel-agent",
-            "-p",
-            "gavelctl",
-        ]),
+        // Design: the same feature set as `cargo xtask test` builds, so no second copy of
+        // the dependencies is compiled.
+        cargo(&["build", "--locked", "--workspace", "--bins"]),
         "build controller, agent and gavelctl",
     )?;
     // SAFETY: installing an async-signal-safe handler that only stores to an atomic.

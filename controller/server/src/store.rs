@@ -56,11 +56,40 @@ pub struct StoredEvent {
     pub event: serde_json::Value,
 }
 
+/// Exactly-once events: (device, boot, seq) is unique; per-stream positions.
+const EXACTLY_ONCE: &str = "ALTER TABLE device_events ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';
+        CREATE UNIQUE INDEX IF NOT EXISTS device_events_once ON device_events (device_id, boot_id, seq);
+        CREATE TABLE IF NOT EXISTS event_streams (
+            device_id TEXT NOT NULL,
+            boot_id TEXT NOT NULL,
+            next_seq BIGINT NOT NULL,
+            updated_ms BIGINT NOT NULL,
+            PRIMARY KEY (device_id, boot_id)
+        )";
+
+/// Hearings and alarms (same SQL for both engines).
+const HEARINGS_AND_ALARMS: &str = "CREATE TABLE IF NOT EXISTS hearings (
+            id TEXT PRIMARY KEY,
+            court TEXT NOT NULL,
+            room TEXT NOT NULL,
+            start_ms BIGINT NOT NULL,
+            end_ms BIGINT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS hearings_by_room ON hearings (court, room, start_ms);
+        CREATE TABLE IF NOT EXISTS alarms (
+            id TEXT PRIMARY KEY,
+            open BIGINT NOT NULL,
+            raised_ms BIGINT NOT NULL,
+            record TEXT NOT NULL
+        )";
+
+/// (version, SQLite, PostgreSQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
-    1,
-    // SQLite
-    "CREATE TABLE IF NOT EXISTS devices (
+        1,
+        // SQLite
+        "CREATE TABLE IF NOT EXISTS devices (
         id TEXT PRIMARY KEY,
         court TEXT,
         room TEXT,
@@ -79,8 +108,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         body TEXT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS device_events_by_device ON device_events (device_id, id);",
-    // PostgreSQL
-    "CREATE TABLE IF NOT EXISTS devices (
+        // PostgreSQL
+        "CREATE TABLE IF NOT EXISTS devices (
         id TEXT PRIMARY KEY,
         court TEXT,
         room TEXT,
@@ -100,61 +129,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     CREATE INDEX IF NOT EXISTS device_events_by_device ON device_events (device_id, id);",
     ),
-    (
-        2,
-        // Exactly-once events: (device, boot, seq) is unique; per-stream positions.
-        "ALTER TABLE device_events ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';
-        CREATE UNIQUE INDEX IF NOT EXISTS device_events_once ON device_events (device_id, boot_id, seq);
-        CREATE TABLE IF NOT EXISTS event_streams (
-            device_id TEXT NOT NULL,
-            boot_id TEXT NOT NULL,
-            next_seq BIGINT NOT NULL,
-            updated_ms BIGINT NOT NULL,
-            PRIMARY KEY (device_id, boot_id)
-        )",
-        "ALTER TABLE device_events ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';
-        CREATE UNIQUE INDEX IF NOT EXISTS device_events_once ON device_events (device_id, boot_id, seq);
-        CREATE TABLE IF NOT EXISTS event_streams (
-            device_id TEXT NOT NULL,
-            boot_id TEXT NOT NULL,
-            next_seq BIGINT NOT NULL,
-            updated_ms BIGINT NOT NULL,
-            PRIMARY KEY (device_id, boot_id)
-        )",
-    ),
-    (
-        3,
-        "CREATE TABLE IF NOT EXISTS hearings (
-            id TEXT PRIMARY KEY,
-            court TEXT NOT NULL,
-            room TEXT NOT NULL,
-            start_ms BIGINT NOT NULL,
-            end_ms BIGINT NOT NULL,
-            record TEXT NOT NULL
-        );
-        CREATE INDEX IF NOT EXISTS hearings_by_room ON hearings (court, room, start_ms);
-        CREATE TABLE IF NOT EXISTS alarms (
-            id TEXT PRIMARY KEY,
-            open BIGINT NOT NULL,
-            raised_ms BIGINT NOT NULL,
-            record TEXT NOT NULL
-        )",
-        "CREATE TABLE IF NOT EXISTS hearings (
-            id TEXT PRIMARY KEY,
-            court TEXT NOT NULL,
-            room TEXT NOT NULL,
-            start_ms BIGINT NOT NULL,
-            end_ms BIGINT NOT NULL,
-            record TEXT NOT NULL
-        );
-        CREATE INDEX IF NOT EXISTS hearings_by_room ON hearings (court, room, start_ms);
-        CREATE TABLE IF NOT EXISTS alarms (
-            id TEXT PRIMARY KEY,
-            open BIGINT NOT NULL,
-            raised_ms BIGINT NOT NULL,
-            record TEXT NOT NULL
-        )",
-    ),
+    (2, EXACTLY_ONCE, EXACTLY_ONCE),
+    (3, HEARINGS_AND_ALARMS, HEARINGS_AND_ALARMS),
 ];
 
 fn millis(ts: OffsetDateTime) -> i64 {

@@ -97,9 +97,12 @@ async fn sigkills_while_producing_lose_no_acknowledged_event_and_apply_none_twic
         "too few events produced: {}",
         want.len()
     );
-    let events = wait_for_all(&controller, &spec.id, &want, Duration::from_secs(60)).await;
-    agent.terminate(Duration::from_secs(10));
+    wait_for_all(&controller, &spec.id, &want, Duration::from_secs(60)).await;
+    // A clean stop drains the last boot's outbox (its end event included).
+    assert!(agent.terminate(Duration::from_secs(10)));
     acknowledged.extend(stored_probes(&agent));
+    let want: BTreeSet<(String, u64)> = acknowledged.iter().cloned().collect();
+    let events = wait_for_all(&controller, &spec.id, &want, Duration::from_secs(30)).await;
 
     let have: Vec<(String, u64)> = events.iter().map(key).collect();
     let distinct: BTreeSet<(String, u64)> = have.iter().cloned().collect();
@@ -123,6 +126,13 @@ async fn sigkills_while_producing_lose_no_acknowledged_event_and_apply_none_twic
     let duplicates = controller.metric("gavel_events_duplicate_total").await;
     let lost = controller.metric("gavel_events_lost_total").await;
     assert_eq!(lost, 0);
+    // The sequencer applied each stored event once (this also checks the metric is live).
+    let applied = controller.metric("gavel_events_applied_total").await;
+    assert_eq!(
+        applied,
+        have.len() as u64,
+        "applied counter vs stored events"
+    );
     eprintln!(
         "{kills} kills: {} acknowledged probes, {} events stored in {} boots, {duplicates} duplicates dropped",
         want.len(),

@@ -273,8 +273,10 @@ impl Actor {
                     let _ = self.push.send(Push::Device { kind, record });
                 }
                 Output::Event { device, event } => {
-                    self.events
-                        .push((device, *event, OffsetDateTime::now_utc()));
+                    let out = self
+                        .sequencer
+                        .observe(OffsetDateTime::now_utc(), device, *event);
+                    self.apply_sequenced(out);
                 }
                 Output::Ack { device, ack } => self.acks.resolve(&device, ack),
                 Output::StaleStatus { device, status } => {

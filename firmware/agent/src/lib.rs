@@ -243,17 +243,19 @@ pub async fn run(
         Exit::Shutdown => "stopping",
         Exit::Restart => "restarting on command",
     };
-    if let Err(e) = outbox
-        .emit(
-            agent_event_id,
-            Phase::End,
-            EventBody::Agent {
-                detail: Some(detail.into()),
-            },
-        )
-        .await
-    {
-        warn!(error = %e, "could not store the agent end event");
+    // Design: shutdown is bounded (systemd and operators wait for it): each step has a
+    // deadline and whatever is not confirmed stays in the outbox for the next start.
+    let end = outbox.emit(
+        agent_event_id,
+        Phase::End,
+        EventBody::Agent {
+            detail: Some(detail.into()),
+        },
+    );
+    match tokio::time::timeout(Duration::from_secs(2), end).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!(error = %e, "could not store the agent end event"),
+        Err(_) => warn!("storing the agent end event timed out"),
     }
     // While connected, give the controller up to 3 s to confirm what is queued, so a
     // clean stop leaves an empty outbox; whatever is left is sent after the next start.
@@ -268,7 +270,12 @@ pub async fn run(
         Exit::Shutdown => OfflineReason::Shutdown,
         Exit::Restart => OfflineReason::Restart,
     };
-    link.close(reason).await;
+    if tokio::time::timeout(Duration::from_secs(2), link.close(reason))
+        .await
+        .is_err()
+    {
+        warn!("closing the MQTT link timed out");
+    }
     let _ = tokio::time::timeout(Duration::from_secs(3), link_task).await;
     info!(?exit, "agent stopped");
     Ok(exit)

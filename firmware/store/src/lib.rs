@@ -99,10 +99,7 @@ impl Store {
     /// Appends an event durably; returns its outbox key. When this returns, the event
     /// survives a crash.
     pub fn append(&self, entry: &OutboxEntry) -> Result<u64, StoreError> {
-        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Corrupt {
-            key: "new".into(),
-            message: e.to_string(),
-        })?;
+        let bytes = encode_entry(entry)?;
         let tx = self.db.begin_write()?;
         let key = {
             // Design: keys never repeat, even after the outbox empties, so a sender's
@@ -147,8 +144,13 @@ impl Store {
             let mut doomed = Vec::new();
             for item in table.iter()? {
                 let (k, v) = item?;
-                let entry = decode_entry(k.value(), v.value())?;
-                if entry.boot_id == boot_id && entry.seq <= through {
+                let (boot, seq) = decode_header(k.value(), v.value())?;
+                if boot == boot_id {
+                    // Design: a boot's entries are appended in seq order, so the first
+                    // one past `through` ends the scan.
+                    if seq > through {
+                        break;
+                    }
                     doomed.push(k.value());
                 }
             }
@@ -191,10 +193,61 @@ impl Store {
     }
 }
 
-fn decode_entry(key: u64, bytes: &[u8]) -> Result<OutboxEntry, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+/// Entry layout: boot id length (u8), boot id, seq (u64 LE), appended (i64 LE), payload.
+/// A compact header that `confirm` reads without touching the payload.
+fn encode_entry(entry: &OutboxEntry) -> Result<Vec<u8>, StoreError> {
+    let boot = entry.boot_id.as_bytes();
+    let len = u8::try_from(boot.len()).map_err(|_| StoreError::Corrupt {
+        key: "new".into(),
+        message: format!("boot id is {} bytes; at most 255", boot.len()),
+    })?;
+    let mut out = Vec::with_capacity(1 + boot.len() + 16 + entry.payload.len());
+    out.push(len);
+    out.extend_from_slice(boot);
+    out.extend_from_slice(&entry.seq.to_le_bytes());
+    out.extend_from_slice(&entry.appended_ms.to_le_bytes());
+    out.extend_from_slice(&entry.payload);
+    Ok(out)
+}
+
+fn corrupt(key: u64, what: &str) -> StoreError {
+    StoreError::Corrupt {
         key: key.to_string(),
-        message: e.to_string(),
+        message: what.into(),
+    }
+}
+
+fn decode_header(key: u64, bytes: &[u8]) -> Result<(&str, u64), StoreError> {
+    let (&len, rest) = bytes
+        .split_first()
+        .ok_or_else(|| corrupt(key, "empty entry"))?;
+    let len = usize::from(len);
+    if rest.len() < len + 16 {
+        return Err(corrupt(key, "entry shorter than its header"));
+    }
+    let boot =
+        std::str::from_utf8(&rest[..len]).map_err(|_| corrupt(key, "boot id is not UTF-8"))?;
+    let seq = u64::from_le_bytes(
+        rest[len..len + 8]
+            .try_into()
+            .map_err(|_| corrupt(key, "bad seq"))?,
+    );
+    Ok((boot, seq))
+}
+
+fn decode_entry(key: u64, bytes: &[u8]) -> Result<OutboxEntry, StoreError> {
+    let (boot, seq) = decode_header(key, bytes)?;
+    let at = 1 + boot.len() + 8;
+    let appended_ms = i64::from_le_bytes(
+        bytes[at..at + 8]
+            .try_into()
+            .map_err(|_| corrupt(key, "bad time"))?,
+    );
+    Ok(OutboxEntry {
+        boot_id: boot.to_owned(),
+        seq,
+        appended_ms,
+        payload: bytes[at + 8..].to_vec(),
     })
 }
 

@@ -14,6 +14,7 @@
 //! - A device that is online but silent for longer than its liveness timeout is marked
 //!   offline as `stale` on the next tick; any message from it brings it back.
 
+pub mod rollout;
 pub mod sequence;
 
 use std::collections::BTreeMap;

@@ -13,7 +13,9 @@
 //! | [`install`] | installer | verify everything, then write the inactive slot, switch, commit or roll back |
 //! | [`health`] | mark-good / mark-bad | the post-boot health gate with a deadline (sans-I/O) |
 //! | [`rauc`] | — | a thin driver that shells out to `rauc` on image-based devices |
+//! | `download` | — | resumable (HTTP Range), rate-capped bundle download (feature `download`) |
 //! | [`throttle`] | — | token bucket for the per-device bandwidth cap (sans-I/O) |
+//! | [`updater`] | — | the device update flow around hearings (sans-I/O) |
 //! | [`window`] | — | hearing awareness: room busy intervals and the guard window |
 //!
 //! Design: nothing is written to any slot until the bundle's signature, manifest,
@@ -22,6 +24,8 @@
 pub mod bootchooser;
 pub mod bundle;
 pub mod delta;
+#[cfg(feature = "download")]
+pub mod download;
 pub mod health;
 pub mod install;
 pub mod manifest;
@@ -29,6 +33,7 @@ pub mod rauc;
 pub mod signature;
 pub mod slot;
 pub mod throttle;
+pub mod updater;
 pub mod window;
 
 mod fsutil;

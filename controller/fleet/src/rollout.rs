@@ -270,8 +270,8 @@ pub struct Progress {
 }
 
 enum Kind {
-    Result,
-    Other,
+    Record,
+    Decide,
 }
 
 /// One campaign.
@@ -397,8 +397,8 @@ impl Campaign {
     pub fn handle(&mut self, now: OffsetDateTime, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
         let input_kind = match &input {
-            Input::Result { .. } => Kind::Result,
-            _ => Kind::Other,
+            Input::Result { .. } | Input::Schedule { .. } => Kind::Record,
+            _ => Kind::Decide,
         };
         match input {
             Input::Tick => {}
@@ -438,10 +438,10 @@ impl Campaign {
                 }
             }
         }
-        // Design: a result only records; the decisions (halt, next wave, new installs)
-        // run on ticks and commands, so a flood of results costs O(1) each and the
-        // shell's regular tick (500 ms) bounds the reaction time.
-        if !matches!(input_kind, Kind::Result) {
+        // Design: results and schedules only record; the decisions (halt, next wave, new
+        // installs) run on ticks and commands, so a flood of results costs O(log n) each
+        // and the shell's regular tick (500 ms) bounds the reaction time.
+        if matches!(input_kind, Kind::Decide) {
             self.step(now, &mut out);
         }
         out
@@ -527,6 +527,11 @@ impl Campaign {
             .filter(|s| matches!(s, DeviceState::Installing { .. }))
             .count();
         let mut room = self.spec.max_in_flight.saturating_sub(in_flight);
+        if room == 0 {
+            // Design: at capacity nothing can start; skip the wave scan (the deferred
+            // count shown keeps its last value).
+            return;
+        }
         let mut deferred = 0;
         let mut start = BTreeSet::new();
         for id in &self.waves[self.wave] {

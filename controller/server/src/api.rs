@@ -55,7 +55,14 @@ pub struct AppState {
         device_events,
         send_command,
         ingest_report,
-        stream
+        stream,
+        crate::ota::list,
+        crate::ota::publish,
+        crate::ota::serve,
+        crate::campaigns::list,
+        crate::campaigns::create,
+        crate::campaigns::show,
+        crate::campaigns::act
     ),
     components(schemas(
         DeviceRecord,
@@ -67,7 +74,10 @@ pub struct AppState {
         crate::ingest::Reject,
         CommandRequest,
         ServiceHealth,
-        ApiErrorBody
+        ApiErrorBody,
+        crate::ota::PublishedBundle,
+        crate::campaigns::CampaignView,
+        crate::campaigns::CreateCampaign
     ))
 )]
 pub struct ApiDoc;
@@ -351,6 +361,8 @@ async fn stream(
                     &serde_json::json!({ "kind": kind, "record": record }),
                 ),
                 Ok(Push::Summary(summary)) => sse("summary", &summary),
+                Ok(Push::Campaign(view)) => sse("campaign", &view),
+                Ok(Push::Ota { .. }) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let (summary, devices) = fleet.snapshot().await;
                     sse("snapshot", &Snapshot { summary, devices })

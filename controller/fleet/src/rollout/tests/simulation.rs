@@ -45,7 +45,7 @@ fn simulate(fails: &dyn Fn(&str) -> bool) -> Report {
     let cpu = std::time::Instant::now();
     let mut core_cpu = std::time::Duration::ZERO;
     let at = |t: i64| T0 + Duration::seconds(t);
-    let mut feed = |c: &mut Campaign, t: i64, i: Input, core_cpu: &mut std::time::Duration| {
+    let feed = |c: &mut Campaign, t: i64, i: Input, core_cpu: &mut std::time::Duration| {
         let s = std::time::Instant::now();
         let out = c.handle(at(t), i);
         *core_cpu += s.elapsed();

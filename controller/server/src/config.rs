@@ -146,10 +146,8 @@ impl Settings {
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.ota_base_url.is_empty()
-            && !(self.ota_base_url.starts_with("http://")
-                || self.ota_base_url.starts_with("https://"))
-        {
+        let url = &self.ota_base_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(
                 "ota_base_url",
                 &self.ota_base_url,

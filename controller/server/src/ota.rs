@@ -74,7 +74,7 @@ impl BundleRepo {
                 v.push(pb);
             }
         }
-        v.sort_by(|a, b| b.manifest.version.cmp(&a.manifest.version));
+        v.sort_by_key(|b| std::cmp::Reverse(b.manifest.version));
         Ok(v)
     }
 

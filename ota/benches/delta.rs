@@ -83,7 +83,7 @@ fn main() {
 
     // Ours.
     let mut rows = Vec::new();
-    for block in [32usize, 64, 256] {
+    for block in [16usize, 32, 64] {
         let s = Instant::now();
         let (d, stats) = delta::encode(&b, &t, block).expect("encode");
         let enc = s.elapsed();

@@ -50,7 +50,7 @@ impl DeltaStats {
 }
 
 /// Block size used when none is given.
-pub const DEFAULT_BLOCK: usize = 64;
+pub const DEFAULT_BLOCK: usize = 32;
 /// zstd level used for the instruction stream.
 pub const ZSTD_LEVEL: i32 = 19;
 

@@ -276,3 +276,21 @@ fn silent_devices_fail_after_the_install_timeout() {
 }
 
 mod simulation;
+
+#[test]
+fn campaign_survives_a_serde_round_trip_as_the_store_keeps_it() {
+    let mut c = Campaign::plan(spec(), &fleet(10, 2));
+    let sent = installs(&c.handle(T0, Input::Tick));
+    c.handle(
+        T0,
+        Input::Result {
+            device: sent[0].clone(),
+            outcome: Err("rolled back".into()),
+        },
+    );
+    let json = serde_json::to_string(&c).unwrap();
+    let back: Campaign = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.progress(), c.progress());
+    assert_eq!(back.waves, c.waves);
+    assert_eq!(back.devices, c.devices);
+}

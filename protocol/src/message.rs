@@ -437,6 +437,41 @@ pub enum EventBody {
         /// Counter within the boot.
         n: u64,
     },
+    /// An over-the-air update step (added within v1).
+    Ota {
+        /// Campaign id, when the update belongs to one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        campaign: Option<String>,
+        /// Bundle version.
+        version: String,
+        /// The step reached.
+        stage: OtaStage,
+        /// Why (errors, rollback reasons, deferral reasons), for people.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+}
+
+/// Steps of an over-the-air update as the device reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtaStage {
+    /// Waiting: a hearing is in progress or due within the guard window.
+    Deferred,
+    /// Downloading the bundle (resumable).
+    Downloading,
+    /// Refused before writing anything (signature, compatibility, version, corrupt).
+    Rejected,
+    /// Writing the inactive slot.
+    Installing,
+    /// Written and activated; rebooting into it.
+    Rebooting,
+    /// The new slot was healthy and is committed.
+    Committed,
+    /// The new slot was given up; the old one runs.
+    RolledBack,
+    /// Power was lost during the install; the old slot runs.
+    Interrupted,
 }
 
 /// A typed event with a per-boot sequence number. `(boot_id, seq)` identifies it: the
@@ -484,6 +519,20 @@ impl Message for Event {
                 }
             }
             EventBody::Probe { .. } => {}
+            EventBody::Ota {
+                campaign,
+                version,
+                detail,
+                ..
+            } => {
+                text("version", version)?;
+                if let Some(c) = campaign {
+                    text("campaign", c)?;
+                }
+                if let Some(d) = detail {
+                    text("detail", d)?;
+                }
+            }
         }
         Ok(())
     }
@@ -511,6 +560,26 @@ pub enum CommandBody {
     },
     /// Publish the birth and online status again.
     Rebirth,
+    /// Download and install an OTA bundle when the room allows (added within v1).
+    OtaInstall {
+        /// Campaign id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        campaign: Option<String>,
+        /// Bundle version.
+        version: String,
+        /// Where to download the bundle (HTTP, Range requests supported).
+        url: String,
+        /// Bundle file size in bytes.
+        size: u64,
+        /// SHA-256 of the bundle file (the signature inside is what the device trusts).
+        sha256: String,
+        /// Download cap in bits per second (0 or absent: the device's configured cap).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_bits_per_s: Option<u64>,
+        /// Allow a version that is not newer than the running one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
+    },
 }
 
 impl CommandBody {
@@ -522,6 +591,7 @@ impl CommandBody {
             CommandBody::Restart { .. } => "restart",
             CommandBody::Replay { .. } => "replay",
             CommandBody::Rebirth => "rebirth",
+            CommandBody::OtaInstall { .. } => "ota_install",
         }
     }
 }
@@ -555,6 +625,24 @@ impl Message for Command {
         match &self.body {
             CommandBody::Restart { reason: Some(r) } => text("reason", r)?,
             CommandBody::Replay { boot_id, .. } => text("boot_id", boot_id)?,
+            CommandBody::OtaInstall {
+                campaign,
+                version,
+                url,
+                sha256,
+                ..
+            } => {
+                text("version", version)?;
+                if url.len() > 2048 {
+                    return Err(Invalid::new("url", "longer than 2048 bytes"));
+                }
+                if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Invalid::new("sha256", "not 64 hex digits"));
+                }
+                if let Some(c) = campaign {
+                    text("campaign", c)?;
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -582,6 +670,10 @@ pub enum Reply {
     /// Birth published again.
     Reborn {
         bd_seq: u64,
+    },
+    /// An OTA install was accepted; progress follows as `ota` events (added within v1).
+    OtaAccepted {
+        version: String,
     },
 }
 

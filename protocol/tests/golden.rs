@@ -38,17 +38,20 @@ fn every_fixture_file_is_covered_by_a_test() {
         names,
         [
             "ack-config.json",
+            "ack-ota-accepted.json",
             "ack-pong.json",
             "ack-rejected.json",
             "ack-replaying.json",
             "birth.json",
             "command-get-config.json",
+            "command-ota-install.json",
             "command-ping.json",
             "command-rebirth.json",
             "command-replay.json",
             "command-restart.json",
             "event-agent-start.json",
             "event-capability.json",
+            "event-ota-rolled-back.json",
             "event-probe.json",
             "health-environment.json",
             "health-outbox.json",
@@ -116,6 +119,27 @@ fn command_fixtures_round_trip() {
     ] {
         let _: Command = round_trip(name);
     }
+}
+
+#[test]
+fn ota_fixtures_round_trip() {
+    let c: Command = round_trip("command-ota-install.json");
+    assert_eq!(c.body.name(), "ota_install");
+    let a: Ack = round_trip("ack-ota-accepted.json");
+    assert!(matches!(
+        a.outcome,
+        gavel_protocol::Outcome::Ok {
+            reply: gavel_protocol::Reply::OtaAccepted { .. }
+        }
+    ));
+    let e: Event = round_trip("event-ota-rolled-back.json");
+    assert!(matches!(
+        e.body,
+        gavel_protocol::EventBody::Ota {
+            stage: gavel_protocol::OtaStage::RolledBack,
+            ..
+        }
+    ));
 }
 
 #[test]

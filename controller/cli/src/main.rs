@@ -1,5 +1,7 @@
 //! `gavelctl`: the technician CLI. It speaks only to the controller's HTTP API.
 
+mod ota;
+
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -41,6 +43,9 @@ enum Top {
     /// Record-every-hearing and device-health alarms.
     #[command(subcommand)]
     Alarms(Alarms),
+    /// Over-the-air updates: bundles and campaigns.
+    #[command(subcommand)]
+    Ota(ota::Ota),
 }
 
 #[derive(Subcommand, Debug)]
@@ -397,6 +402,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let api = Api::new(&cli.controller)?;
     match cli.command {
+        Top::Ota(cmd) => ota::run(&api, cli.json, cmd).await?,
         Top::Fleet => {
             let v = api
                 .get("/api/v1/fleet", "reading the fleet summary")

@@ -16,6 +16,7 @@
 
 pub mod enforcement;
 pub mod hearings;
+pub mod rollout;
 pub mod sequence;
 
 use std::collections::BTreeMap;

@@ -58,7 +58,14 @@ pub struct AppState {
         device_events,
         send_command,
         ingest_report,
-        stream
+        stream,
+        crate::ota::list,
+        crate::ota::publish,
+        crate::ota::serve,
+        crate::campaigns::list,
+        crate::campaigns::create,
+        crate::campaigns::show,
+        crate::campaigns::act
     ),
     components(schemas(
         DeviceRecord,
@@ -70,7 +77,10 @@ pub struct AppState {
         crate::ingest::Reject,
         CommandRequest,
         ServiceHealth,
-        ApiErrorBody
+        ApiErrorBody,
+        crate::ota::PublishedBundle,
+        crate::campaigns::CampaignView,
+        crate::campaigns::CreateCampaign
     ))
 )]
 pub struct ApiDoc;
@@ -366,6 +376,8 @@ async fn stream(
                     "alarm",
                     &serde_json::json!({ "change": change, "alarm": alarm }),
                 ),
+                Ok(Push::Campaign(view)) => sse("campaign", &view),
+                Ok(Push::Ota { .. }) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let (summary, devices) = fleet.snapshot().await;
                     sse("snapshot", &Snapshot { summary, devices })

@@ -40,6 +40,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// How long an API command waits for the device's ack, in milliseconds.
     pub command_timeout_ms: u64,
+    /// Base URL devices download OTA bundles from (`http://controller.court:8700`).
+    /// Empty: `http://` plus the HTTP listen address.
+    pub ota_base_url: String,
     /// Record-every-hearing enforcement.
     pub enforcement: EnforcementSettings,
 }
@@ -101,6 +104,7 @@ impl Default for Settings {
             database_url: String::new(),
             data_dir: PathBuf::from("/var/lib/gavel"),
             command_timeout_ms: 5000,
+            ota_base_url: String::new(),
             enforcement: EnforcementSettings::default(),
         }
     }
@@ -159,6 +163,7 @@ impl Settings {
                         .map_err(|_| invalid(&key, &value, "expected seconds"))?
                 }
                 "GAVEL_DATA_DIR" => self.data_dir = value.into(),
+                "GAVEL_OTA_BASE_URL" => self.ota_base_url = value,
                 "GAVEL_MQTT_LISTEN" => {
                     let listen = value
                         .parse()
@@ -195,6 +200,14 @@ impl Settings {
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.ota_base_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "ota_base_url",
+                &self.ota_base_url,
+                "expected an http:// or https:// URL",
+            ));
+        }
         let url = self.effective_database_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")

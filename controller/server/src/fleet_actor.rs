@@ -35,6 +35,13 @@ pub enum Push {
         change: &'static str,
         alarm: Box<gavel_fleet::enforcement::Alarm>,
     },
+    /// An `ota` event from a device (for the campaign task).
+    Ota {
+        device: DeviceId,
+        event: Box<Event>,
+    },
+    /// A campaign's state or progress changed (the campaign view as JSON).
+    Campaign(Box<serde_json::Value>),
 }
 
 /// A request to the fleet task.
@@ -343,6 +350,12 @@ impl Actor {
             match output {
                 SeqOutput::Deliver { device, event } => {
                     self.metrics.events_applied.inc();
+                    if matches!(event.body, gavel_protocol::EventBody::Ota { .. }) {
+                        let _ = self.push.send(Push::Ota {
+                            device: device.clone(),
+                            event: event.clone(),
+                        });
+                    }
                     self.events
                         .push((device, *event, OffsetDateTime::now_utc()));
                 }

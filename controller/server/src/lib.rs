@@ -10,11 +10,13 @@
 
 pub mod api;
 pub mod broker;
+pub mod campaigns;
 pub mod config;
 pub mod enforcer;
 pub mod fleet_actor;
 pub mod ingest;
 pub mod metrics;
+pub mod ota;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -126,6 +128,31 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         shutdown.child_token(),
     ));
 
+    let bundles = ota::BundleRepo::open(&settings.data_dir.join("bundles")).with_context(|| {
+        format!(
+            "opening the bundle folder in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .with_context(|| format!("binding the HTTP API on {}", settings.http_listen))?;
+    let http_addr = listener.local_addr()?;
+    let base_url = if settings.ota_base_url.is_empty() {
+        format!("http://{http_addr}")
+    } else {
+        settings.ota_base_url.trim_end_matches('/').to_owned()
+    };
+    let (campaigns, campaign_task) = campaigns::CampaignTask::new(
+        fleet.clone(),
+        store.clone(),
+        bundles.clone(),
+        acks.clone(),
+        client.clone(),
+        push.clone(),
+        base_url,
+    )
+    .spawn(shutdown.child_token());
     let state = api::AppState {
         fleet,
         store: store.clone(),
@@ -138,14 +165,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         enforcer,
         utc_offset: settings.enforcement.offset(),
     };
-    let listener = tokio::net::TcpListener::bind(settings.http_listen)
-        .await
-        .with_context(|| format!("binding the HTTP API on {}", settings.http_listen))?;
-    let http_addr = listener.local_addr()?;
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        let server = axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        let server = axum::serve(
+            listener,
+            api::router(state)
+                .merge(ota::routes(bundles))
+                .merge(campaigns::routes(campaigns)),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = server.await {
             tracing::error!(error = %e, "HTTP server failed");
         }
@@ -155,8 +183,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         http_addr,
         mqtt,
         shutdown,
-        // Order matters: HTTP first, then ingest, then the fleet flush.
-        tasks: vec![http_task, ingest_task, fleet_task, enforcer_task],
+        // Order matters: HTTP first, then campaigns (persist), ingest, the fleet flush,
+        // enforcement.
+        tasks: vec![http_task, campaign_task, ingest_task, fleet_task, enforcer_task],
         store,
     })
 }

@@ -131,6 +131,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (2, EXACTLY_ONCE, EXACTLY_ONCE),
     (3, HEARINGS_AND_ALARMS, HEARINGS_AND_ALARMS),
+    (
+        4,
+        // OTA campaigns: the rollout core's state as JSON, one row per campaign.
+        "CREATE TABLE IF NOT EXISTS ota_campaigns (
+            id TEXT PRIMARY KEY,
+            updated_ms BIGINT NOT NULL,
+            campaign TEXT NOT NULL
+        )",
+        "CREATE TABLE IF NOT EXISTS ota_campaigns (
+            id TEXT PRIMARY KEY,
+            updated_ms BIGINT NOT NULL,
+            campaign TEXT NOT NULL
+        )",
+    ),
 ];
 
 fn millis(ts: OffsetDateTime) -> i64 {
@@ -386,6 +400,30 @@ impl Store {
                     next: u64::try_from(next).unwrap_or(0),
                 })
             })
+            .collect()
+    }
+
+    /// Stores (inserts or replaces) a campaign.
+    pub async fn save_campaign(&self, id: &str, json: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ota_campaigns (id, updated_ms, campaign) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET updated_ms = excluded.updated_ms, campaign = excluded.campaign",
+        )
+        .bind(id)
+        .bind(millis(OffsetDateTime::now_utc()))
+        .bind(json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every stored campaign, as JSON.
+    pub async fn load_campaigns(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT campaign FROM ota_campaigns ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get("campaign").map_err(StoreError::from))
             .collect()
     }
 

@@ -93,6 +93,16 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
             }),
             Action::Rebirth,
         ),
+        // Design: the installer (`gavel-ota`) is not wired into the agent process yet;
+        // refusing keeps the controller's campaign honest (it counts a failure).
+        CommandBody::OtaInstall { version, .. } => (
+            ack(Outcome::Rejected {
+                reason: format!(
+                    "cannot install {version}: this agent has no OTA installer configured"
+                ),
+            }),
+            Action::None,
+        ),
     }
 }
 

@@ -1,0 +1,212 @@
+//! OTA bundle repository: publish (upload), list, and serve bundles to devices with HTTP
+//! Range support so an interrupted download resumes.
+//!
+//! Bundles live in `{data_dir}/bundles/` as `{version}-{sha256[..12]}.gota` with a
+//! `.json` sidecar (manifest, file size and SHA-256). The controller checks the container,
+//! the manifest and the payload hash when a bundle is published and refuses unsigned
+//! bundles; devices verify the signature against their own keyring.
+
+use std::path::{Path, PathBuf};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use gavel_ota::bundle::{Bundle, UNSIGNED};
+use gavel_ota::manifest::Manifest;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use crate::api::ApiErrorBody;
+
+/// Largest bundle accepted, bytes.
+pub const MAX_BUNDLE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// A published bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PublishedBundle {
+    /// File name under `/api/v1/ota/bundles/`.
+    pub name: String,
+    /// Bundle file size.
+    pub size: u64,
+    /// SHA-256 of the bundle file.
+    pub sha256: String,
+    /// Its manifest.
+    #[schema(value_type = Object)]
+    pub manifest: Manifest,
+}
+
+/// Where bundles are kept.
+#[derive(Debug, Clone)]
+pub struct BundleRepo {
+    dir: PathBuf,
+}
+
+fn err(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(ApiErrorBody { error: msg.into() })).into_response()
+}
+
+impl BundleRepo {
+    /// A repository in `dir` (created if missing).
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Every published bundle, newest version first.
+    pub fn list(&self) -> std::io::Result<Vec<PublishedBundle>> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "json")
+                && let Ok(b) = std::fs::read(&p)
+                && let Ok(pb) = serde_json::from_slice::<PublishedBundle>(&b)
+            {
+                v.push(pb);
+            }
+        }
+        v.sort_by_key(|b| std::cmp::Reverse(b.manifest.version));
+        Ok(v)
+    }
+
+    /// One bundle by name.
+    pub fn get(&self, name: &str) -> Option<PublishedBundle> {
+        self.list().ok()?.into_iter().find(|b| b.name == name)
+    }
+
+    fn valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 128
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    }
+
+    /// Stores an uploaded bundle after checking it; returns what was published.
+    async fn publish(&self, body: Body) -> Result<PublishedBundle, Response> {
+        let tmp = self.dir.join(format!(".upload-{}", uuid::Uuid::new_v4()));
+        let result = self.receive(body, &tmp).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    async fn receive(&self, body: Body, tmp: &Path) -> Result<PublishedBundle, Response> {
+        let ioerr = |e: std::io::Error| {
+            err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("storing the bundle: {e}"),
+            )
+        };
+        let mut f = tokio::fs::File::create(tmp).await.map_err(ioerr)?;
+        let mut hash = Sha256::new();
+        let mut size = 0u64;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| err(StatusCode::BAD_REQUEST, format!("upload: {e}")))?;
+            size += chunk.len() as u64;
+            if size > MAX_BUNDLE_BYTES {
+                return Err(err(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("bundle larger than {MAX_BUNDLE_BYTES} bytes"),
+                ));
+            }
+            hash.update(&chunk);
+            f.write_all(&chunk).await.map_err(ioerr)?;
+        }
+        f.sync_all().await.map_err(ioerr)?;
+        drop(f);
+        let sha256 = hex::encode(hash.finalize());
+        let path = tmp.to_owned();
+        let checked = tokio::task::spawn_blocking(move || -> Result<Manifest, String> {
+            let b = Bundle::open(&path).map_err(|e| e.to_string())?;
+            if b.signature == UNSIGNED {
+                return Err("bundle is not signed (run `gavelctl ota sign` first)".into());
+            }
+            let m = Manifest::from_json(&b.manifest_bytes).map_err(|e| e.to_string())?;
+            b.check_payload(&m).map_err(|e| e.to_string())?;
+            Ok(m)
+        })
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("bundle refused: {e}"),
+            )
+        })?;
+        let name = format!("{}-{}.gota", checked.version, &sha256[..12]);
+        let published = PublishedBundle {
+            name: name.clone(),
+            size,
+            sha256,
+            manifest: checked,
+        };
+        tokio::fs::rename(tmp, self.dir.join(&name))
+            .await
+            .map_err(ioerr)?;
+        let sidecar = serde_json::to_vec_pretty(&published).unwrap_or_default();
+        tokio::fs::write(self.dir.join(format!("{name}.json")), sidecar)
+            .await
+            .map_err(ioerr)?;
+        tracing::info!(bundle = %name, "bundle published");
+        Ok(published)
+    }
+}
+
+/// The OTA routes, under `/api/v1/ota`.
+pub fn routes(repo: BundleRepo) -> Router {
+    Router::new()
+        .route("/api/v1/ota/bundles", get(list).post(publish))
+        .route("/api/v1/ota/bundles/{name}", get(serve))
+        .with_state(repo)
+}
+
+#[utoipa::path(get, path = "/api/v1/ota/bundles", responses((status = 200, body = [PublishedBundle])))]
+pub async fn list(State(repo): State<BundleRepo>) -> Response {
+    match repo.list() {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/ota/bundles", request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = PublishedBundle), (status = 422, description = "Not a valid signed bundle", body = ApiErrorBody)))]
+pub async fn publish(State(repo): State<BundleRepo>, body: Body) -> Response {
+    match repo.publish(body).await {
+        Ok(p) => (StatusCode::CREATED, Json(p)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Serves a bundle file; honours `Range` (206 Partial Content) so downloads resume.
+#[utoipa::path(get, path = "/api/v1/ota/bundles/{name}", params(("name" = String, Path, description = "Bundle file name")),
+    responses((status = 200, description = "The bundle"), (status = 206, description = "A range of it"), (status = 404, body = ApiErrorBody)))]
+pub async fn serve(
+    State(repo): State<BundleRepo>,
+    UrlPath(name): UrlPath<String>,
+    req: Request,
+) -> Response {
+    if !BundleRepo::valid_name(&name) || !name.ends_with(".gota") {
+        return err(StatusCode::BAD_REQUEST, format!("bad bundle name {name:?}"));
+    }
+    let path = repo.dir.join(&name);
+    if !path.is_file() {
+        return err(StatusCode::NOT_FOUND, format!("no bundle {name}"));
+    }
+    match ServeFile::new(path).oneshot(req).await {
+        Ok(r) => r.into_response(),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

@@ -15,6 +15,9 @@ use tracing::{info, warn};
 
 use crate::RecordError;
 
+/// Below this size an unclosed segment holds no frame (MPEG-TS tables only).
+const MIN_MEDIA_BYTES: usize = 4 * 188;
+
 /// A segment file that is being written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenSegment {
@@ -234,10 +237,19 @@ impl Index {
                 path: path.display().to_string(),
                 source: e,
             })?;
-            let Some(duration_ns) = crate::ts::duration_ns(&data) else {
-                warn!(file = %path.display(), bytes = data.len(), "segment holds no media; removed");
-                let _ = std::fs::remove_file(&path);
-                continue;
+            let duration_ns = match crate::ts::duration_ns(&data) {
+                Some(d) => d,
+                // Design: only a file too short to hold one frame (tables at most) is
+                // removed; anything bigger is kept and chained, even if unreadable.
+                None if data.len() < MIN_MEDIA_BYTES => {
+                    warn!(file = %path.display(), bytes = data.len(), "segment holds no media; removed");
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+                None => {
+                    warn!(file = %path.display(), bytes = data.len(), "segment has no readable timestamp; chained with duration 0");
+                    0
+                }
             };
             let (wall_start, stream_start_ns) = match &open {
                 Some(o) if o.file == file => (o.wall_start, o.stream_start_ns),

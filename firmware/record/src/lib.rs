@@ -57,8 +57,12 @@ pub enum RecordError {
     Closed,
 }
 
-/// Monotonic time since the first call in this process (the recorder's time base).
+/// Monotonic time: the recorder's time base.
+///
+/// Design: counted from 2^32 s (136 years) at the first call, so a hearing resumed after a
+/// restart can place its start, hours or days before this process began, on the same
+/// scale without going below zero.
 pub fn mono() -> Duration {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed()
+    Duration::from_secs(1 << 32) + EPOCH.get_or_init(Instant::now).elapsed()
 }

@@ -86,17 +86,16 @@ impl SourceConfig {
         }
     }
 
-    /// The `gst-launch` description of the source's pipeline up to the muxer (named
-    /// `mux`); the branches end in queues named `q0`, `q1`.
+    /// The `gst-launch` description of the source's pipeline up to the muxer: the video
+    /// branch ends in a queue named `qv`, the audio branch in one named `qa`.
     pub fn description(&self) -> String {
-        const TAIL: &str = "queue name=q0 max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0";
+        const TAIL: &str = "queue name=qv max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0";
         match &self.input {
             SourceInput::Rtsp { url, video, audio } => {
                 let mut d = format!(
                     "rtspsrc name=src location=\"{}\" protocols=tcp latency=200 tcp-timeout=3000000 teardown-timeout=100000000 ",
                     url.replace('"', "")
                 );
-                let mut q = 0;
                 let depay = match video {
                     VideoCodec::H264 => Some("rtph264depay ! h264parse config-interval=-1"),
                     VideoCodec::H265 => Some("rtph265depay ! h265parse config-interval=-1"),
@@ -104,26 +103,24 @@ impl SourceConfig {
                 };
                 if let Some(depay) = depay {
                     d.push_str(&format!(
-                        "src. ! {depay} ! queue name=q{q} max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 ! mux.video "
+                        "src. ! {depay} ! queue name=qv max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 "
                     ));
-                    q += 1;
                 }
                 if *audio {
-                    d.push_str(&format!(
-                        "src. ! rtpmp4gdepay ! aacparse ! queue name=q{q} max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 ! mux.audio_0 "
-                    ));
+                    d.push_str(
+                        "src. ! rtpmp4gdepay ! aacparse ! queue name=qa max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 ",
+                    );
                 }
-                d.push_str("splitmuxsink name=mux");
                 d
             }
             SourceInput::V4l2 { device } => format!(
-                "v4l2src device=\"{device}\" ! video/x-h264 ! h264parse config-interval=-1 ! {TAIL} ! splitmuxsink name=mux"
+                "v4l2src device=\"{device}\" ! video/x-h264 ! h264parse config-interval=-1 ! {TAIL}"
             ),
             SourceInput::Alsa { device, channels } => format!(
-                "alsasrc device=\"{device}\" ! audio/x-raw,channels={channels} ! audioconvert ! avenc_aac ! aacparse ! {TAIL} ! splitmuxsink name=mux"
+                "alsasrc device=\"{device}\" ! audio/x-raw,channels={channels} ! audioconvert ! avenc_aac ! aacparse ! queue name=qa"
             ),
             SourceInput::Test { width, height, fps } => format!(
-                "videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} ! h264parse config-interval=-1 ! {TAIL} ! splitmuxsink name=mux"
+                "videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} ! h264parse config-interval=-1 ! {TAIL}"
             ),
         }
     }
@@ -202,7 +199,8 @@ pub struct SourcePipeline {
     pub generation: u64,
     stop: Arc<AtomicBool>,
     bus_thread: Option<JoinHandle<()>>,
-    branches: usize,
+    /// Names of the queues feeding the muxer.
+    branches: Vec<&'static str>,
 }
 
 /// Initialises GStreamer once.
@@ -232,9 +230,6 @@ impl SourcePipeline {
             .downcast::<gst::Pipeline>()
             .map_err(|_| err("building the pipeline", &"not a pipeline"))?;
         pipeline.use_clock(Some(&gst::SystemClock::obtain()));
-        let mux = pipeline
-            .by_name("mux")
-            .ok_or_else(|| err("building the pipeline", &"no muxer"))?;
         let sink = gst::ElementFactory::make("filesink")
             .property("sync", false)
             .property("async", false)
@@ -243,28 +238,50 @@ impl SourcePipeline {
         // Design: unbuffered, so every muxed packet reaches the kernel at once: a killed
         // recorder loses only what splitmuxsink itself still holds.
         sink.set_property_from_str("buffer-mode", "unbuffered");
-        mux.set_property("sink", &sink);
-        mux.set_property("muxer-factory", "mpegtsmux");
-        mux.set_property("max-size-time", segment.as_nanos() as u64);
-        mux.set_property("max-size-bytes", 0u64);
-        mux.set_property("send-keyframe-requests", true);
-        mux.set_property("start-index", start_index as i32);
-        mux.set_property(
-            "location",
-            dir.join("%05d.ts").to_string_lossy().to_string(),
-        );
+        let muxer = gst::ElementFactory::make("mpegtsmux")
+            .build()
+            .map_err(|e| err("creating the MPEG-TS muxer", &e))?;
+        // Design: muxer and sink are set before any pad is requested: splitmuxsink creates
+        // its muxer with the first pad (and `muxer-factory` applies only with
+        // async-finalize), so anything later silently leaves the default mp4mux, which
+        // is not crash-safe.
+        let mux = gst::ElementFactory::make("splitmuxsink")
+            .name("mux")
+            .property("muxer", &muxer)
+            .property("sink", &sink)
+            .property("max-size-time", segment.as_nanos() as u64)
+            .property("max-size-bytes", 0u64)
+            .property("send-keyframe-requests", true)
+            .property("start-index", start_index as i32)
+            .property(
+                "location",
+                dir.join("%05d.ts").to_string_lossy().to_string(),
+            )
+            .build()
+            .map_err(|e| err("creating the segment muxer", &e))?;
+        pipeline
+            .add(&mux)
+            .map_err(|e| err("building the pipeline", &e))?;
 
         let flow = Arc::new(Flow::default());
-        let mut branches = 0;
-        while let Some(q) = pipeline.by_name(&format!("q{branches}")) {
-            if let Some(pad) = q.static_pad("src") {
+        let mut branches = Vec::new();
+        for (queue, pad) in [("qv", "video"), ("qa", "audio_%u")] {
+            let Some(q) = pipeline.by_name(queue) else {
+                continue;
+            };
+            q.link_pads(Some("src"), &mux, Some(pad))
+                .map_err(|e| err("linking the muxer", &e))?;
+            if let Some(src) = q.static_pad("src") {
                 let flow = flow.clone();
-                pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
                     flow.mark();
                     gst::PadProbeReturn::Ok
                 });
             }
-            branches += 1;
+            branches.push(queue);
+        }
+        if branches.is_empty() {
+            return Err(err("building the pipeline", &"no video or audio branch"));
         }
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -297,10 +314,10 @@ impl SourcePipeline {
     /// Ends the stream so the muxer closes its open segment; [`PipelineEvent::Eos`]
     /// follows.
     pub fn drain(&self) {
-        for i in 0..self.branches {
+        for name in &self.branches {
             if let Some(pad) = self
                 .pipeline
-                .by_name(&format!("q{i}"))
+                .by_name(name)
                 .and_then(|q| q.static_pad("sink"))
             {
                 pad.send_event(gst::event::Eos::new());

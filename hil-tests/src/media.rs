@@ -226,7 +226,10 @@ impl RecorderProc {
     /// Stops the hearing cleanly (SIGTERM) and waits for the process to end.
     pub fn stop(mut self) -> anyhow::Result<()> {
         if !self.proc.terminate(Duration::from_secs(20)) {
-            bail!("the recorder did not stop on SIGTERM:\n{}", self.proc.log_text());
+            bail!(
+                "the recorder did not stop on SIGTERM:\n{}",
+                self.proc.log_text()
+            );
         }
         Ok(())
     }

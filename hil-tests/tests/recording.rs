@@ -58,8 +58,8 @@ fn three_cameras_and_four_microphones_record_a_hearing_that_ffprobe_reads_in_ful
     let mut sims = Vec::new();
     for i in 0..3 {
         let id = format!("cam-{i}");
-        let sim = CameraSim::start(dir.path(), &id, SimSpec::camera_1080p(), &clips())
-            .expect("camera");
+        let sim =
+            CameraSim::start(dir.path(), &id, SimSpec::camera_1080p(), &clips()).expect("camera");
         sources.push(RecSource::video(&id, &sim.url));
         sims.push(sim);
     }
@@ -96,7 +96,10 @@ fn three_cameras_and_four_microphones_record_a_hearing_that_ffprobe_reads_in_ful
         let lag = secs(first.wall_start - m.started);
         assert!(lag < 3.0, "{source} started {lag:.2} s after the hearing");
         let span = secs(ended - first.wall_start);
-        eprintln!("{source}: {} segments, {total:.2} s of media over {span:.2} s", segments.len());
+        eprintln!(
+            "{source}: {} segments, {total:.2} s of media over {span:.2} s",
+            segments.len()
+        );
         assert!(
             (span - total).abs() <= 1.0,
             "{source}: segments add up to {total:.2} s but the source recorded for {span:.2} s"
@@ -127,7 +130,8 @@ fn sigkill_at_random_moments_loses_at_most_2s_per_source_and_the_chain_still_ver
         rec.proc.kill9();
         kill_times.push(OffsetDateTime::now_utc());
     }
-    let rec = RecorderProc::start(&data, &hearing, &sources, 2.0, "rec-last.log").expect("recorder");
+    let rec =
+        RecorderProc::start(&data, &hearing, &sources, 2.0, "rec-last.log").expect("recorder");
     std::thread::sleep(Duration::from_secs(3));
     let hdir = rec.hearing_dir();
     rec.stop().expect("clean stop");
@@ -139,9 +143,10 @@ fn sigkill_at_random_moments_loses_at_most_2s_per_source_and_the_chain_still_ver
         for s in segments {
             let p = ffprobe(&hdir.join(&s.file)).expect("every closed segment plays");
             assert!(p.duration_s > 0.0, "{}: empty", s.file);
-            ends.entry(source)
-                .or_default()
-                .push((s.wall_start, s.wall_start + Duration::from_secs_f64(p.duration_s)));
+            ends.entry(source).or_default().push((
+                s.wall_start,
+                s.wall_start + Duration::from_secs_f64(p.duration_s),
+            ));
         }
     }
     for (k, kill) in kill_times.iter().enumerate() {
@@ -157,8 +162,17 @@ fn sigkill_at_random_moments_loses_at_most_2s_per_source_and_the_chain_still_ver
             assert!(loss <= 2.0, "kill {k}: {source} lost {loss:.2} s");
         }
     }
-    let restarts = m.gaps.iter().filter(|g| g.reason == "recorder restarted").count();
-    assert_eq!(restarts as u64, kills * 2, "one gap per kill per source: {:?}", m.gaps);
+    let restarts = m
+        .gaps
+        .iter()
+        .filter(|g| g.reason == "recorder restarted")
+        .count();
+    assert_eq!(
+        restarts as u64,
+        kills * 2,
+        "one gap per kill per source: {:?}",
+        m.gaps
+    );
     let report = gavel_evidence::verify::verify(&hdir, None).expect("verify");
     assert!(report.ok(), "{:?}", report.findings);
 }
@@ -237,7 +251,11 @@ fn verify_names_a_changed_a_removed_and_two_swapped_segments() {
     ] {
         assert!(out.contains(&expected), "missing {expected:?} in:\n{out}");
     }
-    assert_eq!(out.matches("FAIL").count(), 4, "nothing else reported:\n{out}");
+    assert_eq!(
+        out.matches("FAIL").count(),
+        4,
+        "nothing else reported:\n{out}"
+    );
 
     let other_key = "11".repeat(32);
     let (_, out) = verify(&["--key", &other_key]);
@@ -290,7 +308,10 @@ fn an_unplugged_camera_degrades_the_recording_records_its_gap_and_recovers_on_re
         })
         .expect("a degraded event");
     let delay = secs(degraded.ts - unplugged);
-    assert!(delay <= 5.0, "degraded reported {delay:.2} s after the unplug");
+    assert!(
+        delay <= 5.0,
+        "degraded reported {delay:.2} s after the unplug"
+    );
     let recovered = events
         .iter()
         .find(|e| {
@@ -301,7 +322,13 @@ fn an_unplugged_camera_degrades_the_recording_records_its_gap_and_recovers_on_re
     assert!(recovered.ts > replugged);
     assert!(
         events.iter().any(|e| e.ts > recovered.ts
-            && matches!(&e.body, EventBody::Recording { state: RecordingState::Recording, .. })),
+            && matches!(
+                &e.body,
+                EventBody::Recording {
+                    state: RecordingState::Recording,
+                    ..
+                }
+            )),
         "back to recording after the replug"
     );
 
@@ -311,9 +338,15 @@ fn an_unplugged_camera_degrades_the_recording_records_its_gap_and_recovers_on_re
     assert_eq!(gaps.len(), 1, "{:?}", m.gaps);
     let gap = gaps[0];
     let gap_to = gap.wall_to.expect("gap closed");
-    assert!(secs(gap.wall_from - unplugged).abs() <= 1.0, "gap starts at the unplug");
+    assert!(
+        secs(gap.wall_from - unplugged).abs() <= 1.0,
+        "gap starts at the unplug"
+    );
     let reconnect = secs(gap_to - replugged);
-    assert!((0.0..=5.0).contains(&reconnect), "gap ends {reconnect:.2} s after the replug");
+    assert!(
+        (0.0..=5.0).contains(&reconnect),
+        "gap ends {reconnect:.2} s after the replug"
+    );
     let segs = by_source(&m);
     let b = &segs["cam-b"];
     let before = b
@@ -331,17 +364,29 @@ fn an_unplugged_camera_degrades_the_recording_records_its_gap_and_recovers_on_re
         .map(|s| s.wall_start)
         .min()
         .expect("media after the gap");
-    assert!(secs(gap.wall_from - before).abs() <= 0.5, "gap starts where the media stops");
-    assert!(secs(after - gap_to).abs() <= 0.5, "gap ends where the media resumes");
+    assert!(
+        secs(gap.wall_from - before).abs() <= 0.5,
+        "gap starts where the media stops"
+    );
+    assert!(
+        secs(after - gap_to).abs() <= 0.5,
+        "gap ends where the media resumes"
+    );
 
     // The other camera is unbroken: each segment starts where the previous one ended.
     assert!(m.gaps.iter().all(|g| g.source != "cam-a"));
     let a = &segs["cam-a"];
     for pair in a.windows(2) {
-        let d = ffprobe(&hdir.join(&pair[0].file)).expect("plays").duration_s;
+        let d = ffprobe(&hdir.join(&pair[0].file))
+            .expect("plays")
+            .duration_s;
         let end = pair[0].wall_start + Duration::from_secs_f64(d);
         let jump = secs(pair[1].wall_start - end);
-        assert!(jump.abs() <= 0.3, "cam-a jumps {jump:.2} s after {}", pair[0].file);
+        assert!(
+            jump.abs() <= 0.3,
+            "cam-a jumps {jump:.2} s after {}",
+            pair[0].file
+        );
     }
     let report = gavel_evidence::verify::verify(&hdir, None).expect("verify");
     assert!(report.ok(), "{:?}", report.findings);

@@ -67,7 +67,11 @@ fn items<T>(field: &str, list: &[T]) -> Result<(), Invalid> {
 }
 
 fn hex64(field: &str, value: &str) -> Result<(), Invalid> {
-    if value.len() != 64 || !value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if value.len() != 64
+        || !value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return Err(Invalid::new(field, "not a lowercase hex SHA-256"));
     }
     Ok(())

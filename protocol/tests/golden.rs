@@ -158,7 +158,10 @@ fn recording_event_fixtures_round_trip() {
     let e: Event = round_trip("event-source-lost.json");
     assert!(matches!(
         e.body,
-        EventBody::SourceLost { recovered_at: Some(_), .. }
+        EventBody::SourceLost {
+            recovered_at: Some(_),
+            ..
+        }
     ));
 }
 

@@ -383,13 +383,19 @@ async fn main() -> anyhow::Result<()> {
                     report.sources,
                     report.gaps,
                     report.key,
-                    if report.key_pinned { " (trusted key)" } else { " (key not pinned: pass --key)" }
+                    if report.key_pinned {
+                        " (trusted key)"
+                    } else {
+                        " (key not pinned: pass --key)"
+                    }
                 );
                 for f in &report.findings {
                     println!("FAIL {f}");
                 }
                 if report.ok() {
-                    println!("OK every segment matches the signed manifest and the chain is intact");
+                    println!(
+                        "OK every segment matches the signed manifest and the chain is intact"
+                    );
                 }
             }
             if !report.ok() {

@@ -36,7 +36,9 @@ pub enum Action {
         by: Option<String>,
     },
     /// Stop recording a hearing, then answer with [`recording_ack`].
-    StopRecording { hearing_id: String },
+    StopRecording {
+        hearing_id: String,
+    },
 }
 
 /// The ack of a recording command once the recorder has answered.

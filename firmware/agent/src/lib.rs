@@ -121,18 +121,24 @@ pub async fn run(
                 },
             );
             let (handle, cap) = match started {
-                Ok((handle, task)) => (Some((handle, task)), Capability {
-                    name: "record".into(),
-                    state: CapabilityState::Running,
-                    detail: None,
-                }),
+                Ok((handle, task)) => (
+                    Some((handle, task)),
+                    Capability {
+                        name: "record".into(),
+                        state: CapabilityState::Running,
+                        detail: None,
+                    },
+                ),
                 Err(e) => {
                     warn!(error = %format!("{e:#}"), "recording is not available");
-                    (None, Capability {
-                        name: "record".into(),
-                        state: CapabilityState::Failed,
-                        detail: Some(format!("{e:#}").chars().take(200).collect()),
-                    })
+                    (
+                        None,
+                        Capability {
+                            name: "record".into(),
+                            state: CapabilityState::Failed,
+                            detail: Some(format!("{e:#}").chars().take(200).collect()),
+                        },
+                    )
                 }
             };
             if let Some(c) = caps.iter_mut().find(|c| c.name == "record") {
@@ -295,7 +301,9 @@ pub async fn run(
     // when the agent starts again.
     let _ = recorder_stop.send(());
     if let Some((_, task)) = recorder
-        && tokio::time::timeout(Duration::from_secs(10), task).await.is_err()
+        && tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .is_err()
     {
         warn!("the recorder did not stop within 10 s");
     }

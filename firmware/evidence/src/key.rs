@@ -52,9 +52,8 @@ impl DeviceKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut secret = [0u8; 32];
-                getrandom::getrandom(&mut secret).map_err(|e| {
-                    EvidenceError::io(path, std::io::Error::other(e.to_string()))
-                })?;
+                getrandom::getrandom(&mut secret)
+                    .map_err(|e| EvidenceError::io(path, std::io::Error::other(e.to_string())))?;
                 let mut file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -138,6 +137,9 @@ mod tests {
         DeviceKey::load_or_create(&path).expect("create");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = DeviceKey::load_or_create(&path).expect_err("refused");
-        assert!(matches!(err, EvidenceError::KeyPermissions { mode: 0o644, .. }));
+        assert!(matches!(
+            err,
+            EvidenceError::KeyPermissions { mode: 0o644, .. }
+        ));
     }
 }

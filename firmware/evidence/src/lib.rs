@@ -56,7 +56,9 @@ pub fn sha256_file(path: &std::path::Path) -> Result<(String, u64), EvidenceErro
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = file.read(&mut buf).map_err(|e| EvidenceError::io(path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| EvidenceError::io(path, e))?;
         if n == 0 {
             break;
         }

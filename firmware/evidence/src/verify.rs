@@ -26,7 +26,11 @@ pub enum Finding {
     /// The segment's file is missing.
     Removed { index: u64, file: String },
     /// The segment's file holds the content of another segment (files swapped or moved).
-    Reordered { index: u64, file: String, holds: u64 },
+    Reordered {
+        index: u64,
+        file: String,
+        holds: u64,
+    },
     /// A file that no segment of the manifest names; `copy_of` when it holds a segment's
     /// content.
     Added { file: String, copy_of: Option<u64> },
@@ -48,7 +52,10 @@ impl std::fmt::Display for Finding {
                 f,
                 "segment {index} ({file}) was reordered: it holds segment {holds}'s content"
             ),
-            Finding::Added { file, copy_of: None } => write!(f, "{file} was added"),
+            Finding::Added {
+                file,
+                copy_of: None,
+            } => write!(f, "{file} was added"),
             Finding::Added {
                 file,
                 copy_of: Some(i),
@@ -125,12 +132,11 @@ pub fn verify(dir: &Path, trusted: Option<&VerifyingKey>) -> Result<Report, Evid
     let sig_path = dir.join(SIGNATURE_FILE);
     let bytes = std::fs::read(&manifest_path).map_err(|e| EvidenceError::io(&manifest_path, e))?;
     let sig_bytes = std::fs::read(&sig_path).map_err(|e| EvidenceError::io(&sig_path, e))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&bytes).map_err(|e| EvidenceError::Format {
-            path: manifest_path.display().to_string(),
-            what: "manifest",
-            message: e.to_string(),
-        })?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| EvidenceError::Format {
+        path: manifest_path.display().to_string(),
+        what: "manifest",
+        message: e.to_string(),
+    })?;
     let sig: Signature = serde_json::from_slice(&sig_bytes).map_err(|e| EvidenceError::Format {
         path: sig_path.display().to_string(),
         what: "manifest signature",
@@ -148,9 +154,7 @@ pub fn verify(dir: &Path, trusted: Option<&VerifyingKey>) -> Result<Report, Evid
         (Some(t), _) => Some(*t),
         (None, n) => n,
     };
-    if sig.algorithm != "ed25519"
-        || !key.is_some_and(|k| verify_hex(&k, &bytes, &sig.signature))
-    {
+    if sig.algorithm != "ed25519" || !key.is_some_and(|k| verify_hex(&k, &bytes, &sig.signature)) {
         findings.push(Finding::SignatureInvalid);
     }
     if let Some(index) = first_broken(&manifest.hearing_id, &manifest.segments) {

@@ -393,8 +393,7 @@ impl Core {
                     for (id, slot) in h.sources.iter_mut() {
                         match slot.phase {
                             Phase2::Running { last }
-                                if now.mono.saturating_sub(last)
-                                    >= self.settings.stall_timeout =>
+                                if now.mono.saturating_sub(last) >= self.settings.stall_timeout =>
                             {
                                 lost.push((id.clone(), "no data (stalled)", Some(last)));
                             }
@@ -724,7 +723,11 @@ mod tests {
         assert_eq!(states(&out), [RecordingState::Degraded]);
         let g = gaps(&out);
         assert_eq!(g.len(), 1);
-        assert_eq!(g[0].from_ns, 10 * S.as_nanos() as u64, "gap starts at the last data");
+        assert_eq!(
+            g[0].from_ns,
+            10 * S.as_nanos() as u64,
+            "gap starts at the last data"
+        );
         assert_eq!(g[0].to_ns, None);
 
         // 0.5 s backoff: nothing before, a restart after.
@@ -759,7 +762,10 @@ mod tests {
             o,
             Output::Event {
                 phase: Phase::End,
-                body: EventBody::SourceLost { recovered_at: Some(_), .. },
+                body: EventBody::SourceLost {
+                    recovered_at: Some(_),
+                    ..
+                },
                 ..
             }
         )));
@@ -818,7 +824,10 @@ mod tests {
         assert_eq!(states(&out), [RecordingState::Idle]);
         assert!(out.iter().any(|o| matches!(o, Output::Finished { .. })));
         assert_eq!(core.state(), RecordingState::Idle);
-        assert_eq!(core.handle(at(21.0), Input::Stop), Err(CoreError::NotRecording));
+        assert_eq!(
+            core.handle(at(21.0), Input::Stop),
+            Err(CoreError::NotRecording)
+        );
     }
 
     #[test]

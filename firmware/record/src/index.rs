@@ -378,8 +378,16 @@ mod tests {
         let folder = ix.hearing_dir("h1").join("cam");
         std::fs::create_dir_all(&folder).expect("mkdir");
         std::fs::write(folder.join("00000.ts"), b"").expect("w");
-        assert!(ix.recover_source(&mut rec, "cam").expect("recover").is_empty());
+        assert!(
+            ix.recover_source(&mut rec, "cam")
+                .expect("recover")
+                .is_empty()
+        );
         assert!(!folder.join("00000.ts").exists());
-        assert!(ix.recover_source(&mut rec, "cam").expect("again").is_empty());
+        assert!(
+            ix.recover_source(&mut rec, "cam")
+                .expect("again")
+                .is_empty()
+        );
     }
 }

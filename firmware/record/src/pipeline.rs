@@ -79,9 +79,7 @@ impl SourceConfig {
     pub fn public_uri(&self) -> Option<String> {
         match &self.input {
             SourceInput::Rtsp { url, .. } => Some(strip_credentials(url)),
-            SourceInput::V4l2 { device } | SourceInput::Alsa { device, .. } => {
-                Some(device.clone())
-            }
+            SourceInput::V4l2 { device } | SourceInput::Alsa { device, .. } => Some(device.clone()),
             SourceInput::Test { .. } => None,
         }
     }
@@ -89,7 +87,8 @@ impl SourceConfig {
     /// The `gst-launch` description of the source's pipeline up to the muxer: the video
     /// branch ends in a queue named `qv`, the audio branch in one named `qa`.
     pub fn description(&self) -> String {
-        const TAIL: &str = "queue name=qv max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0";
+        const TAIL: &str =
+            "queue name=qv max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0";
         match &self.input {
             SourceInput::Rtsp { url, video, audio } => {
                 let mut d = format!(
@@ -470,14 +469,14 @@ mod tests {
         assert!(d.contains("rtph264depay ! h264parse"), "{d}");
         let encoders = d
             .split('!')
-            .filter_map(|e| e.split_whitespace().find(|w| !w.contains('=') && !w.ends_with('.')))
+            .filter_map(|e| {
+                e.split_whitespace()
+                    .find(|w| !w.contains('=') && !w.ends_with('.'))
+            })
             .filter(|name| name.ends_with("enc"))
             .count();
         assert_eq!(encoders, 0, "camera video is never re-encoded: {d}");
-        assert_eq!(
-            s.public_uri().as_deref(),
-            Some("rtsp://10.0.0.5:554/main")
-        );
+        assert_eq!(s.public_uri().as_deref(), Some("rtsp://10.0.0.5:554/main"));
     }
 
     #[test]

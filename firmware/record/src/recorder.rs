@@ -204,7 +204,7 @@ impl Actor {
                         self.input(Input::Data { source, first, last }).await;
                     }
                     self.input(Input::Tick).await;
-                    if ticks % 4 == 0 {
+                    if ticks.is_multiple_of(4) {
                         self.sync_open_segments().await;
                     }
                 }
@@ -270,10 +270,7 @@ impl Actor {
                 let _ = reply.send(result);
             }
             Request::State { reply } => {
-                let _ = reply.send((
-                    self.core.hearing_id().map(str::to_owned),
-                    self.core.state(),
-                ));
+                let _ = reply.send((self.core.hearing_id().map(str::to_owned), self.core.state()));
             }
         }
     }
@@ -451,7 +448,9 @@ impl Actor {
                         ended = m.ended.is_some(),
                         "recording finished; manifest signed"
                     ),
-                    Err(e) => error!(hearing = %hearing_id, error = %e, "writing the final manifest failed"),
+                    Err(e) => {
+                        error!(hearing = %hearing_id, error = %e, "writing the final manifest failed")
+                    }
                 }
             }
         }

@@ -389,10 +389,16 @@ mod tests {
         {
             let s = Store::open(&path).expect("open");
             s.append_segment("h1", 0, b"s0", b"h1v1").expect("first");
-            s.append_segment("h2", 0, b"x0", b"h2v1").expect("other hearing");
+            s.append_segment("h2", 0, b"x0", b"h2v1")
+                .expect("other hearing");
             s.append_segment("h1", 1, b"s1", b"h1v2").expect("second");
-            let err = s.append_segment("h1", 1, b"again", b"h1v3").expect_err("repeat");
-            assert!(matches!(err, StoreError::ChainOrder { expected: 2, .. }), "{err}");
+            let err = s
+                .append_segment("h1", 1, b"again", b"h1v3")
+                .expect_err("repeat");
+            assert!(
+                matches!(err, StoreError::ChainOrder { expected: 2, .. }),
+                "{err}"
+            );
             assert!(s.append_segment("h1", 5, b"hole", b"h").is_err());
         }
         let s = Store::open(&path).expect("reopen");
@@ -400,7 +406,10 @@ mod tests {
             s.segments("h1").expect("segments"),
             [(0, b"s0".to_vec()), (1, b"s1".to_vec())]
         );
-        assert_eq!(s.hearing("h1").expect("hearing").as_deref(), Some(&b"h1v2"[..]));
+        assert_eq!(
+            s.hearing("h1").expect("hearing").as_deref(),
+            Some(&b"h1v2"[..])
+        );
         assert_eq!(s.hearings().expect("all").len(), 2);
         s.update_segment("h1", 0, b"s0-archived").expect("update");
         assert_eq!(s.segments("h1").expect("segments")[0].1, b"s0-archived");

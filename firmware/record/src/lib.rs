@@ -11,12 +11,15 @@
 //! - [`pipeline`]: one GStreamer pipeline per source.
 //! - [`index`]: segment index, hash chain, crash recovery, manifests.
 //! - [`recorder`]: the actor that wires them together, and its handle.
+//! - [`retention`]: storage policy (watermarks, eviction of archived segments, disk-full
+//!   forecast), sans I/O; not yet driven by the recorder.
 //! - [`ts`]: timestamps of a (truncated) MPEG-TS file.
 
 pub mod core;
 pub mod index;
 pub mod pipeline;
 pub mod recorder;
+pub mod retention;
 pub mod ts;
 
 use std::sync::OnceLock;

@@ -241,6 +241,8 @@ fn main() -> anyhow::Result<()> {
         std::thread::spawn(move || feed(src, frames, fps));
     });
     mounts.add_factory(&a.mount, factory);
+    // Tests count connections: a re-serving device must hold one per camera.
+    server.connect_client_connected(|_, _| println!("client connected"));
     let main_loop = gst::glib::MainLoop::new(None, false);
     let _id = server.attach(None).context("binding the RTSP port")?;
     println!("READY rtsp://127.0.0.1:{}{}", a.port, a.mount);

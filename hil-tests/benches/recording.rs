@@ -7,7 +7,8 @@
 //! (dev profile: the binaries it drives are the dev builds; the media work is in the
 //! system GStreamer libraries either way);
 //! `GAVEL_BENCH_SECONDS` (default 15) sets the measured time per run,
-//! `GAVEL_BENCH_STREAMS` (default `1,4,8`) the stream counts.
+//! `GAVEL_BENCH_STREAMS` (default `1,4,8`) the stream counts,
+//! `GAVEL_BENCH_RESOLUTION` (`1080p` or `2160p`) runs one resolution only.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,10 +51,10 @@ fn min_fps(files_by_stream: &[Vec<PathBuf>]) -> f64 {
                     .arg(f)
                     .output()
                     .expect("ffprobe");
+                // MPEG-TS lists the stream under its program too: take the first line.
                 packets += String::from_utf8_lossy(&out.stdout)
-                    .trim()
-                    .trim_end_matches(',')
-                    .parse::<u64>()
+                    .lines()
+                    .find_map(|l| l.trim().trim_end_matches(',').parse::<u64>().ok())
                     .unwrap_or(0);
                 seconds += ffprobe(f).map(|p| p.duration_s).unwrap_or(0.0);
             }
@@ -97,7 +98,7 @@ fn measure(proc: &mut Proc, seconds: u64) -> (f64, f64) {
 }
 
 fn ours(dir: &Path, url: &str, n: usize, seconds: u64) -> Run {
-    let data = dir.join(format!("ours-{n}"));
+    let data = dir.join(format!("ours-{}-{n}", fastrand::u32(..)));
     let mut cmd = Command::new(bin("gavel-recorder"));
     cmd.arg("--data-dir")
         .arg(&data)
@@ -125,7 +126,7 @@ fn ours(dir: &Path, url: &str, n: usize, seconds: u64) -> Run {
 }
 
 fn baseline(dir: &Path, url: &str, n: usize, seconds: u64) -> Run {
-    let out = dir.join(format!("base-{n}"));
+    let out = dir.join(format!("base-{}-{n}", fastrand::u32(..)));
     std::fs::create_dir_all(&out).expect("mkdir");
     let mut cmd = Command::new("gst-launch-1.0");
     cmd.arg("-e");
@@ -186,10 +187,14 @@ fn main() {
         "| resolution | streams | recorder CPU % (per stream) | gst-launch CPU % (per stream) | ratio | recorder RSS MiB (per stream) | gst-launch RSS MiB (per stream) | min fps recorder / gst-launch |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let only = std::env::var("GAVEL_BENCH_RESOLUTION").ok();
     for (label, spec) in [
         ("1080p", SimSpec::camera_1080p()),
         ("2160p", SimSpec::camera_2160p()),
     ] {
+        if only.as_deref().is_some_and(|o| o != label) {
+            continue;
+        }
         let cam = CameraSim::start(dir.path(), label, spec, &clips).expect("camera");
         for &n in &counts {
             let o = ours(dir.path(), &cam.url, n, seconds);

@@ -15,7 +15,10 @@
 //!
 //! Courtroom hardware: [`serial_peers`] (socat pty pairs and VISCA, ESC/POS and sign
 //! emulators) and [`onvif_stub`] (an ONVIF camera answering recorded SOAP responses).
+//! Recording: [`media`] (simulated RTSP cameras and audio hosts, the recorder process,
+//! `ffprobe`).
 
+pub mod media;
 pub mod onvif_stub;
 pub mod serial_peers;
 

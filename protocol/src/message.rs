@@ -66,9 +66,38 @@ fn items<T>(field: &str, list: &[T]) -> Result<(), Invalid> {
     Ok(())
 }
 
+fn hex64(field: &str, value: &str) -> Result<(), Invalid> {
+    if value.len() != 64
+        || !value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(Invalid::new(field, "not a lowercase hex SHA-256"));
+    }
+    Ok(())
+}
+
 fn finite(field: &str, value: f64) -> Result<(), Invalid> {
     if !value.is_finite() {
         return Err(Invalid::new(field, "not a finite number"));
+    }
+    Ok(())
+}
+
+/// A hearing id names a folder on the device: 1-64 of `A-Z a-z 0-9 - _ .`, not starting
+/// with a dot.
+pub fn check_hearing_id(value: &str) -> Result<(), Invalid> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && !value.starts_with('.')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        return Err(Invalid::new(
+            "hearing_id",
+            "1-64 of A-Z a-z 0-9 - _ . (not starting with a dot)",
+        ));
     }
     Ok(())
 }
@@ -450,6 +479,58 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// A hearing's recording changed state: `start` when it starts, `update` on every
+    /// transition (degraded, recovered), `end` when it has stopped. Added within v1.
+    Recording {
+        hearing_id: String,
+        state: RecordingState,
+        /// Sources being recorded.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<String>,
+        /// Sources currently lost (recording continues with the others).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lost: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// A recording segment was closed, hashed and chained (sent as `end`). Added within v1.
+    Segment {
+        hearing_id: String,
+        source: String,
+        /// Position in the hearing's hash chain, from 0.
+        index: u64,
+        /// File name relative to the hearing folder.
+        file: String,
+        /// SHA-256 of the file, lowercase hex.
+        sha256: String,
+        bytes: u64,
+        /// Start on the hearing's timeline (nanoseconds after the hearing started).
+        offset_ns: u64,
+        duration_ns: u64,
+        /// Wall-clock start of the segment.
+        #[serde(with = "time::serde::rfc3339")]
+        wall_start: OffsetDateTime,
+        /// Chain link after this segment, lowercase hex.
+        chain: String,
+    },
+    /// A source of a recording was lost (`start`) or came back (`end`, with the gap's span).
+    /// Added within v1.
+    SourceLost {
+        hearing_id: String,
+        source: String,
+        /// When the source's last data arrived.
+        #[serde(with = "time::serde::rfc3339")]
+        lost_at: OffsetDateTime,
+        /// When recording of the source resumed; absent while lost.
+        #[serde(
+            default,
+            with = "time::serde::rfc3339::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        recovered_at: Option<OffsetDateTime>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 /// Steps of an over-the-air update as the device reports them.
@@ -472,6 +553,21 @@ pub enum OtaStage {
     RolledBack,
     /// Power was lost during the install; the old slot runs.
     Interrupted,
+}
+/// State of a hearing's recording on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingState {
+    /// Not recording.
+    Idle,
+    /// Pipelines are being started; no segment written yet.
+    Starting,
+    /// Every source is recording.
+    Recording,
+    /// Some sources are lost; the others keep recording.
+    Degraded,
+    /// Stopping: closing the open segments and writing the manifest.
+    Stopping,
 }
 
 /// A typed event with a per-boot sequence number. `(boot_id, seq)` identifies it: the
@@ -533,6 +629,56 @@ impl Message for Event {
                     text("detail", d)?;
                 }
             }
+            EventBody::Recording {
+                hearing_id,
+                sources,
+                lost,
+                detail,
+                ..
+            } => {
+                check_hearing_id(hearing_id)?;
+                items("sources", sources)?;
+                items("lost", lost)?;
+                for (i, s) in sources.iter().enumerate() {
+                    text(&format!("sources[{i}]"), s)?;
+                }
+                for (i, s) in lost.iter().enumerate() {
+                    text(&format!("lost[{i}]"), s)?;
+                }
+                if let Some(d) = detail {
+                    text("detail", d)?;
+                }
+            }
+            EventBody::Segment {
+                hearing_id,
+                source,
+                file,
+                sha256,
+                chain,
+                ..
+            } => {
+                check_hearing_id(hearing_id)?;
+                text("source", source)?;
+                text("file", file)?;
+                hex64("sha256", sha256)?;
+                hex64("chain", chain)?;
+            }
+            EventBody::SourceLost {
+                hearing_id,
+                source,
+                lost_at,
+                recovered_at,
+                detail,
+            } => {
+                check_hearing_id(hearing_id)?;
+                text("source", source)?;
+                if let Some(d) = detail {
+                    text("detail", d)?;
+                }
+                if recovered_at.is_some_and(|r| r < *lost_at) {
+                    return Err(Invalid::new("recovered_at", "before lost_at"));
+                }
+            }
         }
         Ok(())
     }
@@ -580,6 +726,25 @@ pub enum CommandBody {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         force: bool,
     },
+    /// Start recording a hearing (added within v1). Starting the hearing already being
+    /// recorded is acknowledged without effect.
+    StartRecording {
+        hearing_id: String,
+        /// Why (manual start, schedule...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Who asked (user or component), for the audit trail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// Stop recording a hearing (added within v1).
+    StopRecording {
+        hearing_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
 }
 
 impl CommandBody {
@@ -592,6 +757,8 @@ impl CommandBody {
             CommandBody::Replay { .. } => "replay",
             CommandBody::Rebirth => "rebirth",
             CommandBody::OtaInstall { .. } => "ota_install",
+            CommandBody::StartRecording { .. } => "start_recording",
+            CommandBody::StopRecording { .. } => "stop_recording",
         }
     }
 }
@@ -643,6 +810,24 @@ impl Message for Command {
                     text("campaign", c)?;
                 }
             }
+            CommandBody::StartRecording {
+                hearing_id,
+                reason,
+                by,
+            }
+            | CommandBody::StopRecording {
+                hearing_id,
+                reason,
+                by,
+            } => {
+                check_hearing_id(hearing_id)?;
+                if let Some(r) = reason {
+                    text("reason", r)?;
+                }
+                if let Some(b) = by {
+                    text("by", b)?;
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -674,6 +859,11 @@ pub enum Reply {
     /// An OTA install was accepted; progress follows as `ota` events (added within v1).
     OtaAccepted {
         version: String,
+    },
+    /// A recording command was applied: the hearing's recording is now in this state.
+    Recording {
+        hearing_id: String,
+        state: RecordingState,
     },
 }
 

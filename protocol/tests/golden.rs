@@ -40,6 +40,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "ack-config.json",
             "ack-ota-accepted.json",
             "ack-pong.json",
+            "ack-recording.json",
             "ack-rejected.json",
             "ack-replaying.json",
             "birth.json",
@@ -49,10 +50,15 @@ fn every_fixture_file_is_covered_by_a_test() {
             "command-rebirth.json",
             "command-replay.json",
             "command-restart.json",
+            "command-start-recording.json",
+            "command-stop-recording.json",
             "event-agent-start.json",
             "event-capability.json",
             "event-ota-rolled-back.json",
             "event-probe.json",
+            "event-recording.json",
+            "event-segment.json",
+            "event-source-lost.json",
             "health-environment.json",
             "health-outbox.json",
             "health.json",
@@ -116,6 +122,8 @@ fn command_fixtures_round_trip() {
         "command-ping.json",
         "command-get-config.json",
         "command-restart.json",
+        "command-start-recording.json",
+        "command-stop-recording.json",
     ] {
         let _: Command = round_trip(name);
     }
@@ -149,6 +157,7 @@ fn ack_fixtures_round_trip() {
         "ack-config.json",
         "ack-rejected.json",
         "ack-replaying.json",
+        "ack-recording.json",
     ] {
         let _: Ack = round_trip(name);
     }
@@ -158,4 +167,34 @@ fn ack_fixtures_round_trip() {
 fn receipt_fixture_round_trips() {
     let r: Receipt = round_trip("receipt.json");
     assert_eq!(r.through_seq, 16);
+}
+
+#[test]
+fn recording_event_fixtures_round_trip() {
+    use gavel_protocol::{EventBody, RecordingState};
+    let e: Event = round_trip("event-recording.json");
+    assert!(matches!(
+        e.body,
+        EventBody::Recording { state: RecordingState::Degraded, ref lost, .. } if lost == &["cam-judge"]
+    ));
+    let e: Event = round_trip("event-segment.json");
+    assert!(matches!(e.body, EventBody::Segment { index: 3, .. }));
+    let e: Event = round_trip("event-source-lost.json");
+    assert!(matches!(
+        e.body,
+        EventBody::SourceLost {
+            recovered_at: Some(_),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_recording_command_with_a_path_in_its_hearing_id_is_refused() {
+    let mut c: Command = round_trip("command-start-recording.json");
+    if let gavel_protocol::CommandBody::StartRecording { hearing_id, .. } = &mut c.body {
+        *hearing_id = "../etc".into();
+    }
+    let err = c.validate().expect_err("path refused");
+    assert_eq!(err.field, "hearing_id");
 }

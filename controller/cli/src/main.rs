@@ -46,6 +46,17 @@ enum Top {
     /// Over-the-air updates: bundles and campaigns.
     #[command(subcommand)]
     Ota(ota::Ota),
+    /// Check a hearing's recording folder against its signed manifest (offline: no
+    /// controller needed). Names every segment that was changed, removed, reordered or
+    /// added; exits with status 1 when anything is wrong.
+    Verify {
+        /// The hearing folder (holds `manifest.json` and `manifest.sig`).
+        dir: std::path::PathBuf,
+        /// The device's public key (hex) to trust; without it the signature is checked
+        /// against the key named in `manifest.sig` only.
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -403,6 +414,45 @@ async fn main() -> anyhow::Result<()> {
     let api = Api::new(&cli.controller)?;
     match cli.command {
         Top::Ota(cmd) => ota::run(&api, cli.json, cmd).await?,
+        Top::Verify { dir, key } => {
+            let trusted = match key {
+                Some(k) => Some(
+                    gavel_evidence::key::public_from_hex(&k)
+                        .with_context(|| format!("--key {k:?}: not an ed25519 public key"))?,
+                ),
+                None => None,
+            };
+            let report = gavel_evidence::verify::verify(&dir, trusted.as_ref())
+                .with_context(|| format!("verifying {}", dir.display()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "hearing {}: {} segments, {} sources, {} gaps; signed by {}{}",
+                    report.hearing_id,
+                    report.segments,
+                    report.sources,
+                    report.gaps,
+                    report.key,
+                    if report.key_pinned {
+                        " (trusted key)"
+                    } else {
+                        " (key not pinned: pass --key)"
+                    }
+                );
+                for f in &report.findings {
+                    println!("FAIL {f}");
+                }
+                if report.ok() {
+                    println!(
+                        "OK every segment matches the signed manifest and the chain is intact"
+                    );
+                }
+            }
+            if !report.ok() {
+                std::process::exit(1);
+            }
+        }
         Top::Fleet => {
             let v = api
                 .get("/api/v1/fleet", "reading the fleet summary")

@@ -185,7 +185,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         shutdown,
         // Order matters: HTTP first, then campaigns (persist), ingest, the fleet flush,
         // enforcement.
-        tasks: vec![http_task, campaign_task, ingest_task, fleet_task, enforcer_task],
+        tasks: vec![
+            http_task,
+            campaign_task,
+            ingest_task,
+            fleet_task,
+            enforcer_task,
+        ],
         store,
     })
 }

@@ -1,7 +1,7 @@
 //! Answers to controller commands. Pure: given the command, the time and the agent's
 //! context, it returns the ack and what the agent must do next.
 
-use gavel_protocol::{Ack, Command, CommandBody, Outcome, PROTOCOL_VERSION, Reply};
+use gavel_protocol::{Ack, Command, CommandBody, Outcome, PROTOCOL_VERSION, RecordingState, Reply};
 use time::OffsetDateTime;
 
 /// What the agent knows when answering.
@@ -16,8 +16,9 @@ pub struct Context<'a> {
     pub bd_seq: u64,
 }
 
-/// What the agent must do after sending the ack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the agent must do after sending the ack (recording commands: before, since the
+/// ack carries the outcome; see [`recording_ack`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     None,
     /// Restart the agent process after this many milliseconds.
@@ -28,6 +29,39 @@ pub enum Action {
     Replay,
     /// Publish the birth again.
     Rebirth,
+    /// Start recording a hearing, then answer with [`recording_ack`].
+    StartRecording {
+        hearing_id: String,
+        reason: Option<String>,
+        by: Option<String>,
+    },
+    /// Stop recording a hearing, then answer with [`recording_ack`].
+    StopRecording {
+        hearing_id: String,
+    },
+}
+
+/// The ack of a recording command once the recorder has answered.
+pub fn recording_ack(
+    command: &Command,
+    now: OffsetDateTime,
+    hearing_id: &str,
+    result: Result<RecordingState, String>,
+) -> Ack {
+    Ack {
+        v: PROTOCOL_VERSION,
+        ts: now,
+        id: command.id.clone(),
+        outcome: match result {
+            Ok(state) => Outcome::Ok {
+                reply: Reply::Recording {
+                    hearing_id: hearing_id.to_owned(),
+                    state,
+                },
+            },
+            Err(error) => Outcome::Failed { error },
+        },
+    }
 }
 
 /// Delay between acknowledging a restart and restarting, so the ack is delivered.
@@ -102,6 +136,36 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
                 ),
             }),
             Action::None,
+        ),
+        // Design: the ack waits for the recorder (see `recording_ack`); this one is only
+        // a placeholder the agent replaces.
+        CommandBody::StartRecording {
+            hearing_id,
+            reason,
+            by,
+        } => (
+            ack(Outcome::Ok {
+                reply: Reply::Recording {
+                    hearing_id: hearing_id.clone(),
+                    state: RecordingState::Starting,
+                },
+            }),
+            Action::StartRecording {
+                hearing_id: hearing_id.clone(),
+                reason: reason.clone(),
+                by: by.clone(),
+            },
+        ),
+        CommandBody::StopRecording { hearing_id, .. } => (
+            ack(Outcome::Ok {
+                reply: Reply::Recording {
+                    hearing_id: hearing_id.clone(),
+                    state: RecordingState::Stopping,
+                },
+            }),
+            Action::StopRecording {
+                hearing_id: hearing_id.clone(),
+            },
         ),
     }
 }
@@ -209,6 +273,36 @@ mod tests {
             }
         );
         assert_eq!(action, Action::Replay);
+    }
+
+    #[test]
+    fn a_recording_command_asks_the_agent_to_record_and_its_ack_carries_the_outcome() {
+        let config = serde_json::json!({});
+        let c = cmd(
+            CommandBody::StartRecording {
+                hearing_id: "H1".into(),
+                reason: Some("manual".into()),
+                by: Some("clerk".into()),
+            },
+            None,
+        );
+        let (_, action) = answer(&c, datetime!(2026-11-27 09:00 UTC), &ctx(&config));
+        assert_eq!(
+            action,
+            Action::StartRecording {
+                hearing_id: "H1".into(),
+                reason: Some("manual".into()),
+                by: Some("clerk".into())
+            }
+        );
+        let ack = recording_ack(
+            &c,
+            datetime!(2026-11-27 09:00 UTC),
+            "H1",
+            Err("hearing H0 is being recorded".into()),
+        );
+        assert_eq!(ack.id, "c1");
+        assert!(matches!(ack.outcome, Outcome::Failed { .. }));
     }
 
     #[test]

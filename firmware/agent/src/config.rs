@@ -34,8 +34,12 @@ pub struct AgentConfig {
     /// Folder for the device's durable state.
     pub data_dir: PathBuf,
     /// Replace peripherals (lamp, I2C sensors) with simulations: for demos and test rigs
-    /// without the hardware. Never on a real device.
+    /// without the hardware. Never on a real device. Recorded sources without a `media`
+    /// entry then record a test pattern.
     pub simulate_hardware: bool,
+    /// Where each media source of the profile is read from, by source id, e.g.
+    /// `[media.cam-judge] kind = "rtsp"`, `url = "rtsp://user:pass@10.0.0.5/main"`.
+    pub media: std::collections::BTreeMap<String, gavel_record::SourceInput>,
 }
 
 impl Default for AgentConfig {
@@ -53,6 +57,7 @@ impl Default for AgentConfig {
             keepalive_s: None,
             data_dir: PathBuf::from("/var/lib/gavel-agent"),
             simulate_hardware: false,
+            media: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod config;
 pub mod hardware;
+pub mod record;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ pub use config::AgentConfig;
 
 /// Capabilities this firmware build runs. Others named by a profile are reported as
 /// `unavailable`.
-pub const IMPLEMENTED: &[&str] = &["health"];
+pub const IMPLEMENTED: &[&str] = &["health", "record"];
 
 /// How the agent run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +105,49 @@ pub async fn run(
     let store_path = config.data_dir.join("store.redb");
     let store = gavel_store::Store::open(&store_path)
         .with_context(|| format!("opening the device store {}", store_path.display()))?;
-    let outbox = Outbox::new(Arc::new(store), &boot_id);
+    let store = Arc::new(store);
+    let outbox = Outbox::new(store.clone(), &boot_id);
+    let (recorder_stop, recorder_stopped) = tokio::sync::oneshot::channel::<()>();
+    let recorder = match profile.capabilities.record.as_ref() {
+        Some(settings) => {
+            let started = record::start(
+                &config,
+                &profile,
+                settings,
+                store.clone(),
+                outbox.clone(),
+                async move {
+                    let _ = recorder_stopped.await;
+                },
+            );
+            let (handle, cap) = match started {
+                Ok((handle, task)) => (
+                    Some((handle, task)),
+                    Capability {
+                        name: "record".into(),
+                        state: CapabilityState::Running,
+                        detail: None,
+                    },
+                ),
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "recording is not available");
+                    (
+                        None,
+                        Capability {
+                            name: "record".into(),
+                            state: CapabilityState::Failed,
+                            detail: Some(format!("{e:#}").chars().take(200).collect()),
+                        },
+                    )
+                }
+            };
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "record") {
+                *c = cap;
+            }
+            handle
+        }
+        None => None,
+    };
 
     let birth = {
         let boot_id = boot_id.clone();
@@ -217,12 +260,27 @@ pub async fn run(
                         outbox_depth: depth,
                         bd_seq: link.bd_seq(),
                     };
-                    let (ack, action) = commands::answer(&cmd, OffsetDateTime::now_utc(), &ctx);
+                    let (mut ack, action) = commands::answer(&cmd, OffsetDateTime::now_utc(), &ctx);
+                    if let commands::Action::StartRecording { hearing_id, .. }
+                    | commands::Action::StopRecording { hearing_id } = &action
+                    {
+                        let result = match (&recorder, &action) {
+                            (None, _) => Err("this device does not record".to_owned()),
+                            (Some((h, _)), commands::Action::StartRecording { reason, by, .. }) => h
+                                .start(hearing_id, reason.clone(), by.clone())
+                                .await
+                                .map_err(|e| e.to_string()),
+                            (Some((h, _)), _) => h.stop(hearing_id).await.map_err(|e| e.to_string()),
+                        };
+                        ack = commands::recording_ack(&cmd, OffsetDateTime::now_utc(), hearing_id, result);
+                    }
                     if let Err(e) = link.publish(&ack) {
                         warn!(error = %e, id = %cmd.id, "could not send ack");
                     }
                     match action {
-                        commands::Action::None => {}
+                        commands::Action::None
+                        | commands::Action::StartRecording { .. }
+                        | commands::Action::StopRecording { .. } => {}
                         commands::Action::Replay => outbox.resend_all(),
                         commands::Action::Rebirth => {
                             link.rebirth().await;
@@ -239,6 +297,16 @@ pub async fn run(
         }
     };
 
+    // Close the open segments first; a hearing being recorded stays active and resumes
+    // when the agent starts again.
+    let _ = recorder_stop.send(());
+    if let Some((_, task)) = recorder
+        && tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .is_err()
+    {
+        warn!("the recorder did not stop within 10 s");
+    }
     let detail = match exit {
         Exit::Shutdown => "stopping",
         Exit::Restart => "restarting on command",

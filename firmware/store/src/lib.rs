@@ -1,7 +1,8 @@
 //! # gavel-store
 //!
 //! The device's durable state in one redb file: the event outbox (events waiting until the
-//! controller confirms it has stored them), and small keyed records (configuration, cached
+//! controller confirms it has stored them), the recording index (one record per hearing and
+//! one per segment, in hash-chain order), and small keyed records (configuration, cached
 //! schedule, counters). Every write is a committed transaction with immediate durability
 //! (fsync) before the call returns: a record the caller was told is written survives
 //! SIGKILL and power loss. `docs/adr/0003-device-store.md` explains why redb, not sled.
@@ -17,6 +18,10 @@ use serde::{Deserialize, Serialize};
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// Small keyed records.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Recording index: hearing id -> JSON hearing record (owned by `gavel-record`).
+const HEARINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("hearings");
+/// Recording index: (hearing id, chain index) -> JSON segment record (owned by `gavel-record`).
+const SEGMENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("segments");
 /// Meta key holding the next outbox key.
 const NEXT_KEY: &str = "outbox.next_key";
 
@@ -45,6 +50,13 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("device store entry {key} is unreadable: {message}")]
     Corrupt { key: String, message: String },
+    /// A segment was appended at an index that is not the end of its hearing's chain.
+    #[error("segment {index} of hearing {hearing}: expected index {expected}")]
+    ChainOrder {
+        hearing: String,
+        index: u64,
+        expected: u64,
+    },
 }
 
 impl From<redb::TransactionError> for StoreError {
@@ -92,6 +104,8 @@ impl Store {
         let tx = db.begin_write()?;
         tx.open_table(OUTBOX)?;
         tx.open_table(META)?;
+        tx.open_table(HEARINGS)?;
+        tx.open_table(SEGMENTS)?;
         tx.commit()?;
         Ok(Self { db })
     }
@@ -217,6 +231,105 @@ fn corrupt(key: u64, what: &str) -> StoreError {
     }
 }
 
+impl Store {
+    /// Stores the record of hearing `id` durably (replacing an earlier one).
+    pub fn put_hearing(&self, id: &str, record: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(HEARINGS)?.insert(id, record)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The record of hearing `id`.
+    pub fn hearing(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(HEARINGS)?;
+        Ok(table.get(id)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every hearing record, by id.
+    pub fn hearings(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(HEARINGS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            out.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Appends segment `index` to hearing `hearing`'s chain together with the hearing's
+    /// updated record, in one durable transaction.
+    ///
+    /// Design: the index must be exactly one past the last stored segment, so the chain in
+    /// the store can never have a hole or a rewritten link.
+    pub fn append_segment(
+        &self,
+        hearing: &str,
+        index: u64,
+        segment: &[u8],
+        hearing_record: &[u8],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(SEGMENTS)?;
+            let expected = table
+                .range((hearing, 0)..=(hearing, u64::MAX))?
+                .next_back()
+                .transpose()?
+                .map(|(k, _)| k.value().1 + 1)
+                .unwrap_or(0);
+            if index != expected {
+                return Err(StoreError::ChainOrder {
+                    hearing: hearing.to_owned(),
+                    index,
+                    expected,
+                });
+            }
+            table.insert((hearing, index), segment)?;
+            tx.open_table(HEARINGS)?.insert(hearing, hearing_record)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces the record of an existing segment (archive acknowledgement, legal hold,
+    /// eviction); the chain fields inside are the caller's to keep.
+    pub fn update_segment(
+        &self,
+        hearing: &str,
+        index: u64,
+        segment: &[u8],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(SEGMENTS)?;
+            if table.get((hearing, index))?.is_none() {
+                return Err(StoreError::Corrupt {
+                    key: format!("{hearing}/{index}"),
+                    message: "no such segment".into(),
+                });
+            }
+            table.insert((hearing, index), segment)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The segments of hearing `hearing` in chain order.
+    pub fn segments(&self, hearing: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(SEGMENTS)?;
+        let mut out = Vec::new();
+        for item in table.range((hearing, 0)..=(hearing, u64::MAX))? {
+            let (k, v) = item?;
+            out.push((k.value().1, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
 fn decode_header(key: u64, bytes: &[u8]) -> Result<(&str, u64), StoreError> {
     let (&len, rest) = bytes
         .split_first()
@@ -320,6 +433,40 @@ mod tests {
         s.confirm("b", 1).expect("confirm");
         assert_eq!(s.stats().expect("stats").depth, 0);
         assert_eq!(s.append(&entry("b", 2)).expect("append"), 2);
+    }
+
+    #[test]
+    fn segments_append_only_at_the_end_of_their_hearings_chain() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("s.redb");
+        {
+            let s = Store::open(&path).expect("open");
+            s.append_segment("h1", 0, b"s0", b"h1v1").expect("first");
+            s.append_segment("h2", 0, b"x0", b"h2v1")
+                .expect("other hearing");
+            s.append_segment("h1", 1, b"s1", b"h1v2").expect("second");
+            let err = s
+                .append_segment("h1", 1, b"again", b"h1v3")
+                .expect_err("repeat");
+            assert!(
+                matches!(err, StoreError::ChainOrder { expected: 2, .. }),
+                "{err}"
+            );
+            assert!(s.append_segment("h1", 5, b"hole", b"h").is_err());
+        }
+        let s = Store::open(&path).expect("reopen");
+        assert_eq!(
+            s.segments("h1").expect("segments"),
+            [(0, b"s0".to_vec()), (1, b"s1".to_vec())]
+        );
+        assert_eq!(
+            s.hearing("h1").expect("hearing").as_deref(),
+            Some(&b"h1v2"[..])
+        );
+        assert_eq!(s.hearings().expect("all").len(), 2);
+        s.update_segment("h1", 0, b"s0-archived").expect("update");
+        assert_eq!(s.segments("h1").expect("segments")[0].1, b"s0-archived");
+        assert!(s.update_segment("h1", 9, b"x").is_err());
     }
 
     #[test]

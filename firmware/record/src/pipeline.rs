@@ -1,0 +1,496 @@
+//! One GStreamer pipeline per recorded source: read, depayload, parse and remux (never
+//! re-encode camera video) into MPEG-TS segments with `splitmuxsink`.
+//!
+//! Design: each source has its own pipeline so that a lost camera can be torn down and
+//! restarted without touching the others. Every pipeline runs on the monotonic system
+//! clock; the shell maps running times to wall-clock time to put all sources of a hearing
+//! on one timeline. Segment files are written unbuffered, so a SIGKILL loses only what
+//! `splitmuxsink` still holds (at most one GOP) — see `docs/adr/0005-recording-container.md`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, warn};
+
+use crate::{RecordError, mono};
+
+/// Video codec of a camera stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoCodec {
+    #[default]
+    H264,
+    H265,
+    /// The stream has no video (an audio capture host).
+    None,
+}
+
+/// Where a source's media comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceInput {
+    /// An RTSP camera or audio host: remuxed, never re-encoded.
+    Rtsp {
+        url: String,
+        #[serde(default)]
+        video: VideoCodec,
+        /// The stream carries AAC audio to record (a multi-channel audio host: one
+        /// channel per seat).
+        #[serde(default)]
+        audio: bool,
+    },
+    /// A local V4L2 camera that delivers H.264 itself (UVC 1.5): remuxed.
+    V4l2 { device: String },
+    /// A local multi-channel ALSA interface: raw PCM, so it is encoded (AAC).
+    Alsa { device: String, channels: u16 },
+    /// A generated test pattern, encoded with x264 (simulation only).
+    Test { width: u32, height: u32, fps: u32 },
+}
+
+/// A source to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceConfig {
+    /// Source id from the profile.
+    pub id: String,
+    #[serde(flatten)]
+    pub input: SourceInput,
+}
+
+impl SourceConfig {
+    /// The kind name for manifests.
+    pub fn kind(&self) -> &'static str {
+        match self.input {
+            SourceInput::Rtsp { .. } => "rtsp",
+            SourceInput::V4l2 { .. } => "v4l2",
+            SourceInput::Alsa { .. } => "alsa",
+            SourceInput::Test { .. } => "test",
+        }
+    }
+
+    /// Where the media comes from, without credentials.
+    pub fn public_uri(&self) -> Option<String> {
+        match &self.input {
+            SourceInput::Rtsp { url, .. } => Some(strip_credentials(url)),
+            SourceInput::V4l2 { device } | SourceInput::Alsa { device, .. } => Some(device.clone()),
+            SourceInput::Test { .. } => None,
+        }
+    }
+
+    /// The `gst-launch` description of the source's pipeline up to the muxer: the video
+    /// branch ends in a queue named `qv`, the audio branch in one named `qa`.
+    pub fn description(&self) -> String {
+        const TAIL: &str =
+            "queue name=qv max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0";
+        match &self.input {
+            SourceInput::Rtsp { url, video, audio } => {
+                let mut d = format!(
+                    "rtspsrc name=src location=\"{}\" protocols=tcp latency=200 tcp-timeout=3000000 teardown-timeout=100000000 ",
+                    url.replace('"', "")
+                );
+                let depay = match video {
+                    VideoCodec::H264 => Some("rtph264depay ! h264parse config-interval=-1"),
+                    VideoCodec::H265 => Some("rtph265depay ! h265parse config-interval=-1"),
+                    VideoCodec::None => None,
+                };
+                if let Some(depay) = depay {
+                    d.push_str(&format!(
+                        "src. ! {depay} ! queue name=qv max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 "
+                    ));
+                }
+                if *audio {
+                    d.push_str(
+                        "src. ! rtpmp4gdepay ! aacparse ! queue name=qa max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 ",
+                    );
+                }
+                d
+            }
+            SourceInput::V4l2 { device } => format!(
+                "v4l2src device=\"{device}\" ! video/x-h264 ! h264parse config-interval=-1 ! {TAIL}"
+            ),
+            SourceInput::Alsa { device, channels } => format!(
+                "alsasrc device=\"{device}\" ! audio/x-raw,channels={channels} ! audioconvert ! avenc_aac ! aacparse ! queue name=qa"
+            ),
+            SourceInput::Test { width, height, fps } => format!(
+                "videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} ! h264parse config-interval=-1 ! {TAIL}"
+            ),
+        }
+    }
+}
+
+/// `url` without its `user:password@` part.
+fn strip_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// What a pipeline reports to the recorder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PipelineEvent {
+    /// A segment file was opened.
+    Opened {
+        source: String,
+        generation: u64,
+        location: PathBuf,
+        running_ns: u64,
+        wall: OffsetDateTime,
+    },
+    /// A segment file was closed (complete).
+    Closed {
+        source: String,
+        generation: u64,
+        location: PathBuf,
+        running_ns: u64,
+    },
+    /// The pipeline failed.
+    Error {
+        source: String,
+        generation: u64,
+        message: String,
+    },
+    /// End of stream reached the muxer (after a drain, or the camera ended the stream).
+    Eos { source: String, generation: u64 },
+}
+
+/// Times of the first and latest buffer, monotonic nanoseconds (0 = none yet).
+#[derive(Debug, Default)]
+pub struct Flow {
+    first: AtomicU64,
+    last: AtomicU64,
+}
+
+impl Flow {
+    /// First and latest buffer times, when data has flowed.
+    pub fn times(&self) -> Option<(Duration, Duration)> {
+        let first = self.first.load(Ordering::Relaxed);
+        let last = self.last.load(Ordering::Relaxed);
+        (first != 0).then(|| (Duration::from_nanos(first), Duration::from_nanos(last)))
+    }
+
+    fn mark(&self) {
+        let now = (mono().as_nanos() as u64).max(1);
+        let _ = self
+            .first
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        self.last.store(now, Ordering::Relaxed);
+    }
+}
+
+/// A running source pipeline.
+pub struct SourcePipeline {
+    pipeline: gst::Pipeline,
+    /// Data flow of the pipeline.
+    pub flow: Arc<Flow>,
+    /// Instance number: events of an earlier instance are ignored.
+    pub generation: u64,
+    stop: Arc<AtomicBool>,
+    bus_thread: Option<JoinHandle<()>>,
+    /// Names of the queues feeding the muxer.
+    branches: Vec<&'static str>,
+}
+
+/// Initialises GStreamer once.
+pub fn init() -> Result<(), RecordError> {
+    gst::init().map_err(|e| RecordError::Pipeline(format!("GStreamer init: {e}")))
+}
+
+impl SourcePipeline {
+    /// Builds and starts the pipeline of `source`, writing segments `dir/NNNNN.ts` from
+    /// number `start_index`, each about `segment` long.
+    pub fn start(
+        source: &SourceConfig,
+        dir: &Path,
+        start_index: u32,
+        segment: Duration,
+        generation: u64,
+        events: UnboundedSender<PipelineEvent>,
+    ) -> Result<Self, RecordError> {
+        let err = |what: &str, e: &dyn std::fmt::Display| {
+            RecordError::Pipeline(format!("{}: {what}: {e}", source.id))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err("creating the segment folder", &e))?;
+        let description = source.description();
+        debug!(source = %source.id, %description, "building pipeline");
+        let pipeline = gst::parse::launch(&description)
+            .map_err(|e| err("building the pipeline", &e))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| err("building the pipeline", &"not a pipeline"))?;
+        pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+        let sink = gst::ElementFactory::make("filesink")
+            .property("sync", false)
+            .property("async", false)
+            .build()
+            .map_err(|e| err("creating the file sink", &e))?;
+        // Design: unbuffered, so every muxed packet reaches the kernel at once: a killed
+        // recorder loses only what splitmuxsink itself still holds.
+        sink.set_property_from_str("buffer-mode", "unbuffered");
+        let muxer = gst::ElementFactory::make("mpegtsmux")
+            .build()
+            .map_err(|e| err("creating the MPEG-TS muxer", &e))?;
+        // Design: muxer and sink are set before any pad is requested: splitmuxsink creates
+        // its muxer with the first pad (and `muxer-factory` applies only with
+        // async-finalize), so anything later silently leaves the default mp4mux, which
+        // is not crash-safe.
+        let mux = gst::ElementFactory::make("splitmuxsink")
+            .name("mux")
+            .property("muxer", &muxer)
+            .property("sink", &sink)
+            .property("max-size-time", segment.as_nanos() as u64)
+            .property("max-size-bytes", 0u64)
+            .property("send-keyframe-requests", true)
+            .property("start-index", start_index as i32)
+            .property(
+                "location",
+                dir.join("%05d.ts").to_string_lossy().to_string(),
+            )
+            .build()
+            .map_err(|e| err("creating the segment muxer", &e))?;
+        pipeline
+            .add(&mux)
+            .map_err(|e| err("building the pipeline", &e))?;
+
+        let flow = Arc::new(Flow::default());
+        let mut branches = Vec::new();
+        for (queue, pad) in [("qv", "video"), ("qa", "audio_%u")] {
+            let Some(q) = pipeline.by_name(queue) else {
+                continue;
+            };
+            q.link_pads(Some("src"), &mux, Some(pad))
+                .map_err(|e| err("linking the muxer", &e))?;
+            if let Some(src) = q.static_pad("src") {
+                let flow = flow.clone();
+                src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    flow.mark();
+                    gst::PadProbeReturn::Ok
+                });
+            }
+            branches.push(queue);
+        }
+        if branches.is_empty() {
+            return Err(err("building the pipeline", &"no video or audio branch"));
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| err("building the pipeline", &"no bus"))?;
+        let bus_thread = {
+            let stop = stop.clone();
+            let id = source.id.clone();
+            let weak = pipeline.downgrade();
+            std::thread::Builder::new()
+                .name(format!("bus-{}", source.id))
+                .spawn(move || watch_bus(bus, weak, id, generation, stop, events))
+                .map_err(|e| err("starting the bus watcher", &e))?
+        };
+        let this = Self {
+            pipeline,
+            flow,
+            generation,
+            stop,
+            bus_thread: Some(bus_thread),
+            branches,
+        };
+        this.pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| err("starting", &e))?;
+        Ok(this)
+    }
+
+    /// Ends the stream so the muxer closes its open segment; [`PipelineEvent::Eos`]
+    /// follows.
+    pub fn drain(&self) {
+        for name in &self.branches {
+            if let Some(pad) = self
+                .pipeline
+                .by_name(name)
+                .and_then(|q| q.static_pad("sink"))
+            {
+                pad.send_event(gst::event::Eos::new());
+            }
+        }
+    }
+
+    /// Stops the pipeline without closing its open segment (crash recovery chains it),
+    /// on a helper thread so a hung camera connection cannot block the caller.
+    pub fn teardown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let pipeline = self.pipeline.clone();
+        let bus_thread = self.bus_thread.take();
+        let spawned = std::thread::Builder::new()
+            .name("teardown".into())
+            .spawn(move || {
+                let _ = pipeline.set_state(gst::State::Null);
+                if let Some(t) = bus_thread {
+                    let _ = t.join();
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "teardown thread failed; stopping inline");
+            let _ = self.pipeline.set_state(gst::State::Null);
+        }
+    }
+}
+
+impl SourcePipeline {
+    /// Stops the pipeline and waits until it has stopped writing (blocking).
+    pub fn stop_blocking(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(t) = self.bus_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SourcePipeline {
+    fn drop(&mut self) {
+        if self.bus_thread.is_some() {
+            self.stop.store(true, Ordering::Relaxed);
+            let _ = self.pipeline.set_state(gst::State::Null);
+        }
+    }
+}
+
+fn watch_bus(
+    bus: gst::Bus,
+    pipeline: gst::glib::WeakRef<gst::Pipeline>,
+    source: String,
+    generation: u64,
+    stop: Arc<AtomicBool>,
+    events: UnboundedSender<PipelineEvent>,
+) {
+    use gst::MessageView;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        let event = match msg.view() {
+            MessageView::Element(e) => {
+                let Some(s) = e.structure() else { continue };
+                let opened = s.name() == "splitmuxsink-fragment-opened";
+                if !opened && s.name() != "splitmuxsink-fragment-closed" {
+                    continue;
+                }
+                let Ok(location) = s.get::<String>("location") else {
+                    continue;
+                };
+                let running_ns = s
+                    .get::<gst::ClockTime>("running-time")
+                    .map(|t| t.nseconds())
+                    .or_else(|_| s.get::<u64>("running-time"))
+                    .unwrap_or(0);
+                if opened {
+                    let wall = pipeline
+                        .upgrade()
+                        .and_then(|p| wall_of_running(&p, running_ns))
+                        .unwrap_or_else(OffsetDateTime::now_utc);
+                    PipelineEvent::Opened {
+                        source: source.clone(),
+                        generation,
+                        location: location.into(),
+                        running_ns,
+                        wall,
+                    }
+                } else {
+                    PipelineEvent::Closed {
+                        source: source.clone(),
+                        generation,
+                        location: location.into(),
+                        running_ns,
+                    }
+                }
+            }
+            MessageView::Error(e) => PipelineEvent::Error {
+                source: source.clone(),
+                generation,
+                message: format!(
+                    "{}{}",
+                    e.error(),
+                    e.src()
+                        .map(|s| format!(" (from {})", s.path_string()))
+                        .unwrap_or_default()
+                ),
+            },
+            MessageView::Eos(_) => PipelineEvent::Eos {
+                source: source.clone(),
+                generation,
+            },
+            _ => continue,
+        };
+        if events.send(event).is_err() {
+            break;
+        }
+    }
+}
+
+/// Wall-clock time of a running time of `pipeline`.
+fn wall_of_running(pipeline: &gst::Pipeline, running_ns: u64) -> Option<OffsetDateTime> {
+    let clock = pipeline.clock()?;
+    let base = pipeline.base_time()?.nseconds();
+    let now_clock = clock.time().nseconds();
+    let wall_now = OffsetDateTime::now_utc();
+    let at = base + running_ns;
+    Some(if at <= now_clock {
+        wall_now - Duration::from_nanos(now_clock - at)
+    } else {
+        wall_now + Duration::from_nanos(at - now_clock)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_rtsp_camera_is_remuxed_without_an_encoder_and_credentials_stay_out_of_the_manifest() {
+        let s = SourceConfig {
+            id: "cam".into(),
+            input: SourceInput::Rtsp {
+                url: "rtsp://user:secret@10.0.0.5:554/main".into(),
+                video: VideoCodec::H264,
+                audio: false,
+            },
+        };
+        let d = s.description();
+        assert!(d.contains("rtph264depay ! h264parse"), "{d}");
+        let encoders = d
+            .split('!')
+            .filter_map(|e| {
+                e.split_whitespace()
+                    .find(|w| !w.contains('=') && !w.ends_with('.'))
+            })
+            .filter(|name| name.ends_with("enc"))
+            .count();
+        assert_eq!(encoders, 0, "camera video is never re-encoded: {d}");
+        assert_eq!(s.public_uri().as_deref(), Some("rtsp://10.0.0.5:554/main"));
+    }
+
+    #[test]
+    fn an_audio_host_records_its_aac_channels_only() {
+        let s = SourceConfig {
+            id: "mics".into(),
+            input: SourceInput::Rtsp {
+                url: "rtsp://10.0.0.9/seats".into(),
+                video: VideoCodec::None,
+                audio: true,
+            },
+        };
+        let d = s.description();
+        assert!(d.contains("rtpmp4gdepay ! aacparse"), "{d}");
+        assert!(!d.contains("depay ! h26"), "{d}");
+    }
+}

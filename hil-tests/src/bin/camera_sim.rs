@@ -1,0 +1,274 @@
+//! `gavel-camera-sim`: a simulated RTSP camera or multi-channel audio host.
+//!
+//! Video is a pre-encoded H.264 clip (`videotestsrc` through x264, encoded once into the
+//! clip cache and looped), so even 2160p costs no encoding at run time; audio is
+//! `audiotestsrc` with one channel per seat, encoded to AAC live (cheap). All viewers share
+//! one media (like a camera's single encoder). Unplug, replug and freeze are process-level
+//! (kill, start again on the same port, SIGSTOP): see `gavel_hil::media::CameraSim`.
+//!
+//! Prints `READY rtsp://127.0.0.1:PORT/MOUNT` on stdout once it accepts connections.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+struct Args {
+    port: u16,
+    mount: String,
+    width: u32,
+    height: u32,
+    fps: u32,
+    video: bool,
+    audio_channels: u32,
+    clip_seconds: u32,
+    clip_cache: PathBuf,
+    bitrate_kbps: u32,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        port: 8554,
+        mount: "/main".into(),
+        width: 1920,
+        height: 1080,
+        fps: 25,
+        video: true,
+        audio_channels: 0,
+        clip_seconds: 2,
+        clip_cache: std::env::temp_dir().join("gavel-clips"),
+        bitrate_kbps: 0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--port" => a.port = value()?.parse()?,
+            "--mount" => a.mount = value()?,
+            "--resolution" => {
+                let v = value()?;
+                let (w, h) = v.split_once('x').context("--resolution WxH")?;
+                a.width = w.parse()?;
+                a.height = h.parse()?;
+            }
+            "--fps" => a.fps = value()?.parse()?,
+            "--no-video" => a.video = false,
+            "--audio-channels" => a.audio_channels = value()?.parse()?,
+            "--clip-seconds" => a.clip_seconds = value()?.parse()?,
+            "--clip-cache" => a.clip_cache = value()?.into(),
+            "--bitrate-kbps" => a.bitrate_kbps = value()?.parse()?,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if !a.video && a.audio_channels == 0 {
+        bail!("nothing to serve: give video or --audio-channels");
+    }
+    Ok(a)
+}
+
+/// One encoded access unit of the clip.
+struct Frame {
+    key: bool,
+    data: Vec<u8>,
+}
+
+/// Loads the clip for these settings from the cache, encoding it first if needed.
+fn clip(a: &Args) -> anyhow::Result<Vec<Frame>> {
+    let bitrate = if a.bitrate_kbps > 0 {
+        a.bitrate_kbps
+    } else {
+        // About what cameras send: 4 Mbit/s at 1080p, 14 Mbit/s at 2160p.
+        ((a.width * a.height) as u64 * 4000 / (1920 * 1080)).clamp(200, 14_000) as u32
+    };
+    let name = format!(
+        "{}x{}-{}fps-{}s-{}k.clip",
+        a.width, a.height, a.fps, a.clip_seconds, bitrate
+    );
+    let path = a.clip_cache.join(name);
+    if let Ok(frames) = read_clip(&path) {
+        return Ok(frames);
+    }
+    std::fs::create_dir_all(&a.clip_cache)?;
+    let frames = encode_clip(a, bitrate)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        for fr in &frames {
+            f.write_all(&[u8::from(fr.key)])?;
+            f.write_all(&(fr.data.len() as u32).to_le_bytes())?;
+            f.write_all(&fr.data)?;
+        }
+        f.flush()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(frames)
+}
+
+fn read_clip(path: &Path) -> anyhow::Result<Vec<Frame>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 5 <= bytes.len() {
+        let key = bytes[at] == 1;
+        let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into()?) as usize;
+        at += 5;
+        let data = bytes.get(at..at + len).context("truncated clip")?.to_vec();
+        at += len;
+        frames.push(Frame { key, data });
+    }
+    if frames.is_empty() || !frames[0].key {
+        bail!("bad clip");
+    }
+    Ok(frames)
+}
+
+fn encode_clip(a: &Args, bitrate: u32) -> anyhow::Result<Vec<Frame>> {
+    let desc = format!(
+        "videotestsrc num-buffers={n} pattern=ball ! video/x-raw,width={w},height={h},framerate={fps}/1 \
+         ! timeoverlay font-desc=\"Sans 48\" ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max={fps} bitrate={bitrate} \
+         ! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out sync=false",
+        n = a.fps * a.clip_seconds,
+        w = a.width,
+        h = a.height,
+        fps = a.fps
+    );
+    let pipeline = gst::parse::launch(&desc)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    let sink = pipeline
+        .by_name("out")
+        .context("appsink")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow::anyhow!("not an appsink"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    let mut frames = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let Some(buffer) = sample.buffer() else {
+            continue;
+        };
+        let map = buffer.map_readable()?;
+        frames.push(Frame {
+            key: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            data: map.as_slice().to_vec(),
+        });
+    }
+    pipeline.set_state(gst::State::Null)?;
+    if frames.is_empty() {
+        bail!("encoding the clip produced nothing");
+    }
+    Ok(frames)
+}
+
+fn channel_mask(channels: u32) -> String {
+    match channels {
+        1 => String::new(),
+        2 => ",channel-mask=(bitmask)0x3".into(),
+        3 => ",channel-mask=(bitmask)0x7".into(),
+        4 => ",channel-mask=(bitmask)0x107".into(),
+        5 => ",channel-mask=(bitmask)0x37".into(),
+        _ => ",channel-mask=(bitmask)0x3f".into(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = parse_args()?;
+    gst::init()?;
+    let frames: Arc<Vec<gst::Buffer>> = Arc::new(if a.video {
+        clip(&a)?
+            .into_iter()
+            .map(|f| {
+                let mut b = gst::Buffer::from_mut_slice(f.data);
+                if !f.key
+                    && let Some(b) = b.get_mut()
+                {
+                    b.set_flags(gst::BufferFlags::DELTA_UNIT);
+                }
+                b
+            })
+            .collect()
+    } else {
+        Vec::new()
+    });
+
+    let mut launch = String::from("( ");
+    let mut pay = 0;
+    if a.video {
+        launch.push_str(&format!(
+            "appsrc name=vsrc is-live=true format=time do-timestamp=true \
+             caps=video/x-h264,stream-format=byte-stream,alignment=au,width={},height={},framerate={}/1 \
+             ! h264parse ! rtph264pay name=pay{pay} pt=96 config-interval=1 ",
+            a.width, a.height, a.fps
+        ));
+        pay += 1;
+    }
+    if a.audio_channels > 0 {
+        launch.push_str(&format!(
+            "audiotestsrc is-live=true wave=sine freq=440 volume=0.3 \
+             ! audio/x-raw,rate=48000,channels={}{} ! audioconvert ! avenc_aac ! aacparse \
+             ! rtpmp4gpay name=pay{pay} pt=97 ",
+            a.audio_channels,
+            channel_mask(a.audio_channels)
+        ));
+    }
+    launch.push(')');
+
+    let server = rtsp::RTSPServer::new();
+    server.set_address("127.0.0.1");
+    server.set_service(&a.port.to_string());
+    let mounts = server.mount_points().context("mount points")?;
+    let factory = rtsp::RTSPMediaFactory::new();
+    factory.set_launch(&launch);
+    factory.set_shared(true);
+    let fps = a.fps;
+    factory.connect_media_configure(move |_, media| {
+        let Some(src) = media
+            .element()
+            .downcast_ref::<gst::Bin>()
+            .and_then(|b| b.by_name_recurse_up("vsrc"))
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        else {
+            return;
+        };
+        let frames = frames.clone();
+        std::thread::spawn(move || feed(src, frames, fps));
+    });
+    mounts.add_factory(&a.mount, factory);
+    // Tests count connections: a re-serving device must hold one per camera.
+    server.connect_client_connected(|_, _| println!("client connected"));
+    let main_loop = gst::glib::MainLoop::new(None, false);
+    let _id = server.attach(None).context("binding the RTSP port")?;
+    println!("READY rtsp://127.0.0.1:{}{}", a.port, a.mount);
+    std::io::stdout().flush()?;
+    main_loop.run();
+    Ok(())
+}
+
+/// Pushes the clip's frames in a loop at the frame rate until the media goes away.
+fn feed(src: gst_app::AppSrc, frames: Arc<Vec<gst::Buffer>>, fps: u32) {
+    if frames.is_empty() {
+        return;
+    }
+    let period = Duration::from_secs(1) / fps.max(1);
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    loop {
+        let buffer = frames[(n % frames.len() as u64) as usize].clone();
+        if src.push_buffer(buffer).is_err() {
+            return;
+        }
+        n += 1;
+        let due = start + period * n as u32;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+}

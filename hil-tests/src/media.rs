@@ -1,0 +1,303 @@
+//! Media fixtures: simulated RTSP cameras and audio hosts (`gavel-camera-sim`), the
+//! recorder as a process (`gavel-recorder`), and `ffprobe` as the independent judge of
+//! what was written.
+//!
+//! Environment: `GAVEL_TEST_CAMERA_URLS=url1,url2,...` points the recording tests at real
+//! cameras instead of simulators (tests that unplug cameras skip then).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{Proc, bin, free_port};
+
+/// What a simulated source serves.
+#[derive(Debug, Clone)]
+pub struct SimSpec {
+    /// Video size; `None` for an audio-only host.
+    pub video: Option<(u32, u32)>,
+    pub fps: u32,
+    /// AAC channels (one per seat); 0 for none.
+    pub audio_channels: u32,
+}
+
+impl SimSpec {
+    /// A 1080p25 H.264 camera.
+    pub fn camera_1080p() -> Self {
+        Self {
+            video: Some((1920, 1080)),
+            fps: 25,
+            audio_channels: 0,
+        }
+    }
+
+    /// A 2160p25 H.264 camera (pre-encoded clip: encoding it the first time takes a while).
+    pub fn camera_2160p() -> Self {
+        Self {
+            video: Some((3840, 2160)),
+            ..Self::camera_1080p()
+        }
+    }
+
+    /// An audio host with one AAC channel per seat.
+    pub fn microphones(seats: u32) -> Self {
+        Self {
+            video: None,
+            fps: 25,
+            audio_channels: seats,
+        }
+    }
+}
+
+/// A simulated camera process on a fixed port, so it can be unplugged and plugged back.
+pub struct CameraSim {
+    name: String,
+    dir: PathBuf,
+    spec: SimSpec,
+    clips: PathBuf,
+    port: u16,
+    proc: Option<Proc>,
+    /// `rtsp://127.0.0.1:PORT/main`.
+    pub url: String,
+}
+
+impl CameraSim {
+    /// Starts a simulator named `name` (logs in `dir`), with pre-encoded clips cached in
+    /// `clips`, and waits until it serves.
+    pub fn start(dir: &Path, name: &str, spec: SimSpec, clips: &Path) -> anyhow::Result<Self> {
+        let port = free_port();
+        let mut sim = Self {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            spec,
+            clips: clips.to_owned(),
+            port,
+            proc: None,
+            url: format!("rtsp://127.0.0.1:{port}/main"),
+        };
+        sim.replug()?;
+        Ok(sim)
+    }
+
+    /// Plugs the camera (back) in: starts the process and waits until it serves.
+    pub fn replug(&mut self) -> anyhow::Result<()> {
+        if self.proc.is_some() {
+            return Ok(());
+        }
+        let mut cmd = Command::new(bin("gavel-camera-sim"));
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .arg("--clip-cache")
+            .arg(&self.clips)
+            .arg("--fps")
+            .arg(self.spec.fps.to_string());
+        match self.spec.video {
+            Some((w, h)) => {
+                cmd.arg("--resolution").arg(format!("{w}x{h}"));
+            }
+            None => {
+                cmd.arg("--no-video");
+            }
+        }
+        if self.spec.audio_channels > 0 {
+            cmd.arg("--audio-channels")
+                .arg(self.spec.audio_channels.to_string());
+        }
+        let log = self.dir.join(format!("{}.log", self.name));
+        let proc = Proc::spawn(&self.name, cmd, log)?;
+        // Encoding a 2160p clip the first time takes up to a minute on 2 cores.
+        wait_for(&proc, "READY", Duration::from_secs(120))?;
+        self.proc = Some(proc);
+        Ok(())
+    }
+
+    /// Unplugs the camera: the process dies and its connections drop.
+    pub fn unplug(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    /// Freezes the camera: connections stay open, no data flows.
+    pub fn freeze(&self) {
+        if let Some(p) = &self.proc {
+            p.freeze();
+        }
+    }
+
+    /// Undoes [`CameraSim::freeze`].
+    pub fn thaw(&self) {
+        if let Some(p) = &self.proc {
+            p.thaw();
+        }
+    }
+}
+
+/// Waits until `proc`'s log contains `needle`.
+pub fn wait_for(proc: &Proc, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if proc.log_text().contains(needle) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!(
+        "{needle:?} did not appear within {timeout:?}; log:\n{}",
+        proc.log_text()
+    )
+}
+
+/// A source for the recorder: `(id, url, kind)`.
+#[derive(Debug, Clone)]
+pub struct RecSource {
+    pub id: String,
+    pub url: String,
+    /// `--source` (video), `--audio-source` or `--av-source`.
+    pub flag: &'static str,
+}
+
+impl RecSource {
+    /// A video camera.
+    pub fn video(id: &str, url: &str) -> Self {
+        Self {
+            id: id.into(),
+            url: url.into(),
+            flag: "--source",
+        }
+    }
+
+    /// An audio host.
+    pub fn audio(id: &str, url: &str) -> Self {
+        Self {
+            id: id.into(),
+            url: url.into(),
+            flag: "--audio-source",
+        }
+    }
+}
+
+/// `gavel-recorder` as a process recording one hearing.
+pub struct RecorderProc {
+    pub proc: Proc,
+    pub data_dir: PathBuf,
+    pub hearing: String,
+}
+
+impl RecorderProc {
+    /// Starts recording `hearing` into `data_dir` (resuming it if it was interrupted) and
+    /// waits until the recorder has started it. `log` names the log file in `data_dir`.
+    pub fn start(
+        data_dir: &Path,
+        hearing: &str,
+        sources: &[RecSource],
+        segment_s: f64,
+        log: &str,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let mut cmd = Command::new(bin("gavel-recorder"));
+        cmd.arg("--data-dir")
+            .arg(data_dir)
+            .arg("--hearing")
+            .arg(hearing)
+            .arg("--segment-s")
+            .arg(segment_s.to_string())
+            .env("GAVEL_LOG", "info")
+            .env("NO_COLOR", "1");
+        for s in sources {
+            cmd.arg(s.flag).arg(format!("{}={}", s.id, s.url));
+        }
+        let proc = Proc::spawn("gavel-recorder", cmd, data_dir.join(log))?;
+        wait_for(&proc, "recording started", Duration::from_secs(20))?;
+        Ok(Self {
+            proc,
+            data_dir: data_dir.to_owned(),
+            hearing: hearing.to_owned(),
+        })
+    }
+
+    /// Folder of the hearing's recording.
+    pub fn hearing_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings").join(&self.hearing)
+    }
+
+    /// Stops the hearing cleanly (SIGTERM) and waits for the process to end.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        if !self.proc.terminate(Duration::from_secs(20)) {
+            bail!(
+                "the recorder did not stop on SIGTERM:\n{}",
+                self.proc.log_text()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What `ffprobe` says about a media file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub format: String,
+    pub duration_s: f64,
+    /// `(codec, channels)` per stream.
+    pub streams: Vec<(String, u32)>,
+}
+
+/// Runs `ffprobe` on `path`; `Err` when it cannot read the file.
+pub fn ffprobe(path: &Path) -> anyhow::Result<Probe> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=format_name,duration:stream=codec_name,channels",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .context("running ffprobe (apt install ffmpeg)")?;
+    if !out.status.success() {
+        bail!(
+            "ffprobe cannot read {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let format = v["format"]["format_name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let duration_s = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .with_context(|| format!("{}: no duration", path.display()))?;
+    let streams = v["streams"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["codec_name"].as_str().unwrap_or_default().to_owned(),
+                        s["channels"].as_u64().unwrap_or(0) as u32,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Probe {
+        format,
+        duration_s,
+        streams,
+    })
+}
+
+/// Seconds from an environment variable, or `default`.
+pub fn env_secs(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

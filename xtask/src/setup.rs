@@ -17,6 +17,25 @@ const DEMO_PACKAGES: &[(&str, &str)] = &[
     ("build-essential", "C compiler for native crates"),
     ("pkg-config", "finding native libraries"),
     ("ca-certificates", "TLS roots"),
+    ("libgstreamer1.0-dev", "GStreamer (recording, streaming)"),
+    (
+        "libgstreamer-plugins-base1.0-dev",
+        "GStreamer base libraries",
+    ),
+    ("libgstreamer-plugins-bad1.0-dev", "GStreamer bad libraries"),
+    (
+        "libgstrtspserver-1.0-dev",
+        "RTSP server (live re-serve, simulated cameras)",
+    ),
+    ("gstreamer1.0-plugins-base", "GStreamer elements"),
+    (
+        "gstreamer1.0-plugins-good",
+        "rtspsrc, depayloaders, splitmuxsink",
+    ),
+    ("gstreamer1.0-plugins-bad", "h264parse, mpegtsmux"),
+    ("gstreamer1.0-plugins-ugly", "x264enc for test clips"),
+    ("gstreamer1.0-libav", "decoders for sub-stream transcodes"),
+    ("gstreamer1.0-tools", "gst-launch-1.0 (benchmark baseline)"),
 ];
 
 const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -27,6 +46,11 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("chromium", "dashboard browser tests"),
     ("chromium-driver", "WebDriver for Chromium"),
     ("socat", "serial device emulators over pty pairs"),
+    ("ffmpeg", "ffprobe judges recordings independently"),
+    ("rauc", "OTA: RAUC bundle checks"),
+    ("squashfs-tools", "OTA: RAUC bundles"),
+    ("xdelta3", "OTA: delta benchmark baseline"),
+    ("openssl", "OTA: throw-away RAUC test certificates"),
 ];
 
 fn installed(package: &str) -> bool {

@@ -345,11 +345,41 @@ impl Actor {
         }
     }
 
+    /// Recording events tell the enforcement engine whether a room records.
+    fn enforce_recording(&self, device: &DeviceId, event: &Event) {
+        use gavel_fleet::enforcement::{Input as E, RoomRecording};
+        use gavel_protocol::{EventBody, RecordingState};
+        let Some(enforcer) = &self.enforcer else {
+            return;
+        };
+        let Some(record) = self.fleet.get(device) else {
+            return;
+        };
+        let (Some(court), Some(room)) = (record.court.clone(), record.room.clone()) else {
+            return;
+        };
+        match &event.body {
+            EventBody::Recording { state, lost, .. } => {
+                let state = match state {
+                    RecordingState::Idle | RecordingState::Stopping => RoomRecording::Idle,
+                    RecordingState::Starting | RecordingState::Recording => {
+                        RoomRecording::Recording
+                    }
+                    RecordingState::Degraded => RoomRecording::Degraded { lost: lost.clone() },
+                };
+                enforcer.try_input(E::Room { court, room, state });
+            }
+            EventBody::Segment { .. } => enforcer.try_input(E::Segment { court, room }),
+            _ => {}
+        }
+    }
+
     fn apply_sequenced(&mut self, outputs: Vec<SeqOutput>) {
         for output in outputs {
             match output {
                 SeqOutput::Deliver { device, event } => {
                     self.metrics.events_applied.inc();
+                    self.enforce_recording(&device, &event);
                     if matches!(event.body, gavel_protocol::EventBody::Ota { .. }) {
                         let _ = self.push.send(Push::Ota {
                             device: device.clone(),

@@ -286,6 +286,21 @@ impl Controller {
             .unwrap_or(0)
     }
 
+    /// Runs `gavelctl` against this controller: (success, stdout, stderr).
+    pub fn gavelctl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(bin("gavelctl"))
+            .arg("--controller")
+            .arg(&self.url)
+            .args(args)
+            .output()
+            .expect("gavelctl runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The device record, if known.
     pub async fn device(&self, id: &str) -> Option<Value> {
         self.get(&format!("/api/v1/devices/{id}"))

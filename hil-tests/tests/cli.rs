@@ -5,20 +5,6 @@ use std::time::Duration;
 
 use gavel_hil::{AgentSpec, Broker, Controller, bin, start_agent, unique};
 
-fn gavelctl(controller: &Controller, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin("gavelctl"))
-        .arg("--controller")
-        .arg(&controller.url)
-        .args(args)
-        .output()
-        .expect("gavelctl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn gavelctl_lists_shows_and_pings_devices() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -30,7 +16,7 @@ async fn gavelctl_lists_shows_and_pings_devices() {
         .await
         .expect("online");
 
-    let (ok, out, err) = gavelctl(&controller, &["devices", "ls"]);
+    let (ok, out, err) = controller.gavelctl(&["devices", "ls"]);
     assert!(ok, "{err}");
     assert!(
         out.contains(&spec.id) && out.contains("ip-camera") && out.contains("online"),
@@ -38,27 +24,27 @@ async fn gavelctl_lists_shows_and_pings_devices() {
     );
     assert!(out.contains("1 devices, 1 online, 0 offline"), "{out}");
 
-    let (ok, out, err) = gavelctl(&controller, &["--json", "devices", "ls", "--online"]);
+    let (ok, out, err) = controller.gavelctl(&["--json", "devices", "ls", "--online"]);
     assert!(ok, "{err}");
     let list: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(list[0]["id"], spec.id.as_str());
 
-    let (ok, out, _) = gavelctl(&controller, &["devices", "ls", "--offline"]);
+    let (ok, out, _) = controller.gavelctl(&["devices", "ls", "--offline"]);
     assert!(ok);
     assert!(out.contains("0 devices"), "{out}");
 
-    let (ok, out, err) = gavelctl(&controller, &["devices", "show", &spec.id]);
+    let (ok, out, err) = controller.gavelctl(&["devices", "show", &spec.id]);
     assert!(ok, "{err}");
     assert!(
         out.contains("test-court / room-1") && out.contains("camera (unavailable)"),
         "{out}"
     );
 
-    let (ok, out, err) = gavelctl(&controller, &["devices", "ping", &spec.id]);
+    let (ok, out, err) = controller.gavelctl(&["devices", "ping", &spec.id]);
     assert!(ok, "{err}");
     assert!(out.contains("pong"), "{out}");
 
-    let (ok, _, err) = gavelctl(&controller, &["devices", "show", "no-such-device"]);
+    let (ok, _, err) = controller.gavelctl(&["devices", "show", "no-such-device"]);
     assert!(!ok);
     assert!(
         err.contains("404") && err.contains("no device no-such-device"),

@@ -2,24 +2,10 @@
 //! never records raises an alarm after the grace period, an offline device during the
 //! hearing raises another, and people acknowledge and resolve them.
 
-use std::process::Command;
 use std::time::Duration;
 
-use gavel_hil::{AgentSpec, Broker, Controller, bin, start_agent, unique};
+use gavel_hil::{AgentSpec, Broker, Controller, start_agent, unique};
 use serde_json::Value;
-
-fn gavelctl(c: &Controller, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin("gavelctl"))
-        .args(["--controller", &c.url])
-        .args(args)
-        .output()
-        .expect("gavelctl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 async fn alarms(c: &Controller) -> Vec<Value> {
     c.get("/api/v1/alarms")
@@ -75,7 +61,7 @@ async fn a_hearing_that_is_not_recorded_raises_alarms_people_acknowledge_and_res
         format!("case_number,court,room,start,end,judge,parties\n(2026)test-1,test-court,{room},{start},{end},王法官,plaintiff:张三\n"),
     )
     .expect("csv");
-    let (ok, out, err) = gavelctl(&controller, &["hearings", "import", &csv.to_string_lossy()]);
+    let (ok, out, err) = controller.gavelctl(&["hearings", "import", &csv.to_string_lossy()]);
     assert!(ok, "{err}");
     assert!(out.contains("imported 1 hearings"), "{out}");
 
@@ -91,7 +77,7 @@ async fn a_hearing_that_is_not_recorded_raises_alarms_people_acknowledge_and_res
 
     // People act on them; the history keeps who did what.
     let id = alarm["id"].as_str().expect("id");
-    let (ok, _, err) = gavelctl(&controller, &["alarms", "ack", id, "--by", "inspector-li"]);
+    let (ok, _, err) = controller.gavelctl(&["alarms", "ack", id, "--by", "inspector-li"]);
     assert!(ok, "{err}");
     let acked = alarms(&controller)
         .await
@@ -99,7 +85,7 @@ async fn a_hearing_that_is_not_recorded_raises_alarms_people_acknowledge_and_res
         .find(|a| a["id"] == id)
         .expect("still open");
     assert_eq!(acked["acknowledged"]["by"], "inspector-li");
-    let (ok, _, err) = gavelctl(&controller, &["alarms", "resolve", id, "--by", "tech-wang"]);
+    let (ok, _, err) = controller.gavelctl(&["alarms", "resolve", id, "--by", "tech-wang"]);
     assert!(ok, "{err}");
     assert!(
         alarms(&controller).await.iter().all(|a| a["id"] != id),
@@ -150,7 +136,7 @@ async fn a_hearing_that_is_not_recorded_raises_alarms_people_acknowledge_and_res
         "case_number,court,room,start,end,judge\nX,test-court,Bad Room,soon,later,\n",
     )
     .expect("csv");
-    let (ok, _, err) = gavelctl(&controller, &["hearings", "import", &csv.to_string_lossy()]);
+    let (ok, _, err) = controller.gavelctl(&["hearings", "import", &csv.to_string_lossy()]);
     assert!(!ok);
     assert!(
         err.contains("line 2, field `room`") && err.contains("nothing imported"),

@@ -5,25 +5,10 @@
 //! and abort.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gavel_hil::{AgentSpec, Broker, Controller, bin, start_agent, unique};
+use gavel_hil::{AgentSpec, Broker, Controller, start_agent, unique};
 use serde_json::Value;
-
-fn gavelctl(controller: &Controller, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin("gavelctl"))
-        .arg("--controller")
-        .arg(&controller.url)
-        .args(args)
-        .output()
-        .expect("gavelctl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn key(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -55,72 +40,60 @@ async fn campaign_halts_its_canary_wave_when_the_device_refuses_the_install() {
     )
     .unwrap();
     let bundle = dir.path().join("gavel-2.0.0.gota");
-    let (ok, out, err) = gavelctl(
-        &controller,
-        &[
-            "ota",
-            "build",
-            "--image",
-            s(&image),
-            "--version",
-            "2.0.0",
-            "--compatible",
-            "ip-camera",
-            "-o",
-            s(&bundle),
-            "--key",
-            s(&key("TEST-ONLY-release.key")),
-        ],
-    );
+    let (ok, out, err) = controller.gavelctl(&[
+        "ota",
+        "build",
+        "--image",
+        s(&image),
+        "--version",
+        "2.0.0",
+        "--compatible",
+        "ip-camera",
+        "-o",
+        s(&bundle),
+        "--key",
+        s(&key("TEST-ONLY-release.key")),
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("version 2.0.0 for [ip-camera]"), "{out}");
-    let (ok, out, err) = gavelctl(
-        &controller,
-        &[
-            "ota",
-            "verify",
-            s(&bundle),
-            "--pub",
-            s(&key("TEST-ONLY-release.pub")),
-        ],
-    );
+    let (ok, out, err) = controller.gavelctl(&[
+        "ota",
+        "verify",
+        s(&bundle),
+        "--pub",
+        s(&key("TEST-ONLY-release.pub")),
+    ]);
     assert!(ok && out.contains("signature and payload OK"), "{out}{err}");
-    let (ok, _, err) = gavelctl(
-        &controller,
-        &[
-            "ota",
-            "verify",
-            s(&bundle),
-            "--pub",
-            s(&key("TEST-ONLY-rogue.pub")),
-        ],
-    );
+    let (ok, _, err) = controller.gavelctl(&[
+        "ota",
+        "verify",
+        s(&bundle),
+        "--pub",
+        s(&key("TEST-ONLY-rogue.pub")),
+    ]);
     assert!(!ok && err.contains("signature"), "{err}");
 
     // Publish and list.
-    let (ok, out, err) = gavelctl(&controller, &["--json", "ota", "publish", s(&bundle)]);
+    let (ok, out, err) = controller.gavelctl(&["--json", "ota", "publish", s(&bundle)]);
     assert!(ok, "{err}");
     let published: Value = serde_json::from_str(&out).expect("json");
     let name = published["name"].as_str().expect("name").to_owned();
-    let (ok, out, err) = gavelctl(&controller, &["ota", "ls"]);
+    let (ok, out, err) = controller.gavelctl(&["ota", "ls"]);
     assert!(
         ok && out.contains(&name) && out.contains("2.0.0"),
         "{out}{err}"
     );
 
     // Campaign: the only device refuses, so the canary wave fails 1 of 1 and halts.
-    let (ok, out, err) = gavelctl(
-        &controller,
-        &[
-            "--json", "ota", "campaign", "create", "--bundle", &name, "--id", "c1",
-        ],
-    );
+    let (ok, out, err) = controller.gavelctl(&[
+        "--json", "ota", "campaign", "create", "--bundle", &name, "--id", "c1",
+    ]);
     assert!(ok, "{err}");
     let created: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(created["progress"]["total"], 1);
     let deadline = Instant::now() + Duration::from_secs(30);
     let halted = loop {
-        let (ok, out, err) = gavelctl(&controller, &["--json", "ota", "campaign", "status", "c1"]);
+        let (ok, out, err) = controller.gavelctl(&["--json", "ota", "campaign", "status", "c1"]);
         assert!(ok, "{err}");
         let v: Value = serde_json::from_str(&out).expect("json");
         if v["state"]["state"] == "halted" {
@@ -137,12 +110,12 @@ async fn campaign_halts_its_canary_wave_when_the_device_refuses_the_install() {
             .contains("wave 0 failed on 1 of 1"),
         "{halted}"
     );
-    let (ok, out, _) = gavelctl(&controller, &["ota", "campaign", "ls"]);
+    let (ok, out, _) = controller.gavelctl(&["ota", "campaign", "ls"]);
     assert!(ok && out.contains("c1") && out.contains("halted"), "{out}");
 
     // Abort ends it for good; resume no longer applies.
-    let (ok, out, err) = gavelctl(&controller, &["ota", "campaign", "abort", "c1"]);
+    let (ok, out, err) = controller.gavelctl(&["ota", "campaign", "abort", "c1"]);
     assert!(ok && out.contains("aborted"), "{out}{err}");
-    let (ok, out, _) = gavelctl(&controller, &["ota", "campaign", "resume", "c1"]);
+    let (ok, out, _) = controller.gavelctl(&["ota", "campaign", "resume", "c1"]);
     assert!(ok && out.contains("aborted"), "{out}");
 }

@@ -160,6 +160,8 @@ impl Court {
             "--keepalive",
             "5",
         ])
+        // Simulated devices: lamp, sensors and cameras are simulations, not hardware.
+        .arg("--simulate-hardware")
         .env("GAVEL_DATA_DIR", self.dir.join("agents").join(id));
         Child2::spawn(id, cmd, &self.dir.join("logs").join(format!("{id}.log")))
     }

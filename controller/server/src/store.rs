@@ -331,9 +331,16 @@ impl Store {
 
     /// Every stored hearing.
     pub async fn load_hearings(&self) -> Result<Vec<Hearing>, StoreError> {
-        let rows = sqlx::query("SELECT id, record FROM hearings ORDER BY start_ms")
-            .fetch_all(&self.pool)
-            .await?;
+        self.load_records("SELECT id, record FROM hearings ORDER BY start_ms")
+            .await
+    }
+
+    /// Runs `sql` (selecting `id` and a JSON `record`) and decodes every record.
+    async fn load_records<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get("id")?;
@@ -429,19 +436,8 @@ impl Store {
 
     /// Every stored device record.
     pub async fn load_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        let rows = sqlx::query("SELECT id, record FROM devices ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id")?;
-                let json: String = row.try_get("record")?;
-                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
-                    device: id,
-                    message: e.to_string(),
-                })
-            })
-            .collect()
+        self.load_records("SELECT id, record FROM devices ORDER BY id")
+            .await
     }
 
     /// Appends events to the event log (duplicates skipped).

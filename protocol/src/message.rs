@@ -77,6 +77,17 @@ fn hex64(field: &str, value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+fn hex_n(field: &str, value: &str, len: usize, what: &str) -> Result<(), Invalid> {
+    if value.len() != len
+        || !value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(Invalid::new(field, what));
+    }
+    Ok(())
+}
+
 fn finite(field: &str, value: f64) -> Result<(), Invalid> {
     if !value.is_finite() {
         return Err(Invalid::new(field, "not a finite number"));
@@ -512,6 +523,30 @@ pub enum EventBody {
         wall_start: OffsetDateTime,
         /// Chain link after this segment, lowercase hex.
         chain: String,
+        /// Start in the recording pipeline's stream time (ns). With `recovered`, the last
+        /// field of the chained entry: the controller recomputes the chain from segment
+        /// events. Absent from agents before it was added (their chain is not checked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_start_ns: Option<u64>,
+        /// Closed by crash recovery rather than by the recorder.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recovered: bool,
+    },
+    /// A hearing's recording is finished and its manifest signed (sent as `end`, after the
+    /// last segment). The device's signature over the chain head and the manifest's
+    /// SHA-256, in the `gavel-seal/1` text form (`gavel-evidence::Seal`). Added within v1.
+    Sealed {
+        hearing_id: String,
+        /// Segments in the hearing's chain.
+        segments: u64,
+        /// The chain's last link, lowercase hex.
+        chain_head: String,
+        /// SHA-256 of the signed `manifest.json`, lowercase hex.
+        manifest_sha256: String,
+        /// The device's evidence key (ed25519 public key), lowercase hex.
+        public_key: String,
+        /// ed25519 signature of the seal text, lowercase hex.
+        signature: String,
     },
     /// A source of a recording was lost (`start`) or came back (`end`, with the gap's span).
     /// Added within v1.
@@ -662,6 +697,30 @@ impl Message for Event {
                 text("file", file)?;
                 hex64("sha256", sha256)?;
                 hex64("chain", chain)?;
+            }
+            EventBody::Sealed {
+                hearing_id,
+                chain_head,
+                manifest_sha256,
+                public_key,
+                signature,
+                ..
+            } => {
+                check_hearing_id(hearing_id)?;
+                hex64("chain_head", chain_head)?;
+                hex64("manifest_sha256", manifest_sha256)?;
+                hex_n(
+                    "public_key",
+                    public_key,
+                    64,
+                    "not a lowercase hex ed25519 public key",
+                )?;
+                hex_n(
+                    "signature",
+                    signature,
+                    128,
+                    "not a lowercase hex ed25519 signature",
+                )?;
             }
             EventBody::SourceLost {
                 hearing_id,

@@ -57,6 +57,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "event-ota-rolled-back.json",
             "event-probe.json",
             "event-recording.json",
+            "event-sealed.json",
             "event-segment.json",
             "event-source-lost.json",
             "health-environment.json",
@@ -178,7 +179,17 @@ fn recording_event_fixtures_round_trip() {
         EventBody::Recording { state: RecordingState::Degraded, ref lost, .. } if lost == &["cam-judge"]
     ));
     let e: Event = round_trip("event-segment.json");
-    assert!(matches!(e.body, EventBody::Segment { index: 3, .. }));
+    assert!(matches!(
+        e.body,
+        EventBody::Segment {
+            index: 3,
+            stream_start_ns: Some(10_000_000_000),
+            recovered: false,
+            ..
+        }
+    ));
+    let e: Event = round_trip("event-sealed.json");
+    assert!(matches!(e.body, EventBody::Sealed { segments: 252, .. }));
     let e: Event = round_trip("event-source-lost.json");
     assert!(matches!(
         e.body,

@@ -258,11 +258,13 @@ impl Engine {
                 if let Some((h, opened)) = self.hearings.get_mut(&hearing) {
                     h.status = HearingStatus::InProgress;
                     opened.get_or_insert(now);
+                    h.opened_at.get_or_insert(now);
                 }
             }
             Input::Closed { hearing } => {
                 if let Some((h, _)) = self.hearings.get_mut(&hearing) {
                     h.status = HearingStatus::Closed;
+                    h.closed_at.get_or_insert(now);
                 }
             }
             Input::Room { court, room, state } => {
@@ -653,6 +655,8 @@ mod tests {
                 name: "张三".into(),
             }],
             status: HearingStatus::Scheduled,
+            opened_at: None,
+            closed_at: None,
         }
     }
 

@@ -46,6 +46,20 @@ pub struct Hearing {
     #[serde(default)]
     pub parties: Vec<Party>,
     pub status: HearingStatus,
+    /// When the hearing was opened (by the clerk or its recording starting).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub opened_at: Option<OffsetDateTime>,
+    /// When the hearing was closed.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub closed_at: Option<OffsetDateTime>,
 }
 
 /// One problem in an import, by line (1-based, header is line 1) and field.
@@ -255,6 +269,8 @@ pub fn import_csv(text: &str, local: UtcOffset) -> Result<Vec<Hearing>, Vec<RowE
                     judge,
                     parties,
                     status: HearingStatus::Scheduled,
+                    opened_at: None,
+                    closed_at: None,
                 },
             ));
         }

@@ -14,8 +14,10 @@
 //! - A device that is online but silent for longer than its liveness timeout is marked
 //!   offline as `stale` on the next tick; any message from it brings it back.
 
+pub mod compliance;
 pub mod enforcement;
 pub mod hearings;
+pub mod report;
 pub mod rollout;
 pub mod sequence;
 

@@ -104,11 +104,14 @@ async fn run(
                     if let Input::Opened { hearing, .. } | Input::Closed { hearing } = &input
                         && let Some(h) = known.get_mut(hearing)
                     {
-                        h.status = if matches!(input, Input::Opened { .. }) {
-                            gavel_fleet::hearings::HearingStatus::InProgress
+                        let now = OffsetDateTime::now_utc();
+                        if matches!(input, Input::Opened { .. }) {
+                            h.status = gavel_fleet::hearings::HearingStatus::InProgress;
+                            h.opened_at.get_or_insert(now);
                         } else {
-                            gavel_fleet::hearings::HearingStatus::Closed
-                        };
+                            h.status = gavel_fleet::hearings::HearingStatus::Closed;
+                            h.closed_at.get_or_insert(now);
+                        }
                         if let Err(e) = store.save_hearings(std::slice::from_ref(h)).await {
                             warn!(error = %e, "saving a hearing failed");
                         }

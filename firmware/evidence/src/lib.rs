@@ -12,11 +12,13 @@
 pub mod chain;
 pub mod key;
 pub mod manifest;
+pub mod seal;
 pub mod verify;
 
 pub use chain::{SegmentEntry, genesis, link};
 pub use key::DeviceKey;
 pub use manifest::{Gap, Manifest, ManifestSource, Signature};
+pub use seal::Seal;
 pub use verify::{Finding, Report};
 
 /// Why an evidence operation failed.

@@ -90,7 +90,8 @@ pub struct Signature {
 
 impl Manifest {
     /// Writes `manifest.json` and `manifest.sig` into `dir`, each atomically and durably.
-    pub fn write_signed(&self, dir: &Path, key: &DeviceKey) -> Result<(), EvidenceError> {
+    /// Returns the SHA-256 of the manifest's bytes (lowercase hex), for the [`crate::Seal`].
+    pub fn write_signed(&self, dir: &Path, key: &DeviceKey) -> Result<String, EvidenceError> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| EvidenceError::Format {
             path: dir.display().to_string(),
             what: "manifest",
@@ -109,7 +110,9 @@ impl Manifest {
         // Design: the manifest is renamed into place first; a crash between the two renames
         // leaves a manifest whose signature fails, which recovery rewrites at next start.
         write_atomic(&dir.join(MANIFEST_FILE), &bytes)?;
-        write_atomic(&dir.join(SIGNATURE_FILE), &sig_bytes)
+        write_atomic(&dir.join(SIGNATURE_FILE), &sig_bytes)?;
+        use sha2::Digest;
+        Ok(hex::encode(sha2::Sha256::digest(&bytes)))
     }
 }
 

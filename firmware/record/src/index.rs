@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gavel_evidence::{DeviceKey, Gap, Manifest, ManifestSource, SegmentEntry};
+use gavel_evidence::{DeviceKey, Gap, Manifest, ManifestSource, Seal, SegmentEntry};
 use gavel_store::Store;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -81,6 +81,17 @@ pub struct NewSegment {
 }
 
 /// The recordings folder and the index in the store.
+/// A finished hearing's manifest and signed seal.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub manifest: Manifest,
+    pub seal: Seal,
+    /// ed25519 signature of the seal text, hex.
+    pub signature: String,
+    /// The device's evidence key, hex.
+    pub public_key: String,
+}
+
 pub struct Index {
     store: Arc<Store>,
     root: PathBuf,
@@ -180,6 +191,31 @@ impl Index {
 
     /// Writes the hearing's signed manifest from the store.
     pub fn write_manifest(&self, record: &HearingRecord) -> Result<Manifest, RecordError> {
+        self.write_manifest_hashed(record).map(|(m, _)| m)
+    }
+
+    /// Writes the hearing's signed manifest and signs its [`Seal`]: the manifest, the
+    /// seal, its signature (hex) and the device's public key (hex).
+    pub fn seal(&self, record: &HearingRecord) -> Result<Sealed, RecordError> {
+        let (manifest, manifest_sha256) = self.write_manifest_hashed(record)?;
+        let seal = Seal {
+            hearing_id: manifest.hearing_id.clone(),
+            segments: manifest.segments.len() as u64,
+            chain_head: manifest.chain_head.clone(),
+            manifest_sha256,
+        };
+        Ok(Sealed {
+            signature: seal.sign(&self.key),
+            public_key: self.key.public_hex(),
+            seal,
+            manifest,
+        })
+    }
+
+    fn write_manifest_hashed(
+        &self,
+        record: &HearingRecord,
+    ) -> Result<(Manifest, String), RecordError> {
         let segments = self.segments(&record.hearing_id)?;
         let manifest = Manifest {
             format: gavel_evidence::manifest::FORMAT,
@@ -200,8 +236,8 @@ impl Index {
             path: dir.display().to_string(),
             source: e,
         })?;
-        manifest.write_signed(&dir, &self.key)?;
-        Ok(manifest)
+        let sha = manifest.write_signed(&dir, &self.key)?;
+        Ok((manifest, sha))
     }
 
     /// Chains the segment files of `source` that were written but never closed (the

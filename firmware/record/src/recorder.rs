@@ -431,23 +431,47 @@ impl Actor {
                 let Some(mut record) = self.record.take() else {
                     return;
                 };
-                if !self.shutting_down {
+                // On shutdown the hearing stays active (it resumes at the next start):
+                // the manifest is written but not sealed.
+                let finished = !self.shutting_down;
+                if finished {
                     record.ended = Some(ended);
                 }
                 let index = self.index.clone();
                 match blocking(move || {
                     index.save(&record)?;
-                    index.write_manifest(&record)
+                    index.seal(&record)
                 })
                 .await
                 {
-                    Ok(m) => info!(
-                        hearing = %hearing_id,
-                        segments = m.segments.len(),
-                        gaps = m.gaps.len(),
-                        ended = m.ended.is_some(),
-                        "recording finished; manifest signed"
-                    ),
+                    Ok(sealed) => {
+                        let m = &sealed.manifest;
+                        info!(
+                            hearing = %hearing_id,
+                            segments = m.segments.len(),
+                            gaps = m.gaps.len(),
+                            ended = m.ended.is_some(),
+                            "recording finished; manifest signed"
+                        );
+                        // The seal follows the last segment event through the same
+                        // ordered outbox, so the controller has every entry it covers.
+                        if !finished {
+                            return;
+                        }
+                        self.emit(
+                            format!("seal-{hearing_id}"),
+                            Phase::End,
+                            EventBody::Sealed {
+                                hearing_id: hearing_id.clone(),
+                                segments: sealed.seal.segments,
+                                chain_head: sealed.seal.chain_head,
+                                manifest_sha256: sealed.seal.manifest_sha256,
+                                public_key: sealed.public_key,
+                                signature: sealed.signature,
+                            },
+                        )
+                        .await;
+                    }
                     Err(e) => {
                         error!(hearing = %hearing_id, error = %e, "writing the final manifest failed")
                     }
@@ -594,6 +618,8 @@ impl Actor {
             duration_ns: e.duration_ns,
             wall_start: e.wall_start,
             chain: e.chain,
+            stream_start_ns: Some(e.stream_start_ns),
+            recovered: e.recovered,
         };
         self.emit(
             format!("seg-{}-{}", record.hearing_id, e.index),

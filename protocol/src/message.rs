@@ -568,6 +568,22 @@ pub enum EventBody {
     },
 }
 
+impl EventBody {
+    /// The hearing an event belongs to (recording, segment, seal, source lost).
+    pub fn hearing_id(&self) -> Option<&str> {
+        match self {
+            EventBody::Recording { hearing_id, .. }
+            | EventBody::Segment { hearing_id, .. }
+            | EventBody::Sealed { hearing_id, .. }
+            | EventBody::SourceLost { hearing_id, .. } => Some(hearing_id),
+            EventBody::Agent { .. }
+            | EventBody::Capability { .. }
+            | EventBody::Probe { .. }
+            | EventBody::Ota { .. } => None,
+        }
+    }
+}
+
 /// Steps of an over-the-air update as the device reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

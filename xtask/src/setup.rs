@@ -36,6 +36,10 @@ const DEMO_PACKAGES: &[(&str, &str)] = &[
     ("gstreamer1.0-plugins-ugly", "x264enc for test clips"),
     ("gstreamer1.0-libav", "decoders for sub-stream transcodes"),
     ("gstreamer1.0-tools", "gst-launch-1.0 (benchmark baseline)"),
+    (
+        "gstreamer1.0-x",
+        "timeoverlay (pango) on simulated cameras' test patterns",
+    ),
 ];
 
 const TEST_PACKAGES: &[(&str, &str)] = &[

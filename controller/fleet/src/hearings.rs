@@ -131,6 +131,28 @@ fn valid_id(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
+/// The id of a hearing imported without one: the case number's ASCII letters and digits
+/// (runs of anything else become one `-`, none at either end) and the start time, e.g.
+/// `(2026)浙0106民初1234号` at 09:00 → `2026-0106-1234-1795741200`. Never starts with
+/// `-`, so it is safe as a command-line argument.
+pub fn generated_id(case_number: &str, start: OffsetDateTime) -> String {
+    let mut id = String::new();
+    for c in case_number.chars() {
+        if c.is_ascii_alphanumeric() {
+            id.push(c.to_ascii_lowercase());
+        } else if !id.is_empty() && !id.ends_with('-') {
+            id.push('-');
+        }
+    }
+    let id = id.trim_end_matches('-');
+    let id: String = id.chars().take(40).collect();
+    if id.is_empty() {
+        format!("h-{}", start.unix_timestamp())
+    } else {
+        format!("{}-{}", id.trim_end_matches('-'), start.unix_timestamp())
+    }
+}
+
 /// Parses a hearing CSV. `local` is the courts' UTC offset for times without one.
 /// Returns every hearing, or every error (and then nothing is to be imported).
 pub fn import_csv(text: &str, local: UtcOffset) -> Result<Vec<Hearing>, Vec<RowError>> {
@@ -245,18 +267,7 @@ pub fn import_csv(text: &str, local: UtcOffset) -> Result<Vec<Hearing>, Vec<RowE
         if let (Some(s), Some(e)) = (start, end)
             && !case_number.is_empty()
         {
-            let id = format!(
-                "{}-{}",
-                case_number
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '-'
-                    })
-                    .collect::<String>(),
-                s.unix_timestamp()
-            );
+            let id = generated_id(&case_number, s);
             hearings.push((
                 line,
                 Hearing {
@@ -308,6 +319,18 @@ mod tests {
     use time::macros::{datetime, offset};
 
     const CST: UtcOffset = offset!(+8);
+
+    #[test]
+    fn generated_ids_are_safe_as_arguments_and_paths() {
+        let t = OffsetDateTime::from_unix_timestamp(1_795_741_200).expect("t");
+        assert_eq!(
+            generated_id("(2026)浙0106民初1234号", t),
+            "2026-0106-1234-1795741200"
+        );
+        assert_eq!(generated_id("刑初字", t), "h-1795741200");
+        assert_eq!(generated_id("--A b--", t), "a-b-1795741200");
+        assert!(valid_id(&generated_id("(2026)浙0106民初1234号", t)));
+    }
 
     #[test]
     fn a_valid_csv_imports_every_hearing_with_local_times() {

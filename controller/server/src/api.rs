@@ -41,6 +41,10 @@ pub struct AppState {
     pub enforcer: crate::enforcer::EnforcerHandle,
     /// Courts' UTC offset for imported times without one.
     pub utc_offset: time::UtcOffset,
+    /// Gathers a hearing's evidence for its compliance record.
+    pub compliance: crate::compliance::Sources,
+    /// Asks for a hearing to be assessed again (after a close).
+    pub compliance_trigger: crate::compliance::ComplianceTrigger,
 }
 
 #[derive(OpenApi)]
@@ -65,7 +69,10 @@ pub struct AppState {
         crate::campaigns::list,
         crate::campaigns::create,
         crate::campaigns::show,
-        crate::campaigns::act
+        crate::campaigns::act,
+        hearing_compliance,
+        compliance_report,
+        timeline
     ),
     components(schemas(
         DeviceRecord,
@@ -103,6 +110,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/hearings/import", post(import_hearings))
         .route("/api/v1/hearings/{id}/open", post(open_hearing))
         .route("/api/v1/hearings/{id}/close", post(close_hearing))
+        .route("/api/v1/hearings/{id}/compliance", get(hearing_compliance))
+        .route("/api/v1/reports/compliance", get(compliance_report))
+        .route("/api/v1/timeline", get(timeline))
         .route("/api/v1/alarms", get(list_alarms))
         .route("/api/v1/alarms/history", get(alarm_history))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
@@ -377,6 +387,7 @@ async fn stream(
                     &serde_json::json!({ "change": change, "alarm": alarm }),
                 ),
                 Ok(Push::Campaign(view)) => sse("campaign", &view),
+                Ok(Push::Compliance(c)) => sse("compliance", &c),
                 Ok(Push::Ota { .. }) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let (summary, devices) = fleet.snapshot().await;
@@ -472,9 +483,243 @@ async fn close_hearing(
 ) -> Result<StatusCode, ApiError> {
     hearing_exists(&s, &id).await?;
     s.enforcer
-        .input(gavel_fleet::enforcement::Input::Closed { hearing: id })
+        .input(gavel_fleet::enforcement::Input::Closed {
+            hearing: id.clone(),
+        })
         .await;
+    s.compliance_trigger.changed(&id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn find_hearing(s: &AppState, id: &str) -> Result<gavel_fleet::hearings::Hearing, ApiError> {
+    s.enforcer
+        .hearings()
+        .await
+        .into_iter()
+        .find(|h| h.id == id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no hearing {id}")))
+}
+
+/// A hearing's compliance record: scheduled against recorded coverage per source, gaps
+/// with reasons, hash chain and seal per device, transcript. The stored record once the
+/// hearing is closed and assessed; assessed on the spot (verdict `open`) before that.
+#[utoipa::path(get, path = "/api/v1/hearings/{id}/compliance", params(("id" = String, Path, description = "Hearing id")),
+    responses((status = 200, description = "Compliance record", body = Object), (status = 404, body = ApiErrorBody)))]
+async fn hearing_compliance(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<gavel_fleet::compliance::Compliance>, ApiError> {
+    let h = find_hearing(&s, &id).await?;
+    let stored = s.store.compliance(&id).await.map_err(internal)?;
+    match stored {
+        Some(c) if h.status == gavel_fleet::hearings::HearingStatus::Closed => Ok(Json(c)),
+        _ => {
+            s.fleet.flush().await;
+            s.compliance.assess(&h).await.map(Json).map_err(internal)
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// Which day (the courts' local date; today when absent) and in which form.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ReportQuery {
+    /// Court id (required for the compliance report).
+    pub court: Option<String>,
+    /// `YYYY-MM-DD` in the courts' local time; today when absent.
+    pub date: Option<String>,
+    /// `json` (default), `csv` or `html`.
+    pub format: Option<String>,
+}
+
+fn report_date(q: &ReportQuery, offset: time::UtcOffset) -> Result<time::Date, ApiError> {
+    match &q.date {
+        None => Ok(time::OffsetDateTime::now_utc().to_offset(offset).date()),
+        Some(d) => time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+            .map_err(|_| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("date {d:?}: expected YYYY-MM-DD"),
+                )
+            }),
+    }
+}
+
+/// The daily compliance report of a court: share of hearings fully recorded, every
+/// exception explained. JSON, CSV (`format=csv`) or a printable page (`format=html`).
+#[utoipa::path(get, path = "/api/v1/reports/compliance", params(ReportQuery),
+    responses((status = 200, description = "Daily report", body = Object), (status = 400, body = ApiErrorBody)))]
+async fn compliance_report(
+    State(s): State<AppState>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let court = q
+        .court
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "court is required".into()))?;
+    let offset = s.utc_offset;
+    let date = report_date(&q, offset)?;
+    let hearings = s.enforcer.hearings().await;
+    let (from, to) = day_bounds(date, offset);
+    let records = s
+        .store
+        .compliance_between(Some(&court), from, to)
+        .await
+        .map_err(internal)?;
+    let map = records
+        .into_iter()
+        .map(|c| (c.hearing_id.clone(), c))
+        .collect();
+    let report = gavel_fleet::report::daily(&court, date, offset, &hearings, &map);
+    let name = format!("compliance-{court}-{date}");
+    Ok(match q.format.as_deref().unwrap_or("json") {
+        "json" => Json(report).into_response(),
+        "csv" => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{name}.csv\""),
+                ),
+            ],
+            report.to_csv(offset),
+        )
+            .into_response(),
+        "html" => Html(report.to_html(offset)).into_response(),
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("format {other:?}: expected json, csv or html"),
+            ));
+        }
+    })
+}
+
+fn day_bounds(
+    date: time::Date,
+    offset: time::UtcOffset,
+) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let from = date.midnight().assume_offset(offset);
+    (from, from + time::Duration::days(1))
+}
+
+/// One hearing on the timeline.
+#[derive(Debug, Serialize)]
+struct TimelineHearing {
+    id: String,
+    case_number: String,
+    judge: String,
+    status: gavel_fleet::hearings::HearingStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    start: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    end: time::OffsetDateTime,
+    verdict: Option<gavel_fleet::compliance::Verdict>,
+    /// Recorded spans (Unix ms), the union over the hearing's sources that recorded most.
+    recorded: Vec<(i64, i64)>,
+    exceptions: Vec<String>,
+}
+
+/// A room's day.
+#[derive(Debug, Serialize)]
+struct TimelineRoom {
+    court: String,
+    room: String,
+    hearings: Vec<TimelineHearing>,
+}
+
+/// Today's (or `date`'s) hearings per room with what was recorded of them, for the
+/// dashboard's timeline.
+#[utoipa::path(get, path = "/api/v1/timeline", params(ReportQuery),
+    responses((status = 200, description = "Rooms with their hearings and recorded spans", body = Object)))]
+async fn timeline(
+    State(s): State<AppState>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let offset = s.utc_offset;
+    let date = report_date(&q, offset)?;
+    let (from, to) = day_bounds(date, offset);
+    let stored: std::collections::BTreeMap<String, gavel_fleet::compliance::Compliance> = s
+        .store
+        .compliance_between(q.court.as_deref().filter(|c| !c.is_empty()), from, to)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|c| (c.hearing_id.clone(), c))
+        .collect();
+    let now = time::OffsetDateTime::now_utc();
+    let mut rooms: std::collections::BTreeMap<(String, String), Vec<TimelineHearing>> =
+        Default::default();
+    for h in s.enforcer.hearings().await {
+        if h.scheduled_start < from
+            || h.scheduled_start >= to
+            || q.court
+                .as_deref()
+                .is_some_and(|c| !c.is_empty() && c != h.court)
+        {
+            continue;
+        }
+        use gavel_fleet::hearings::HearingStatus as St;
+        // Live coverage for the hearing in progress; stored records for closed ones.
+        let c = match stored.get(&h.id) {
+            Some(c) => Some(c.clone()),
+            None if h.status == St::InProgress
+                || (h.status == St::Scheduled && h.scheduled_start <= now) =>
+            {
+                s.compliance.assess(&h).await.ok()
+            }
+            None => None,
+        };
+        let recorded = c
+            .as_ref()
+            .and_then(|c| {
+                c.sources
+                    .iter()
+                    .max_by(|a, b| a.recorded_s.total_cmp(&b.recorded_s))
+            })
+            .map(|src| src.recorded.clone())
+            .unwrap_or_default();
+        rooms
+            .entry((h.court.clone(), h.room.clone()))
+            .or_default()
+            .push(TimelineHearing {
+                id: h.id.clone(),
+                case_number: h.case_number.clone(),
+                judge: h.judge.clone(),
+                status: h.status,
+                start: h.scheduled_start,
+                end: h.scheduled_end,
+                verdict: c
+                    .as_ref()
+                    .map(|c| c.verdict)
+                    .filter(|v| *v != gavel_fleet::compliance::Verdict::Open),
+                recorded,
+                exceptions: c.map(|c| c.exceptions).unwrap_or_default(),
+            });
+    }
+    let list: Vec<TimelineRoom> = rooms
+        .into_iter()
+        .map(|((court, room), mut hearings)| {
+            hearings.sort_by_key(|h| h.start);
+            TimelineRoom {
+                court,
+                room,
+                hearings,
+            }
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "date": date.to_string(),
+        "from": gavel_protocol::rfc3339(from),
+        "to": gavel_protocol::rfc3339(to),
+        "now": gavel_protocol::rfc3339(now),
+        "rooms": list,
+    }))
+    .into_response())
 }
 
 /// Open alarms.
@@ -562,6 +807,9 @@ mod tests {
             "/api/v1/devices/{id}/commands",
             "/api/v1/ingest",
             "/api/v1/stream",
+            "/api/v1/hearings/{id}/compliance",
+            "/api/v1/reports/compliance",
+            "/api/v1/timeline",
         ] {
             assert!(paths.contains_key(p), "{p} missing from OpenAPI");
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use gavel_fleet::sequence::{Cursor, SeqOutput, Sequencer};
 use gavel_fleet::{ChangeKind, DeviceRecord, Fleet, Input, Output, Summary};
 use gavel_protocol::{
-    Ack, Channel, Command, CommandBody, DeviceId, DeviceMessage, DeviceTopic, Event,
+    Ack, Channel, Command, CommandBody, DeviceId, DeviceMessage, DeviceTopic, Event, EventBody,
     PROTOCOL_VERSION, Receipt,
 };
 use rumqttc::{AsyncClient, QoS};
@@ -42,6 +42,8 @@ pub enum Push {
     },
     /// A campaign's state or progress changed (the campaign view as JSON).
     Campaign(Box<serde_json::Value>),
+    /// A hearing's compliance record was (re)assessed.
+    Compliance(Box<gavel_fleet::compliance::Compliance>),
 }
 
 /// A request to the fleet task.
@@ -150,6 +152,8 @@ pub struct FleetParts {
     pub mqtt: AsyncClient,
     /// Where presence, boots and health go for alarm enforcement.
     pub enforcer: Option<crate::enforcer::EnforcerHandle>,
+    /// Told when a device seals a hearing's recording (after the seal is stored).
+    pub compliance: Option<crate::compliance::ComplianceTrigger>,
 }
 
 /// Starts the fleet task.
@@ -167,6 +171,7 @@ pub fn spawn(
         metrics: parts.metrics,
         mqtt: parts.mqtt,
         enforcer: parts.enforcer,
+        compliance: parts.compliance,
         boots: HashMap::new(),
         dirty: BTreeMap::new(),
         events: Vec::new(),
@@ -184,6 +189,7 @@ struct Actor {
     metrics: Arc<Metrics>,
     mqtt: AsyncClient,
     enforcer: Option<crate::enforcer::EnforcerHandle>,
+    compliance: Option<crate::compliance::ComplianceTrigger>,
     /// Last boot id seen per device (a new one is an agent start).
     boots: HashMap<DeviceId, String>,
     dirty: BTreeMap<DeviceId, DeviceRecord>,
@@ -348,7 +354,7 @@ impl Actor {
     /// Recording events tell the enforcement engine whether a room records.
     fn enforce_recording(&self, device: &DeviceId, event: &Event) {
         use gavel_fleet::enforcement::{Input as E, RoomRecording};
-        use gavel_protocol::{EventBody, RecordingState};
+        use gavel_protocol::RecordingState;
         let Some(enforcer) = &self.enforcer else {
             return;
         };
@@ -476,6 +482,13 @@ impl Actor {
             .await
         {
             Ok(()) => {
+                if let Some(c) = &self.compliance {
+                    for (_, event, _) in &self.events {
+                        if let EventBody::Sealed { hearing_id, .. } = &event.body {
+                            c.changed(hearing_id);
+                        }
+                    }
+                }
                 self.dirty.clear();
                 self.events.clear();
                 self.cursors.clear();

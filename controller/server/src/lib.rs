@@ -11,6 +11,7 @@
 pub mod api;
 pub mod broker;
 pub mod campaigns;
+pub mod compliance;
 pub mod config;
 pub mod enforcer;
 pub mod fleet_actor;
@@ -106,6 +107,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         metrics.clone(),
         shutdown.child_token(),
     );
+    let (compliance_trigger, compliance_rx) = compliance::channel();
     let (fleet, fleet_task) = fleet_actor::spawn(
         fleet_actor::FleetParts {
             fleet: Fleet::restore(restored),
@@ -116,7 +118,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             metrics: metrics.clone(),
             mqtt: client.clone(),
             enforcer: Some(enforcer.clone()),
+            compliance: Some(compliance_trigger.clone()),
         },
+        shutdown.child_token(),
+    );
+    let compliance_sources = compliance::Sources {
+        store: store.clone(),
+        fleet: fleet.clone(),
+        enforcer: enforcer.clone(),
+    };
+    let compliance_task = compliance::spawn(
+        compliance_sources.clone(),
+        compliance_rx,
+        push.clone(),
         shutdown.child_token(),
     );
     let ingest_task = tokio::spawn(ingest::run(
@@ -164,6 +178,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         command_timeout: Duration::from_millis(settings.command_timeout_ms),
         enforcer,
         utc_offset: settings.enforcement.offset(),
+        compliance: compliance_sources,
+        compliance_trigger,
     };
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -191,6 +207,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             ingest_task,
             fleet_task,
             enforcer_task,
+            compliance_task,
         ],
         store,
     })

@@ -6,6 +6,7 @@
 //! transaction per second, so telemetry from thousands of devices costs one commit.
 
 use gavel_fleet::DeviceRecord;
+use gavel_fleet::compliance::Compliance;
 use gavel_fleet::enforcement::Alarm;
 use gavel_fleet::hearings::Hearing;
 use gavel_fleet::sequence::Cursor;
@@ -145,7 +146,27 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
             campaign TEXT NOT NULL
         )",
     ),
+    (5, COMPLIANCE, COMPLIANCE),
 ];
+
+/// Hearing-scoped events (recording, segment, source lost, seal), compliance records and
+/// the devices' pinned evidence keys (same SQL for both engines).
+const COMPLIANCE: &str = "ALTER TABLE device_events ADD COLUMN hearing_id TEXT;
+        CREATE INDEX IF NOT EXISTS device_events_by_hearing ON device_events (hearing_id);
+        CREATE TABLE IF NOT EXISTS compliance (
+            hearing_id TEXT PRIMARY KEY,
+            court TEXT NOT NULL,
+            start_ms BIGINT NOT NULL,
+            verdict TEXT NOT NULL,
+            computed_ms BIGINT NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS compliance_by_day ON compliance (court, start_ms);
+        CREATE TABLE IF NOT EXISTS evidence_keys (
+            device_id TEXT PRIMARY KEY,
+            public_key TEXT NOT NULL,
+            first_seen_ms BIGINT NOT NULL
+        )";
 
 fn millis(ts: OffsetDateTime) -> i64 {
     (ts.unix_timestamp_nanos() / 1_000_000) as i64
@@ -269,8 +290,8 @@ impl Store {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
             sqlx::query(
-                "INSERT INTO device_events (device_id, boot_id, received_ms, seq, event_id, phase, kind, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                "INSERT INTO device_events (device_id, boot_id, received_ms, seq, event_id, phase, kind, body, hearing_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (device_id, boot_id, seq) DO NOTHING",
             )
             .bind(device.as_str())
@@ -281,6 +302,7 @@ impl Store {
             .bind(phase)
             .bind(kind)
             .bind(body)
+            .bind(event.body.hearing_id().map(str::to_owned))
             .execute(&mut *tx)
             .await?;
         }
@@ -482,6 +504,129 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Every hearing-scoped event of a hearing (all devices), in arrival order, with the
+    /// device and the time it was stored.
+    pub async fn hearing_events(
+        &self,
+        hearing_id: &str,
+    ) -> Result<Vec<(String, OffsetDateTime, Event)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, received_ms, body FROM device_events
+             WHERE hearing_id = $1 ORDER BY id",
+        )
+        .bind(hearing_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let device: String = row.try_get("device_id")?;
+            let received_ms: i64 = row.try_get("received_ms")?;
+            let body: String = row.try_get("body")?;
+            let event = gavel_protocol::decode::<Event>(body.as_bytes()).map_err(|e| {
+                StoreError::Corrupt {
+                    device: device.clone(),
+                    message: format!("stored event of hearing {hearing_id}: {e}"),
+                }
+            })?;
+            let received =
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(received_ms) * 1_000_000)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            out.push((device, received, event));
+        }
+        Ok(out)
+    }
+
+    /// Stores (replaces) a hearing's compliance record.
+    pub async fn save_compliance(&self, c: &Compliance) -> Result<(), StoreError> {
+        let json = serde_json::to_string(c).map_err(|e| StoreError::Corrupt {
+            device: c.hearing_id.clone(),
+            message: e.to_string(),
+        })?;
+        let verdict = serde_json::to_value(c.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO compliance (hearing_id, court, start_ms, verdict, computed_ms, record)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (hearing_id) DO UPDATE SET court = excluded.court,
+               start_ms = excluded.start_ms, verdict = excluded.verdict,
+               computed_ms = excluded.computed_ms, record = excluded.record",
+        )
+        .bind(c.hearing_id.clone())
+        .bind(c.court.clone())
+        .bind(millis(c.scheduled_start))
+        .bind(verdict)
+        .bind(millis(c.computed_at))
+        .bind(json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A hearing's stored compliance record.
+    pub async fn compliance(&self, hearing_id: &str) -> Result<Option<Compliance>, StoreError> {
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT record FROM compliance WHERE hearing_id = $1")
+                .bind(hearing_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| {
+            serde_json::from_str(&r).map_err(|e| StoreError::Corrupt {
+                device: hearing_id.to_owned(),
+                message: format!("compliance record: {e}"),
+            })
+        })
+        .transpose()
+    }
+
+    /// Compliance records of hearings scheduled to start in `[from, to)`, optionally of
+    /// one court.
+    pub async fn compliance_between(
+        &self,
+        court: Option<&str>,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<Compliance>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT hearing_id, record FROM compliance
+             WHERE start_ms >= $1 AND start_ms < $2 AND ($3 = '' OR court = $3)",
+        )
+        .bind(millis(from))
+        .bind(millis(to))
+        .bind(court.unwrap_or("").to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, r)| {
+                serde_json::from_str(&r).map_err(|e| StoreError::Corrupt {
+                    device: id,
+                    message: format!("compliance record: {e}"),
+                })
+            })
+            .collect()
+    }
+
+    /// The evidence key pinned for `device`, pinning `seen` when there is none yet
+    /// (trust on first use until devices are provisioned with registered keys).
+    pub async fn pin_evidence_key(&self, device: &str, seen: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO evidence_keys (device_id, public_key, first_seen_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id) DO NOTHING",
+        )
+        .bind(device.to_owned())
+        .bind(seen.to_owned())
+        .bind(millis(OffsetDateTime::now_utc()))
+        .execute(&self.pool)
+        .await?;
+        let key: String =
+            sqlx::query_scalar("SELECT public_key FROM evidence_keys WHERE device_id = $1")
+                .bind(device.to_owned())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(key)
     }
 
     /// Closes the pool, waiting for connections to finish.

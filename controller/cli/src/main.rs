@@ -78,6 +78,25 @@ enum Hearings {
         #[arg(long, env = "USER", default_value = "clerk")]
         by: String,
     },
+    /// A hearing's compliance record: coverage and gaps per source, hash chain and seal
+    /// per device, every exception.
+    Compliance { id: String },
+    /// A court's daily compliance report: share of hearings fully recorded, every
+    /// exception explained.
+    Report {
+        /// Court id.
+        #[arg(long)]
+        court: String,
+        /// Day (YYYY-MM-DD, the courts' local date); today when absent.
+        #[arg(long)]
+        date: Option<String>,
+        /// `table` (default), `csv` or `html`.
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "html"])]
+        format: String,
+        /// Write the CSV or HTML to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,6 +198,113 @@ impl Api {
         )
         .await
     }
+}
+
+fn print_compliance(c: &Value) {
+    let f = |k: &str| c[k].as_str().unwrap_or("-").to_owned();
+    println!(
+        "{} {} ({}/{}): {}",
+        f("hearing_id"),
+        f("case_number"),
+        f("court"),
+        f("room"),
+        f("verdict").replace('_', " ")
+    );
+    println!("required {} → {}", f("required_from"), f("required_to"));
+    let mut t = table();
+    t.set_header([
+        "DEVICE",
+        "SOURCE",
+        "SEGMENTS",
+        "RECORDED",
+        "COVERAGE",
+        "GAPS",
+        "LATEST ARRIVAL",
+    ]);
+    for s in c["sources"].as_array().into_iter().flatten() {
+        t.add_row([
+            s["device"].as_str().unwrap_or("-").to_owned(),
+            s["source"].as_str().unwrap_or("-").to_owned(),
+            s["segments"].to_string(),
+            format!(
+                "{:.0}/{:.0} s",
+                s["recorded_s"].as_f64().unwrap_or(0.0),
+                s["required_s"].as_f64().unwrap_or(0.0)
+            ),
+            format!("{:.1} %", s["coverage"].as_f64().unwrap_or(0.0) * 100.0),
+            s["gaps"].as_array().map_or(0, Vec::len).to_string(),
+            format!(
+                "{:.0} s late",
+                s["max_delivery_delay_s"].as_f64().unwrap_or(0.0)
+            ),
+        ]);
+    }
+    println!("{t}");
+    for d in c["devices"].as_array().into_iter().flatten() {
+        println!(
+            "{}: hash chain {}, seal {}",
+            d["device"].as_str().unwrap_or("-"),
+            d["chain"]["state"].as_str().unwrap_or("-"),
+            d["seal"]["state"].as_str().unwrap_or("-")
+        );
+    }
+    println!(
+        "transcript: {}",
+        match (
+            c["transcript_required"].as_bool(),
+            c["transcript_present"].as_bool()
+        ) {
+            (_, Some(true)) => "present",
+            (Some(true), _) => "MISSING",
+            _ => "not required (no transcription in this room)",
+        }
+    );
+    for e in c["exceptions"].as_array().into_iter().flatten() {
+        println!("exception: {}", e.as_str().unwrap_or(""));
+    }
+    for n in c["notes"].as_array().into_iter().flatten() {
+        println!("note: {}", n.as_str().unwrap_or(""));
+    }
+}
+
+fn print_report(r: &Value) {
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    println!(
+        "{} {}: {} hearings; {} complete, {} incomplete, {} not recorded, {} pending, {} open, {} cancelled; fully recorded: {}",
+        r["court"].as_str().unwrap_or("-"),
+        r["date"].as_str().unwrap_or("-"),
+        n("hearings"),
+        n("complete"),
+        n("incomplete"),
+        n("not_recorded"),
+        n("pending"),
+        n("open"),
+        n("cancelled"),
+        r["share_fully_recorded"]
+            .as_f64()
+            .map_or("–".to_owned(), |s| format!("{:.1} %", s * 100.0))
+    );
+    let mut t = table();
+    t.set_header(["START", "ROOM", "CASE", "VERDICT", "COVERAGE", "EXCEPTIONS"]);
+    for row in r["rows"].as_array().into_iter().flatten() {
+        t.add_row([
+            row["scheduled_start"].as_str().unwrap_or("-").to_owned(),
+            row["room"].as_str().unwrap_or("-").to_owned(),
+            row["case_number"].as_str().unwrap_or("-").to_owned(),
+            row["verdict"].as_str().unwrap_or("-").replace('_', " "),
+            row["coverage"]
+                .as_f64()
+                .map_or(String::new(), |c| format!("{:.1} %", c * 100.0)),
+            row["explanation"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ]);
+    }
+    println!("{t}");
 }
 
 fn ago(ts: OffsetDateTime) -> String {
@@ -617,6 +743,76 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             println!("{id}: closed by {by}");
+        }
+        Top::Hearings(Hearings::Compliance { id }) => {
+            let c = api
+                .get(
+                    &format!("/api/v1/hearings/{id}/compliance"),
+                    &format!("reading the compliance record of {id}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print_compliance(&c);
+            }
+        }
+        Top::Hearings(Hearings::Report {
+            court,
+            date,
+            format,
+            output,
+        }) => {
+            let mut query = vec![("court", court.clone())];
+            if let Some(d) = &date {
+                query.push(("date", d.clone()));
+            }
+            let what = format!("reading the compliance report of {court}");
+            if format == "table" && output.is_none() {
+                let req = api
+                    .http
+                    .get(format!("{}/api/v1/reports/compliance", api.base))
+                    .query(&query);
+                let r = api.send(req, &what).await?;
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                } else {
+                    print_report(&r);
+                }
+            } else {
+                let format = if format == "table" {
+                    "csv".to_owned()
+                } else {
+                    format
+                };
+                query.push(("format", format));
+                let resp = api
+                    .http
+                    .get(format!("{}/api/v1/reports/compliance", api.base))
+                    .query(&query)
+                    .send()
+                    .await
+                    .with_context(|| {
+                        format!("cannot reach the controller at {} ({what})", api.base)
+                    })?;
+                let status = resp.status();
+                let text = resp.text().await.with_context(|| what.clone())?;
+                if !status.is_success() {
+                    let msg = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| v["error"].as_str().map(str::to_owned))
+                        .unwrap_or(text);
+                    bail!("{what}: {status}: {msg}");
+                }
+                match output {
+                    Some(path) => {
+                        std::fs::write(&path, text)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        println!("report written to {}", path.display());
+                    }
+                    None => print!("{text}"),
+                }
+            }
         }
         Top::Alarms(Alarms::Ls) => {
             let v = api.get("/api/v1/alarms", "listing alarms").await?;

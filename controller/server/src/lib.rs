@@ -14,6 +14,7 @@ pub mod campaigns;
 pub mod config;
 pub mod enforcer;
 pub mod fleet_actor;
+pub mod hearings_api;
 pub mod ingest;
 pub mod metrics;
 pub mod ota;

@@ -448,6 +448,27 @@ mod tests {
     }
 
     #[test]
+    fn a_record_stored_before_the_audit_history_existed_still_loads() {
+        let old = r#"{"id":"a1-1795741200","case_number":"A1","court":"hz","room":"room-1",
+            "scheduled_start":"2026-11-27T01:00:00Z","scheduled_end":"2026-11-27T02:00:00Z",
+            "judge":"J","parties":[],"status":"scheduled"}"#;
+        let h: Hearing = serde_json::from_str(old).expect("old record");
+        assert!(h.history.is_empty());
+        // And a record with history round-trips.
+        let mut moved = h.clone();
+        moved.history.push(HearingChange {
+            action: ChangeAction::Moved,
+            by: "cms".into(),
+            why: "judge ill".into(),
+            at: datetime!(2026-11-26 08:00 UTC),
+            detail: "x -> y".into(),
+        });
+        let json = serde_json::to_string(&moved).expect("json");
+        assert_eq!(serde_json::from_str::<Hearing>(&json).expect("back"), moved);
+        assert!(!serde_json::to_string(&h).expect("json").contains("history"));
+    }
+
+    #[test]
     fn a_missing_column_is_named() {
         let errors = import_csv("case_number,court,start,end,judge\n", CST).expect_err("column");
         assert_eq!(errors[0].field, "room");

@@ -531,7 +531,7 @@ fn event_hearing(
     let case_number = match get("X-GAVEL-CASE").or_else(|| get("SUMMARY")) {
         Some(p) if !text(&p.value).is_empty() => Some(text(&p.value)),
         Some(p) => {
-            bad(p.line, &p.name.clone(), "empty: the case number".into());
+            bad(p.line, &p.name, "empty: the case number".into());
             None
         }
         None => {
@@ -647,7 +647,7 @@ fn event_hearing(
     let judge = match judge {
         Some((_, name)) if !name.is_empty() => Some(name),
         Some((p, _)) => {
-            bad(p.line, &p.name.clone(), "empty: the judge".into());
+            bad(p.line, &p.name, "empty: the judge".into());
             None
         }
         None => {

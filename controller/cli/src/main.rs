@@ -64,7 +64,10 @@ enum Hearings {
     /// List hearings.
     Ls,
     /// Show one hearing: schedule, parties, status and who moved or cancelled it.
-    Show { id: String },
+    Show {
+        /// Hearing id (see `gavelctl hearings ls`).
+        id: String,
+    },
     /// Import hearings from a CSV file (case_number,court,room,start,end,judge,parties) or
     /// an iCalendar file (.ics, one VEVENT per hearing): all or nothing, every bad row or
     /// event named by line and field. Hearings already known by id are updated.
@@ -81,14 +84,19 @@ enum Hearings {
         /// Case number, e.g. "(2026)浙0106民初1234号".
         #[arg(long = "case")]
         case_number: String,
+        /// Court id, e.g. hz-intermediate.
         #[arg(long)]
         court: String,
+        /// Room id, e.g. room-101.
         #[arg(long)]
         room: String,
+        /// Scheduled start.
         #[arg(long)]
         start: String,
+        /// Scheduled end.
         #[arg(long)]
         end: String,
+        /// The presiding judge.
         #[arg(long)]
         judge: String,
         /// A party as role:name; repeat for each.
@@ -101,11 +109,15 @@ enum Hearings {
     /// Move a hearing to new times and/or another room. A new --start alone keeps its
     /// duration. Refused once closed or cancelled, and when the room is taken.
     Move {
+        /// Hearing id (see `gavelctl hearings ls`).
         id: String,
+        /// New start: RFC 3339 or "YYYY-MM-DD HH:MM" in the courts' offset.
         #[arg(long)]
         start: Option<String>,
+        /// New end (same formats).
         #[arg(long)]
         end: Option<String>,
+        /// New room id.
         #[arg(long)]
         room: Option<String>,
         /// Who moves it (kept with the hearing).
@@ -117,6 +129,7 @@ enum Hearings {
     },
     /// Cancel a scheduled hearing (not one in progress: close that one).
     Cancel {
+        /// Hearing id (see `gavelctl hearings ls`).
         id: String,
         /// Who cancels it (kept with the hearing).
         #[arg(long, env = "USER", default_value = "clerk")]
@@ -244,7 +257,10 @@ enum Devices {
         offline: bool,
     },
     /// Show one device in detail.
-    Show { id: String },
+    Show {
+        /// Hearing id (see `gavelctl hearings ls`).
+        id: String,
+    },
     /// Check the command path to a device end to end.
     Ping {
         id: String,

@@ -71,7 +71,7 @@ fn refused(e: UpsertError) -> Response {
 }
 
 /// Parses a JSON body, naming the field that is wrong.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, FieldErrors> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
@@ -81,12 +81,15 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Response> {
         } else {
             format!("field `{field}`: {message}")
         };
-        field_errors(
-            StatusCode::BAD_REQUEST,
+        FieldErrors {
             error,
-            vec![RowError::new(0, &field, message)],
-        )
+            errors: vec![RowError::new(0, &field, message)],
+        }
     })
+}
+
+fn bad_request(e: FieldErrors) -> Response {
+    (StatusCode::BAD_REQUEST, Json(e)).into_response()
 }
 
 /// Hearings known to the controller, by start time.
@@ -257,7 +260,7 @@ fn time_field(
 pub async fn create_hearing(State(s): State<AppState>, bytes: Bytes) -> Response {
     let new: NewHearing = match body(&bytes) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(e) => return bad_request(e),
     };
     let mut errors = Vec::new();
     let start = time_field("scheduled_start", &new.scheduled_start, &s, &mut errors);
@@ -341,7 +344,7 @@ pub async fn move_hearing(
 ) -> Response {
     let m: MoveHearing = match body(&bytes) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(e) => return bad_request(e),
     };
     let mut errors = Vec::new();
     let start = m
@@ -399,7 +402,7 @@ pub async fn cancel_hearing(
 ) -> Response {
     let c: CancelHearing = match body(&bytes) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return bad_request(e),
     };
     let change = Change::Cancel {
         id,

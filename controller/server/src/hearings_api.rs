@@ -425,15 +425,33 @@ async fn hearing_exists(s: &AppState, id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The clerk opens the hearing.
+/// The clerk opens the hearing (not a cancelled or closed one).
 #[utoipa::path(post, path = "/api/v1/hearings/{id}/open", params(("id" = String, Path, description = "Hearing id")), request_body = Actor,
-    responses((status = 204), (status = 404, body = ApiErrorBody)))]
+    responses((status = 204), (status = 404, body = ApiErrorBody),
+        (status = 409, description = "Cancelled or closed", body = ApiErrorBody)))]
 pub async fn open_hearing(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Json(a): Json<Actor>,
 ) -> Result<StatusCode, ApiError> {
-    hearing_exists(&s, &id).await?;
+    let h = s
+        .enforcer
+        .hearing(&id)
+        .await
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no hearing {id}")))?;
+    if matches!(h.status, HearingStatus::Cancelled | HearingStatus::Closed) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "hearing {id} is {}; it cannot be opened",
+                if h.status == HearingStatus::Closed {
+                    "closed"
+                } else {
+                    "cancelled"
+                }
+            ),
+        ));
+    }
     s.enforcer
         .input(gavel_fleet::enforcement::Input::Opened {
             hearing: id,

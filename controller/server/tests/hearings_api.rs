@@ -264,6 +264,11 @@ async fn case_management_systems_create_move_and_cancel_hearings_and_enforcement
         .0,
         StatusCode::CONFLICT
     );
+    let (status, e) = api
+        .post("/api/v1/hearings/cms-b/open", json!({"by": "clerk"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(e["error"].as_str().unwrap().contains("cancelled"), "{e}");
 
     // In progress: not cancellable; closed: not movable.
     assert_eq!(

@@ -63,9 +63,81 @@ enum Top {
 enum Hearings {
     /// List hearings.
     Ls,
-    /// Import hearings from a CSV file (case_number,court,room,start,end,judge,parties):
-    /// all or nothing, every bad row named.
-    Import { file: std::path::PathBuf },
+    /// Show one hearing: schedule, parties, status and who moved or cancelled it.
+    Show {
+        /// Hearing id (see `gavelctl hearings ls`).
+        id: String,
+    },
+    /// Import hearings from a CSV file (case_number,court,room,start,end,judge,parties) or
+    /// an iCalendar file (.ics, one VEVENT per hearing): all or nothing, every bad row or
+    /// event named by line and field. Hearings already known by id are updated.
+    Import {
+        file: std::path::PathBuf,
+        /// The file's format; default: from the extension (.csv, .ics/.ical), else from
+        /// the content.
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+    },
+    /// Schedule one hearing. Times are RFC 3339 (2026-11-27T09:00:00+08:00) or
+    /// "YYYY-MM-DD HH:MM" in the courts' offset.
+    Create {
+        /// Case number, e.g. "(2026)浙0106民初1234号".
+        #[arg(long = "case")]
+        case_number: String,
+        /// Court id, e.g. hz-intermediate.
+        #[arg(long)]
+        court: String,
+        /// Room id, e.g. room-101.
+        #[arg(long)]
+        room: String,
+        /// Scheduled start.
+        #[arg(long)]
+        start: String,
+        /// Scheduled end.
+        #[arg(long)]
+        end: String,
+        /// The presiding judge.
+        #[arg(long)]
+        judge: String,
+        /// A party as role:name; repeat for each.
+        #[arg(long = "party", value_name = "ROLE:NAME")]
+        parties: Vec<String>,
+        /// Hearing id (the case management system's); default: from case number and start.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Move a hearing to new times and/or another room. A new --start alone keeps its
+    /// duration. Refused once closed or cancelled, and when the room is taken.
+    Move {
+        /// Hearing id (see `gavelctl hearings ls`).
+        id: String,
+        /// New start: RFC 3339 or "YYYY-MM-DD HH:MM" in the courts' offset.
+        #[arg(long)]
+        start: Option<String>,
+        /// New end (same formats).
+        #[arg(long)]
+        end: Option<String>,
+        /// New room id.
+        #[arg(long)]
+        room: Option<String>,
+        /// Who moves it (kept with the hearing).
+        #[arg(long, env = "USER", default_value = "clerk")]
+        by: String,
+        /// Why (kept with the hearing).
+        #[arg(long, default_value = "")]
+        why: String,
+    },
+    /// Cancel a scheduled hearing (not one in progress: close that one).
+    Cancel {
+        /// Hearing id (see `gavelctl hearings ls`).
+        id: String,
+        /// Who cancels it (kept with the hearing).
+        #[arg(long, env = "USER", default_value = "clerk")]
+        by: String,
+        /// Why (required; kept with the hearing).
+        #[arg(long)]
+        why: String,
+    },
     /// Open a hearing (the clerk's action).
     Open {
         id: String,
@@ -97,6 +169,75 @@ enum Hearings {
         #[arg(short, long)]
         output: Option<std::path::PathBuf>,
     },
+}
+
+/// Formats `gavelctl hearings import` reads.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ImportFormat {
+    Csv,
+    Ics,
+}
+
+impl ImportFormat {
+    /// By --format, else the extension, else the content.
+    fn of(given: Option<Self>, file: &std::path::Path, text: &str) -> Self {
+        if let Some(f) = given {
+            return f;
+        }
+        match file
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_lowercase)
+            .as_deref()
+        {
+            Some("csv") => Self::Csv,
+            Some("ics" | "ical" | "icalendar" | "ifb") => Self::Ics,
+            _ if gavel_fleet::hearings::ics::looks_like_ics(text) => Self::Ics,
+            _ => Self::Csv,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv",
+            Self::Ics => "text/calendar",
+        }
+    }
+}
+
+fn print_hearing(h: &Value) {
+    let f = |k: &str| h[k].as_str().unwrap_or("-").to_owned();
+    println!("hearing    {}", f("id"));
+    println!("case       {}", f("case_number"));
+    println!("court      {}  room {}", f("court"), f("room"));
+    println!(
+        "scheduled  {} to {}",
+        f("scheduled_start"),
+        f("scheduled_end")
+    );
+    println!("judge      {}", f("judge"));
+    println!("status     {}", f("status"));
+    for p in h["parties"].as_array().into_iter().flatten() {
+        println!(
+            "party      {}: {}",
+            p["role"].as_str().unwrap_or("?"),
+            p["name"].as_str().unwrap_or("?")
+        );
+    }
+    for c in h["history"].as_array().into_iter().flatten() {
+        println!(
+            "{:<10} {} by {}{}: {}",
+            c["action"].as_str().unwrap_or("?"),
+            c["at"].as_str().unwrap_or("?"),
+            c["by"].as_str().unwrap_or("?"),
+            c["why"]
+                .as_str()
+                .filter(|w| !w.is_empty())
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default(),
+            c["detail"].as_str().unwrap_or("")
+        );
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,7 +276,10 @@ enum Devices {
         offline: bool,
     },
     /// Show one device in detail.
-    Show { id: String },
+    Show {
+        /// Hearing id (see `gavelctl hearings ls`).
+        id: String,
+    },
     /// Check the command path to a device end to end.
     Ping {
         id: String,
@@ -682,13 +826,14 @@ async fn main() -> anyhow::Result<()> {
                 println!("{t}");
             }
         }
-        Top::Hearings(Hearings::Import { file }) => {
+        Top::Hearings(Hearings::Import { file, format }) => {
             let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+                .with_context(|| format!("reading {} (it must be UTF-8 text)", file.display()))?;
+            let format = ImportFormat::of(format, &file, &text);
             let resp = api
                 .http
                 .post(format!("{}/api/v1/hearings/import", api.base))
-                .header("content-type", "text/csv")
+                .header("content-type", format.content_type())
                 .body(text)
                 .send()
                 .await
@@ -701,9 +846,10 @@ async fn main() -> anyhow::Result<()> {
             if status.is_success() {
                 if !cli.json {
                     println!(
-                        "imported {} hearings from {}",
+                        "imported {} hearings from {} ({} unchanged)",
                         body["imported"],
-                        file.display()
+                        file.display(),
+                        body["unchanged"].as_u64().unwrap_or(0)
                     );
                 }
             } else {
@@ -717,11 +863,106 @@ async fn main() -> anyhow::Result<()> {
                     );
                 }
                 bail!(
-                    "nothing imported: {}",
+                    "nothing imported from {} (read as {:?}): {}",
+                    file.display(),
+                    format,
                     body["error"]
                         .as_str()
                         .unwrap_or("the controller refused the file")
                 );
+            }
+        }
+        Top::Hearings(Hearings::Show { id }) => {
+            let v = api
+                .get(&format!("/api/v1/hearings/{id}"), &format!("showing {id}"))
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_hearing(&v);
+            }
+        }
+        Top::Hearings(Hearings::Create {
+            case_number,
+            court,
+            room,
+            start,
+            end,
+            judge,
+            parties,
+            id,
+        }) => {
+            let mut list = Vec::new();
+            for p in &parties {
+                let (role, name) = p
+                    .split_once(':')
+                    .with_context(|| format!("--party {p:?} is not role:name"))?;
+                list.push(serde_json::json!({"role": role.trim(), "name": name.trim()}));
+            }
+            let mut body = serde_json::json!({
+                "case_number": case_number, "court": court, "room": room,
+                "scheduled_start": start, "scheduled_end": end, "judge": judge, "parties": list,
+            });
+            if let Some(id) = id {
+                body["id"] = Value::String(id);
+            }
+            let v = api
+                .post("/api/v1/hearings", &body, "creating the hearing")
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{}: scheduled {} to {} in {}",
+                    v["id"].as_str().unwrap_or("?"),
+                    v["scheduled_start"].as_str().unwrap_or("?"),
+                    v["scheduled_end"].as_str().unwrap_or("?"),
+                    v["room"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        Top::Hearings(Hearings::Move {
+            id,
+            start,
+            end,
+            room,
+            by,
+            why,
+        }) => {
+            let body = serde_json::json!({
+                "scheduled_start": start, "scheduled_end": end, "room": room, "by": by, "why": why,
+            });
+            let v = api
+                .send(
+                    api.http
+                        .patch(format!("{}/api/v1/hearings/{id}", api.base))
+                        .json(&body),
+                    &format!("moving {id}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{id}: moved by {by} to {} to {} in {}",
+                    v["scheduled_start"].as_str().unwrap_or("?"),
+                    v["scheduled_end"].as_str().unwrap_or("?"),
+                    v["room"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        Top::Hearings(Hearings::Cancel { id, by, why }) => {
+            let v = api
+                .post(
+                    &format!("/api/v1/hearings/{id}/cancel"),
+                    &serde_json::json!({"by": by, "why": why}),
+                    &format!("cancelling {id}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{id}: cancelled by {by} ({why})");
             }
         }
         Top::Hearings(Hearings::Open { id, by }) => {

@@ -657,6 +657,7 @@ mod tests {
             status: HearingStatus::Scheduled,
             opened_at: None,
             closed_at: None,
+            history: Vec::new(),
         }
     }
 
@@ -687,6 +688,34 @@ mod tests {
         // No storm: the condition keeps holding, the alarm is not raised again.
         assert!(raised(&e.handle(T0 + Duration::seconds(61), Input::Tick)).is_empty());
         assert_eq!(e.open().count(), 1);
+    }
+
+    #[test]
+    fn a_moved_hearing_is_enforced_at_its_new_time_and_a_cancelled_one_raises_nothing() {
+        let mut e = Engine::new(Settings::default());
+        e.handle(T0 - Duration::minutes(5), Input::Hearing(hearing()));
+        let out = e.handle(T0 + Duration::seconds(60), Input::Tick);
+        assert_eq!(raised(&out), [AlarmKind::NotRecording]);
+        // Moved an hour later: the replaced hearing no longer runs, its alarm clears.
+        let mut moved = hearing();
+        moved.scheduled_start = T0 + Duration::hours(1);
+        moved.scheduled_end = T0 + Duration::hours(2);
+        let out = e.handle(T0 + Duration::seconds(61), Input::Hearing(moved.clone()));
+        assert!(
+            matches!(out.as_slice(), [Output::Cleared(a)] if a.kind == AlarmKind::NotRecording),
+            "{out:?}"
+        );
+        assert!(raised(&e.handle(T0 + Duration::minutes(30), Input::Tick)).is_empty());
+        // ...and is enforced at its new start.
+        let new_start = moved.scheduled_start;
+        let out = e.handle(new_start + Duration::seconds(60), Input::Tick);
+        assert_eq!(raised(&out), [AlarmKind::NotRecording]);
+        // Cancelled: the alarm clears and nothing is raised while it would have run.
+        moved.status = HearingStatus::Cancelled;
+        let out = e.handle(new_start + Duration::seconds(61), Input::Hearing(moved));
+        assert!(matches!(out.as_slice(), [Output::Cleared(_)]), "{out:?}");
+        assert!(raised(&e.handle(new_start + Duration::minutes(20), Input::Tick)).is_empty());
+        assert_eq!(e.open().count(), 0);
     }
 
     #[test]

@@ -1,7 +1,12 @@
-//! Hearings: the model and the CSV import. Pure: parsing and validation only.
+//! Hearings: the model, the CSV import ([`import_csv`]), the iCalendar import ([`ics`]) and
+//! the rules for changing a schedule ([`book`]). Pure: parsing and validation only.
 //!
-//! An import is all or nothing: every bad row is reported by line and field, and if any
-//! row is bad nothing is imported.
+//! An import is all or nothing: every bad row (or event) is reported by line and field, and
+//! if any is bad nothing is imported. Both imports validate the same way: ids, a positive
+//! duration of at most [`MAX_HEARING`], no two hearings overlapping in one room.
+
+pub mod book;
+pub mod ics;
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -13,6 +18,7 @@ pub const MAX_HEARING: Duration = Duration::hours(12);
 
 /// Where a hearing stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HearingStatus {
     Scheduled,
@@ -24,6 +30,7 @@ pub enum HearingStatus {
 
 /// A party to a hearing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Party {
     /// Seat role: `plaintiff`, `defendant`, `witness`, `prosecutor`...
     pub role: String,
@@ -32,6 +39,7 @@ pub struct Party {
 
 /// A scheduled hearing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hearing {
     /// Stable id: the case management system's, or generated from case number and start.
     pub id: String,
@@ -39,8 +47,10 @@ pub struct Hearing {
     pub court: String,
     pub room: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub scheduled_start: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub scheduled_end: OffsetDateTime,
     pub judge: String,
     #[serde(default)]
@@ -52,6 +62,7 @@ pub struct Hearing {
         with = "time::serde::rfc3339::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub opened_at: Option<OffsetDateTime>,
     /// When the hearing was closed.
     #[serde(
@@ -59,24 +70,94 @@ pub struct Hearing {
         with = "time::serde::rfc3339::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub closed_at: Option<OffsetDateTime>,
+    /// Who moved or cancelled it, when and why, oldest first (empty in records stored
+    /// before this field existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HearingChange>,
 }
 
-/// One problem in an import, by line (1-based, header is line 1) and field.
+/// What was done to a hearing after it was scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeAction {
+    /// New times and/or room.
+    Moved,
+    Cancelled,
+}
+
+/// One audited change of a hearing: who, when, why and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HearingChange {
+    pub action: ChangeAction,
+    /// User (or system) that made the change.
+    pub by: String,
+    pub why: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub at: OffsetDateTime,
+    /// What changed, for people: `09:00-10:00 room-1 -> 14:00-15:00 room-2`.
+    #[serde(default)]
+    pub detail: String,
+}
+
+impl Hearing {
+    /// Whether two hearings hold the same room at the same time (cancelled ones hold nothing).
+    pub fn overlaps(&self, other: &Hearing) -> bool {
+        self.court == other.court
+            && self.room == other.room
+            && self.status != HearingStatus::Cancelled
+            && other.status != HearingStatus::Cancelled
+            && self.scheduled_start < other.scheduled_end
+            && other.scheduled_start < self.scheduled_end
+    }
+
+    /// Whether the schedule (not the status or history) is the same.
+    pub fn same_schedule(&self, other: &Hearing) -> bool {
+        self.case_number == other.case_number
+            && self.court == other.court
+            && self.room == other.room
+            && self.scheduled_start == other.scheduled_start
+            && self.scheduled_end == other.scheduled_end
+            && self.judge == other.judge
+            && self.parties == other.parties
+    }
+}
+
+/// One problem in an import, by line (1-based, header is line 1) and field. For changes
+/// made through the API the line is 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RowError {
     pub line: u64,
     pub field: String,
     pub message: String,
 }
 
+impl RowError {
+    pub fn new(line: u64, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            line,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl std::fmt::Display for RowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "line {}, field `{}`: {}",
-            self.line, self.field, self.message
-        )
+        if self.line == 0 {
+            write!(f, "field `{}`: {}", self.field, self.message)
+        } else {
+            write!(
+                f,
+                "line {}, field `{}`: {}",
+                self.line, self.field, self.message
+            )
+        }
     }
 }
 
@@ -124,7 +205,8 @@ fn parse_parties(s: &str) -> Result<Vec<Party>, String> {
         .collect()
 }
 
-fn valid_id(s: &str) -> bool {
+/// Whether `s` is an id: 1-64 of `a-z`, `0-9`, `-`, `_`, `.`.
+pub fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -153,9 +235,54 @@ pub fn generated_id(case_number: &str, start: OffsetDateTime) -> String {
     }
 }
 
+/// Why `s` is not an id, for error messages.
+pub fn id_problem(s: &str) -> String {
+    format!("{s:?} is not an id (1-64 of a-z, 0-9, '-', '_', '.')")
+}
+
+/// Checks a hearing's duration: after its start and at most [`MAX_HEARING`].
+pub fn span_problem(start: OffsetDateTime, end: OffsetDateTime) -> Option<String> {
+    if end <= start {
+        Some("not after start".into())
+    } else if end - start > MAX_HEARING {
+        Some(format!(
+            "hearing longer than {} hours",
+            MAX_HEARING.whole_hours()
+        ))
+    } else {
+        None
+    }
+}
+
+/// Every pair of hearings of `list` (with their lines) that hold one room at one time,
+/// reported on the later line's `field`.
+pub fn overlap_errors(list: &[(u64, Hearing)], field: &str) -> Vec<RowError> {
+    let mut errors = Vec::new();
+    for (i, (line_a, a)) in list.iter().enumerate() {
+        for (line_b, b) in list.iter().skip(i + 1) {
+            if a.overlaps(b) {
+                errors.push(RowError::new(
+                    *line_b,
+                    field,
+                    format!(
+                        "overlaps hearing {} on line {line_a} in room {}",
+                        a.case_number, a.room
+                    ),
+                ));
+            }
+        }
+    }
+    errors
+}
+
 /// Parses a hearing CSV. `local` is the courts' UTC offset for times without one.
 /// Returns every hearing, or every error (and then nothing is to be imported).
 pub fn import_csv(text: &str, local: UtcOffset) -> Result<Vec<Hearing>, Vec<RowError>> {
+    parse_csv(text, local).map(|list| list.into_iter().map(|(_, h)| h).collect())
+}
+
+/// Like [`import_csv`], with each hearing's line (for checks against stored hearings).
+pub fn parse_csv(text: &str, local: UtcOffset) -> Result<Vec<(u64, Hearing)>, Vec<RowError>> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
@@ -218,16 +345,10 @@ pub fn import_csv(text: &str, local: UtcOffset) -> Result<Vec<Hearing>, Vec<RowE
         }
         let (court, room) = (get("court"), get("room"));
         if !valid_id(&court) {
-            bad(
-                "court",
-                format!("{court:?} is not an id (a-z, 0-9, '-', '_', '.')"),
-            );
+            bad("court", id_problem(&court));
         }
         if !valid_id(&room) {
-            bad(
-                "room",
-                format!("{room:?} is not an id (a-z, 0-9, '-', '_', '.')"),
-            );
+            bad("room", id_problem(&room));
         }
         let start = parse_time(&get("start"), local);
         if start.is_none() {
@@ -243,15 +364,10 @@ pub fn import_csv(text: &str, local: UtcOffset) -> Result<Vec<Hearing>, Vec<RowE
                 format!("{:?} is not RFC 3339 or YYYY-MM-DD HH:MM", get("end")),
             );
         }
-        if let (Some(s), Some(e)) = (start, end) {
-            if e <= s {
-                bad("end", "not after start".into());
-            } else if e - s > MAX_HEARING {
-                bad(
-                    "end",
-                    format!("hearing longer than {} hours", MAX_HEARING.whole_hours()),
-                );
-            }
+        if let (Some(s), Some(e)) = (start, end)
+            && let Some(problem) = span_problem(s, e)
+        {
+            bad("end", problem);
         }
         let judge = get("judge");
         if judge.is_empty() {
@@ -282,31 +398,15 @@ pub fn import_csv(text: &str, local: UtcOffset) -> Result<Vec<Hearing>, Vec<RowE
                     status: HearingStatus::Scheduled,
                     opened_at: None,
                     closed_at: None,
+                    history: Vec::new(),
                 },
             ));
         }
     }
     // Two hearings may not overlap in one room.
-    for (i, (line_a, a)) in hearings.iter().enumerate() {
-        for (line_b, b) in hearings.iter().skip(i + 1) {
-            if a.court == b.court
-                && a.room == b.room
-                && a.scheduled_start < b.scheduled_end
-                && b.scheduled_start < a.scheduled_end
-            {
-                errors.push(RowError {
-                    line: *line_b,
-                    field: "start".into(),
-                    message: format!(
-                        "overlaps hearing {} on line {line_a} in room {}",
-                        a.case_number, a.room
-                    ),
-                });
-            }
-        }
-    }
+    errors.extend(overlap_errors(&hearings, "start"));
     if errors.is_empty() {
-        Ok(hearings.into_iter().map(|(_, h)| h).collect())
+        Ok(hearings)
     } else {
         errors.sort_by(|a, b| (a.line, &a.field).cmp(&(b.line, &b.field)));
         Err(errors)
@@ -381,6 +481,27 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 3);
         assert!(errors[0].message.contains("overlaps hearing A1"));
+    }
+
+    #[test]
+    fn a_record_stored_before_the_audit_history_existed_still_loads() {
+        let old = r#"{"id":"a1-1795741200","case_number":"A1","court":"hz","room":"room-1",
+            "scheduled_start":"2026-11-27T01:00:00Z","scheduled_end":"2026-11-27T02:00:00Z",
+            "judge":"J","parties":[],"status":"scheduled"}"#;
+        let h: Hearing = serde_json::from_str(old).expect("old record");
+        assert!(h.history.is_empty());
+        // And a record with history round-trips.
+        let mut moved = h.clone();
+        moved.history.push(HearingChange {
+            action: ChangeAction::Moved,
+            by: "cms".into(),
+            why: "judge ill".into(),
+            at: datetime!(2026-11-26 08:00 UTC),
+            detail: "x -> y".into(),
+        });
+        let json = serde_json::to_string(&moved).expect("json");
+        assert_eq!(serde_json::from_str::<Hearing>(&json).expect("back"), moved);
+        assert!(!serde_json::to_string(&h).expect("json").contains("history"));
     }
 
     #[test]

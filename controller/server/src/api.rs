@@ -72,7 +72,19 @@ pub struct AppState {
         crate::campaigns::act,
         hearing_compliance,
         compliance_report,
-        timeline
+        timeline,
+        crate::hearings_api::list_hearings,
+        crate::hearings_api::create_hearing,
+        crate::hearings_api::import_hearings,
+        crate::hearings_api::get_hearing,
+        crate::hearings_api::move_hearing,
+        crate::hearings_api::cancel_hearing,
+        crate::hearings_api::open_hearing,
+        crate::hearings_api::close_hearing,
+        list_alarms,
+        alarm_history,
+        ack_alarm,
+        resolve_alarm
     ),
     components(schemas(
         DeviceRecord,
@@ -87,7 +99,18 @@ pub struct AppState {
         ApiErrorBody,
         crate::ota::PublishedBundle,
         crate::campaigns::CampaignView,
-        crate::campaigns::CreateCampaign
+        crate::campaigns::CreateCampaign,
+        gavel_fleet::hearings::Hearing,
+        gavel_fleet::hearings::HearingStatus,
+        gavel_fleet::hearings::HearingChange,
+        gavel_fleet::hearings::ChangeAction,
+        gavel_fleet::hearings::Party,
+        gavel_fleet::hearings::RowError,
+        crate::hearings_api::NewHearing,
+        crate::hearings_api::MoveHearing,
+        crate::hearings_api::CancelHearing,
+        crate::hearings_api::FieldErrors,
+        Actor
     ))
 )]
 pub struct ApiDoc;
@@ -106,10 +129,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/commands", post(send_command))
         .route("/api/v1/ingest", get(ingest_report))
         .route("/api/v1/stream", get(stream))
-        .route("/api/v1/hearings", get(list_hearings))
-        .route("/api/v1/hearings/import", post(import_hearings))
-        .route("/api/v1/hearings/{id}/open", post(open_hearing))
-        .route("/api/v1/hearings/{id}/close", post(close_hearing))
         .route("/api/v1/hearings/{id}/compliance", get(hearing_compliance))
         .route("/api/v1/reports/compliance", get(compliance_report))
         .route("/api/v1/timeline", get(timeline))
@@ -117,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/history", get(alarm_history))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
         .route("/api/v1/alarms/{id}/resolve", post(resolve_alarm))
+        .merge(crate::hearings_api::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -127,7 +147,8 @@ pub struct ApiErrorBody {
     pub error: String,
 }
 
-pub struct ApiError(StatusCode, String);
+/// An error answer: status and the `error` text.
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -413,82 +434,11 @@ where
     futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok)
 }
 
-/// Hearings known to the controller, by start time.
-#[utoipa::path(get, path = "/api/v1/hearings", responses((status = 200, description = "Hearings", body = [Object])))]
-async fn list_hearings(State(s): State<AppState>) -> Json<Vec<gavel_fleet::hearings::Hearing>> {
-    let mut list = s.enforcer.hearings().await;
-    list.sort_by_key(|h| h.scheduled_start);
-    Json(list)
-}
-
-/// Import hearings from CSV (columns `case_number,court,room,start,end,judge,parties`):
-/// all or nothing; every bad row is named by line and field.
-#[utoipa::path(post, path = "/api/v1/hearings/import", request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, description = "Imported: {\"imported\": N}", body = Object),
-        (status = 422, description = "Nothing imported: {\"errors\": [{line, field, message}]}", body = Object)))]
-async fn import_hearings(State(s): State<AppState>, body: String) -> Response {
-    match gavel_fleet::hearings::import_csv(&body, s.utc_offset) {
-        Ok(list) => match s.enforcer.import(list).await {
-            Ok(n) => Json(serde_json::json!({ "imported": n })).into_response(),
-            Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
-        },
-        Err(errors) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(serde_json::json!({ "error": format!("{} problem(s); nothing imported", errors.len()), "errors": errors })),
-        )
-            .into_response(),
-    }
-}
-
 /// Who does it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
     /// User name recorded with the action.
     pub by: String,
-}
-
-async fn hearing_exists(s: &AppState, id: &str) -> Result<(), ApiError> {
-    if s.enforcer.hearings().await.iter().any(|h| h.id == id) {
-        Ok(())
-    } else {
-        Err(ApiError(StatusCode::NOT_FOUND, format!("no hearing {id}")))
-    }
-}
-
-/// The clerk opens the hearing.
-#[utoipa::path(post, path = "/api/v1/hearings/{id}/open", params(("id" = String, Path, description = "Hearing id")), request_body = Actor,
-    responses((status = 204), (status = 404, body = ApiErrorBody)))]
-async fn open_hearing(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    Json(a): Json<Actor>,
-) -> Result<StatusCode, ApiError> {
-    hearing_exists(&s, &id).await?;
-    s.enforcer
-        .input(gavel_fleet::enforcement::Input::Opened {
-            hearing: id,
-            by: a.by,
-        })
-        .await;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// The hearing is closed.
-#[utoipa::path(post, path = "/api/v1/hearings/{id}/close", params(("id" = String, Path, description = "Hearing id")), request_body = Actor,
-    responses((status = 204), (status = 404, body = ApiErrorBody)))]
-async fn close_hearing(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    Json(_a): Json<Actor>,
-) -> Result<StatusCode, ApiError> {
-    hearing_exists(&s, &id).await?;
-    s.enforcer
-        .input(gavel_fleet::enforcement::Input::Closed {
-            hearing: id.clone(),
-        })
-        .await;
-    s.compliance_trigger.changed(&id);
-    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn find_hearing(s: &AppState, id: &str) -> Result<gavel_fleet::hearings::Hearing, ApiError> {
@@ -810,9 +760,34 @@ mod tests {
             "/api/v1/hearings/{id}/compliance",
             "/api/v1/reports/compliance",
             "/api/v1/timeline",
+            "/api/v1/hearings",
+            "/api/v1/hearings/import",
+            "/api/v1/hearings/{id}",
+            "/api/v1/hearings/{id}/cancel",
+            "/api/v1/hearings/{id}/open",
+            "/api/v1/hearings/{id}/close",
+            "/api/v1/alarms",
+            "/api/v1/alarms/history",
+            "/api/v1/alarms/{id}/ack",
+            "/api/v1/alarms/{id}/resolve",
         ] {
             assert!(paths.contains_key(p), "{p} missing from OpenAPI");
         }
         assert!(doc["components"]["schemas"]["DeviceRecord"].is_object());
+        let hearing = &paths["/api/v1/hearings/{id}"];
+        assert!(hearing["get"].is_object() && hearing["patch"].is_object());
+        assert!(paths["/api/v1/hearings"]["post"].is_object());
+        for schema in [
+            "Hearing",
+            "HearingChange",
+            "NewHearing",
+            "MoveHearing",
+            "CancelHearing",
+        ] {
+            assert!(
+                doc["components"]["schemas"][schema].is_object(),
+                "{schema} missing from OpenAPI"
+            );
+        }
     }
 }

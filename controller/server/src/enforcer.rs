@@ -1,11 +1,21 @@
 //! The task that owns the enforcement engine: feeds it hearings, device presence and
 //! health and a 1 s tick; persists hearings and alarms; pushes alarm changes to dashboards.
+//!
+//! Design: every change of a hearing's schedule (import, create, move, cancel) arrives as
+//! one request, [`EnforcerHandle::upsert`], is checked by the pure
+//! [`gavel_fleet::hearings::book`] rules against the hearings this task owns, and then goes
+//! through [`commit`]: stored, remembered, handed to the engine. Opening and closing go
+//! through `commit` too. Whatever else must follow a schedule change (the push of a room's
+//! schedule to its devices) belongs in `commit`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use gavel_fleet::enforcement::{Alarm, Engine, Input, Output};
-use gavel_fleet::hearings::Hearing;
+use gavel_fleet::hearings::book::{self, Change, ChangeError};
+use gavel_fleet::hearings::{Hearing, HearingStatus};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -17,10 +27,22 @@ use crate::store::Store;
 
 enum Request {
     Input(Input),
-    /// Hearings to import; answered after they are stored.
-    Import(Vec<Hearing>, oneshot::Sender<Result<usize, String>>),
+    /// A schedule change; answered with the changed hearings after they are stored.
+    Upsert(Change, oneshot::Sender<Result<Vec<Hearing>, UpsertError>>),
     Hearings(oneshot::Sender<Vec<Hearing>>),
     Alarms(oneshot::Sender<Vec<Alarm>>),
+}
+
+/// Why a schedule change did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UpsertError {
+    #[error(transparent)]
+    Refused(#[from] ChangeError),
+    /// Checked and valid, but the database refused it; nothing changed.
+    #[error("storing hearings failed: {0}")]
+    Store(String),
+    #[error("the enforcement task has stopped")]
+    Stopped,
 }
 
 /// Cloneable handle to the enforcement task.
@@ -42,12 +64,19 @@ impl EnforcerHandle {
         }
     }
 
-    /// Stores hearings and starts enforcing them.
-    pub async fn import(&self, hearings: Vec<Hearing>) -> Result<usize, String> {
+    /// Checks a schedule change against the known hearings, stores the changed hearings
+    /// and enforces them from now on. Returns them (an import leaves out unchanged ones).
+    pub async fn upsert(&self, change: Change) -> Result<Vec<Hearing>, UpsertError> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.tx.send(Request::Import(hearings, tx)).await;
-        rx.await
-            .unwrap_or_else(|_| Err("enforcement task stopped".into()))
+        if self.tx.send(Request::Upsert(change, tx)).await.is_err() {
+            return Err(UpsertError::Stopped);
+        }
+        rx.await.unwrap_or(Err(UpsertError::Stopped))
+    }
+
+    /// One hearing.
+    pub async fn hearing(&self, id: &str) -> Option<Hearing> {
+        self.hearings().await.into_iter().find(|h| h.id == id)
     }
 
     pub async fn hearings(&self) -> Vec<Hearing> {
@@ -87,7 +116,7 @@ async fn run(
     mut rx: mpsc::Receiver<Request>,
     shutdown: CancellationToken,
 ) {
-    let mut known: std::collections::BTreeMap<String, Hearing> = Default::default();
+    let mut known: BTreeMap<String, Hearing> = Default::default();
     for h in hearings {
         engine.handle(OffsetDateTime::now_utc(), Input::Hearing(h.clone()));
         known.insert(h.id.clone(), h);
@@ -101,33 +130,35 @@ async fn run(
             request = rx.recv() => match request {
                 None => break,
                 Some(Request::Input(input)) => {
+                    let mut out = Vec::new();
                     if let Input::Opened { hearing, .. } | Input::Closed { hearing } = &input
-                        && let Some(h) = known.get_mut(hearing)
+                        && let Some(h) = known.get(hearing)
                     {
+                        let mut h = h.clone();
                         let now = OffsetDateTime::now_utc();
                         if matches!(input, Input::Opened { .. }) {
-                            h.status = gavel_fleet::hearings::HearingStatus::InProgress;
+                            h.status = HearingStatus::InProgress;
                             h.opened_at.get_or_insert(now);
                         } else {
-                            h.status = gavel_fleet::hearings::HearingStatus::Closed;
+                            h.status = HearingStatus::Closed;
                             h.closed_at.get_or_insert(now);
                         }
-                        if let Err(e) = store.save_hearings(std::slice::from_ref(h)).await {
+                        if let Err(e) = commit(vec![h], &store, &mut known, &mut engine, &mut out).await {
                             warn!(error = %e, "saving a hearing failed");
                         }
                     }
-                    engine.handle(OffsetDateTime::now_utc(), input)
+                    out.extend(engine.handle(OffsetDateTime::now_utc(), input));
+                    out
                 }
-                Some(Request::Import(list, reply)) => {
-                    let result = store.save_hearings(&list).await.map(|()| list.len()).map_err(|e| e.to_string());
+                Some(Request::Upsert(change, reply)) => {
                     let mut out = Vec::new();
-                    if result.is_ok() {
-                        info!(hearings = list.len(), "hearings imported");
-                        for h in list {
-                            known.insert(h.id.clone(), h.clone());
-                            out.extend(engine.handle(OffsetDateTime::now_utc(), Input::Hearing(h)));
-                        }
-                    }
+                    let result = match book::apply(&known, change, OffsetDateTime::now_utc()) {
+                        Ok(changed) => commit(changed.clone(), &store, &mut known, &mut engine, &mut out)
+                            .await
+                            .map(|()| changed)
+                            .map_err(|e| UpsertError::Store(e.to_string())),
+                        Err(e) => Err(e.into()),
+                    };
                     let _ = reply.send(result);
                     out
                 }
@@ -170,4 +201,26 @@ async fn run(
             warn!(error = %e, "saving alarms failed");
         }
     }
+}
+
+/// The one place a changed hearing goes: stored (all in one transaction), remembered and
+/// handed to the engine, whose outputs are added to `out`. Nothing is remembered or
+/// enforced when storing fails.
+async fn commit(
+    changed: Vec<Hearing>,
+    store: &Store,
+    known: &mut BTreeMap<String, Hearing>,
+    engine: &mut Engine,
+    out: &mut Vec<Output>,
+) -> Result<(), crate::store::StoreError> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    store.save_hearings(&changed).await?;
+    for h in changed {
+        info!(hearing = %h.id, status = ?h.status, start = %gavel_protocol::rfc3339(h.scheduled_start), room = %h.room, "hearing stored");
+        known.insert(h.id.clone(), h.clone());
+        out.extend(engine.handle(OffsetDateTime::now_utc(), Input::Hearing(h)));
+    }
+    Ok(())
 }

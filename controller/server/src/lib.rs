@@ -15,6 +15,7 @@ pub mod compliance;
 pub mod config;
 pub mod enforcer;
 pub mod fleet_actor;
+pub mod hearings_api;
 pub mod ingest;
 pub mod metrics;
 pub mod ota;

@@ -21,6 +21,7 @@ fn hearing(status: HearingStatus) -> Hearing {
         status,
         opened_at: None,
         closed_at: (status == HearingStatus::Closed).then_some(T0 + Duration::minutes(1)),
+        history: Vec::new(),
     }
 }
 

@@ -83,7 +83,7 @@ pub async fn download(
     dest: &Path,
     size: u64,
     cap_bits_per_s: u64,
-    control: &mut dyn Control,
+    control: &mut (dyn Control + Send),
 ) -> Result<Downloaded, DownloadError> {
     let io = |source| DownloadError::Io {
         path: dest.to_owned(),

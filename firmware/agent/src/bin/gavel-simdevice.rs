@@ -6,7 +6,8 @@
 //! the slot's image (an executable: the agent binary, or a wrapper script around it) runs
 //! with the given agent arguments and `GAVEL_OTA_DIR=<slots>`. When it exits, whatever the
 //! reason (a reboot for an update, a crash), the device "reboots": the loop chooses again.
-//! On SIGTERM/SIGINT it stops the running image and exits.
+//! On SIGTERM/SIGINT it stops the running image (SIGTERM) and exits; SIGKILL of this
+//! process is a power cut: the running image is killed with it (`PR_SET_PDEATHSIG`).
 //!
 //! A first boot with empty slots provisions slot A from the factory image (default: the
 //! `gavel-agent` next to this binary) with this build's version.
@@ -116,8 +117,9 @@ fn main() -> anyhow::Result<()> {
         // SAFETY: prctl is async-signal-safe; the closure touches nothing else.
         unsafe {
             cmd.pre_exec(|| {
-                // The image dies with its "power supply" (this process), even on SIGKILL.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // The image dies with its "power supply" (this process): SIGKILL of the
+                // supervisor is a power cut of the whole device.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
         }

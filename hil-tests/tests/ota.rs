@@ -452,3 +452,45 @@ async fn agent_without_ota_refuses_the_install_and_the_campaign_halts() {
     let (ok, out, _) = controller.gavelctl(&["ota", "campaign", "resume", "c1"]);
     assert!(ok && out.contains("aborted"), "{out}");
 }
+
+/// A new image that never comes up (it crashes at every boot) is abandoned by the
+/// bootloader after its boot attempts; the old slot's agent reports it rolled back.
+#[tokio::test(flavor = "multi_thread")]
+async fn bundle_whose_agent_crashes_at_boot_is_abandoned_by_the_bootloader_and_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let controller = Controller::start(dir.path(), &Broker::Embedded, None).expect("controller");
+    let spec = AgentSpec::new(&unique("ota-crash"), "ip-camera");
+    let device = start_device(dir.path(), &spec, &controller.mqtt, &[]).expect("device");
+    controller
+        .wait_online(&spec.id, true, Duration::from_secs(30))
+        .await
+        .expect("online");
+    let image = wrapper_image(
+        dir.path(),
+        "image-4.0.0",
+        "echo 'panic at boot' >&2; exit 101",
+    );
+    let name = publish(&controller, dir.path(), &image, "4.0.0", "ip-camera");
+    create_campaign(&controller, "crash", &name);
+    let halted = wait_campaign(&controller, "crash", "halted", Duration::from_secs(60)).await;
+    assert_eq!(halted["progress"]["failed"], 1, "{halted}");
+    let events = wait_stage(&controller, &spec.id, "rolled_back", Duration::from_secs(5)).await;
+    let (_, detail) = events
+        .iter()
+        .find(|(s, _)| s == "rolled_back")
+        .expect("rolled_back");
+    assert!(
+        detail.contains("did not come up within its boot attempts"),
+        "{detail}"
+    );
+    wait_version(&controller, &spec.id, FACTORY, Duration::from_secs(20)).await;
+    let log = device.log_text();
+    assert_eq!(
+        log.matches("booting slot B (version 4.0.0)").count(),
+        3,
+        "three boot attempts: {log}"
+    );
+    let boot = boot_state(dir.path(), &spec.id);
+    assert_eq!(boot["booted"], "a", "{boot}");
+    assert_eq!(boot["b"]["bootable"], false, "{boot}");
+}

@@ -342,6 +342,11 @@ pub async fn run(
                                 .map_err(|e| e.to_string()),
                             (Some((h, _)), _) => h.stop(hearing_id).await.map_err(|e| e.to_string()),
                         };
+                        // A started recording is a hearing in session from now on (the
+                        // once-a-second feed then tracks it, and sees it end).
+                        if result.is_ok() && matches!(action, commands::Action::StartRecording { .. }) {
+                            schedule.set_in_session(true);
+                        }
                         ack = commands::recording_ack(&cmd, OffsetDateTime::now_utc(), hearing_id, result);
                     }
                     if let (commands::Action::OtaInstall(req), Some((h, _))) = (&action, &ota)

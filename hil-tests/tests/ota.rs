@@ -494,3 +494,131 @@ async fn bundle_whose_agent_crashes_at_boot_is_abandoned_by_the_bootloader_and_r
     assert_eq!(boot["booted"], "a", "{boot}");
     assert_eq!(boot["b"]["bootable"], false, "{boot}");
 }
+
+/// A capped download in progress stops when a hearing starts recording, and resumes with
+/// an HTTP Range request from where it stopped once the recording ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn download_pauses_when_a_hearing_starts_and_resumes_by_range_after_it_ends() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let controller = Controller::start(dir.path(), &Broker::Embedded, None).expect("controller");
+    let spec = AgentSpec::new(&unique("ota-pause"), "courtroom-terminal");
+    let _device = start_device(dir.path(), &spec, &controller.mqtt, &[]).expect("device");
+    controller
+        .wait_online(&spec.id, true, Duration::from_secs(30))
+        .await
+        .expect("online");
+    // About 240 KB: at 200 kbit/s the download takes about 10 s.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let padding: String = (0..4000)
+        .map(|_| {
+            format!(
+                "# {:016x}{:016x}{:016x}\n",
+                rng.u64(..),
+                rng.u64(..),
+                rng.u64(..)
+            )
+        })
+        .collect();
+    let image = wrapper_image(dir.path(), "image-2.2.0", "");
+    let mut text = std::fs::read_to_string(&image).expect("image");
+    text.push_str(&padding);
+    std::fs::write(&image, text).expect("image");
+    let name = publish(
+        &controller,
+        dir.path(),
+        &image,
+        "2.2.0",
+        "courtroom-terminal",
+    );
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/ota/campaigns", controller.url))
+        .json(&serde_json::json!({"id": "slow", "bundle": name, "max_bits_per_s": 200_000}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(created["progress"]["total"], 1, "{created}");
+    let events = wait_stage(
+        &controller,
+        &spec.id,
+        "downloading",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(events[0].1.contains("at most 200000 bit/s"), "{events:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/devices/{}/commands", controller.url, spec.id);
+    let ack: Value = client
+        .post(&url)
+        .json(&serde_json::json!({"type": "start_recording", "hearing_id": "H-ota-2"}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ack["status"], "ok", "{ack}");
+    let events = wait_stage(&controller, &spec.id, "deferred", Duration::from_secs(10)).await;
+    assert!(
+        events
+            .iter()
+            .any(|(s, d)| s == "deferred" && d.contains("a hearing is in progress")),
+        "{events:?}"
+    );
+    // Paused: the partial file stops growing and nothing is installed.
+    let partial = device_slots(dir.path(), &spec.id).join("download.gota");
+    let size = || std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    // Running, it grows by a 16 KiB piece at least every 0.7 s; wait until it holds still.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let held = loop {
+        let before = size();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if size() == before {
+            break before;
+        }
+        assert!(Instant::now() < deadline, "the download did not pause");
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        std::fs::metadata(&partial).expect("partial").len(),
+        held,
+        "download paused"
+    );
+    let bundle_size = std::fs::metadata(dir.path().join("gavel-2.2.0.gota"))
+        .expect("bundle")
+        .len();
+    assert!(held > 0 && held < bundle_size, "{held} of {bundle_size}");
+    assert!(!stages(&ota_events(&controller, &spec.id).await).contains(&"installing"));
+
+    let ack: Value = client
+        .post(&url)
+        .json(&serde_json::json!({"type": "stop_recording", "hearing_id": "H-ota-2"}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ack["status"], "ok", "{ack}");
+    let done = wait_campaign(&controller, "slow", "completed", Duration::from_secs(60)).await;
+    assert_eq!(done["progress"]["succeeded"], 1, "{done}");
+    wait_version(&controller, &spec.id, "2.2.0", Duration::from_secs(20)).await;
+    let events = ota_events(&controller, &spec.id).await;
+    let resumed = events
+        .iter()
+        .filter(|(s, _)| s == "downloading")
+        .nth(1)
+        .map(|(_, d)| d.clone())
+        .unwrap_or_else(|| panic!("a second download step: {events:?}"));
+    let from: u64 = resumed
+        .split("resuming at byte ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("resumed by Range: {resumed}"));
+    assert!(from >= held, "resumed at {from}, had {held}");
+}

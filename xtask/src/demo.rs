@@ -156,11 +156,19 @@ impl Court {
         let dir = self.dir.join("images");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join(name);
+        if path.exists() {
+            return Ok(path);
+        }
         let text = format!(
             "#!/bin/sh\n# gavel demo image {name}\nexec {} \"$@\"\n",
             self.bin.join("gavel-agent").display()
         );
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Written whole, then renamed: a device provisioning from it never sees it half
+        // written.
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(path)
     }
 

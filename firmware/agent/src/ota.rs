@@ -91,6 +91,12 @@ pub fn provision_if_empty(dir: &Path, image: &Path, version: Version) -> anyhow:
     io::copy(&mut src, &mut w)
         .with_context(|| format!("copying {} into slot A", image.display()))?;
     let (sha256, size) = w.finish().context("syncing slot A")?;
+    if size == 0 {
+        anyhow::bail!(
+            "factory image {} is empty; slot A is left unprovisioned",
+            image.display()
+        );
+    }
     slots.set_info(
         SlotName::A,
         &SlotInfo {
@@ -711,6 +717,23 @@ mod tests {
         let v2: Version = "2.0.0".parse().expect("version");
         assert!(!provision_if_empty(&slots, &image, v2).expect("again"));
         assert_eq!(open(&slots, &image, v2).expect("open").version, Some(v1));
+    }
+
+    #[test]
+    fn an_empty_factory_image_is_refused_and_nothing_is_provisioned() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let image = dir.path().join("agent");
+        std::fs::write(&image, b"").expect("image");
+        let slots = dir.path().join("ota");
+        let v1: Version = "1.0.0".parse().expect("version");
+        let err = provision_if_empty(&slots, &image, v1).expect_err("empty");
+        assert!(format!("{err:#}").contains("is empty"), "{err:#}");
+        assert!(
+            !slots.join(BOOT_STATE).exists(),
+            "no boot state: not provisioned"
+        );
+        std::fs::write(&image, b"#!/bin/sh\n").expect("image");
+        assert!(provision_if_empty(&slots, &image, v1).expect("now"));
     }
 
     #[test]

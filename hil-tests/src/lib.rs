@@ -376,15 +376,8 @@ pub fn start_agent_with(
     extra: &[&str],
 ) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(bin("gavel-agent"));
-    cmd.args(extra);
-    cmd.args(["--device-id", &spec.id, "--profile", &spec.profile])
-        .arg("--profiles-dir")
-        .arg(profiles_dir())
-        .args(["--broker", &format!("{}:{}", broker.0, broker.1)])
-        .args(["--court", &spec.court, "--room", &spec.room])
-        .args(["--keepalive", &spec.keepalive_s.to_string()])
-        .args(["--health-interval", &spec.health_interval_s.to_string()])
-        .arg("--simulate-hardware")
+    cmd.args(extra)
+        .args(agent_args(spec, broker))
         .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
         .env("GAVEL_LOG", "info");
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
@@ -393,6 +386,73 @@ pub fn start_agent_with(
         cmd,
         dir.join(format!("agent-{}-{n}.log", spec.id)),
     )
+}
+
+/// The agent command line for `spec`.
+fn agent_args(spec: &AgentSpec, broker: &(String, u16)) -> Vec<String> {
+    [
+        "--device-id",
+        &spec.id,
+        "--profile",
+        &spec.profile,
+        "--profiles-dir",
+        &profiles_dir().display().to_string(),
+        "--broker",
+        &format!("{}:{}", broker.0, broker.1),
+        "--court",
+        &spec.court,
+        "--room",
+        &spec.room,
+        "--keepalive",
+        &spec.keepalive_s.to_string(),
+        "--health-interval",
+        &spec.health_interval_s.to_string(),
+        "--simulate-hardware",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// The TEST-ONLY OTA keys (`ota/test-keys/`), e.g. `TEST-ONLY-release.pub`.
+pub fn ota_test_key(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../ota/test-keys")
+        .join(name)
+}
+
+/// Starts a simulated device that really boots A/B slots: `gavel-simdevice` (bootloader
+/// stub and power) with its slots in `<dir>/slots-<id>` (slot A provisioned from the built
+/// `gavel-agent` on first boot), running the agent for `spec` with OTA enabled, trusting
+/// the TEST-ONLY release key, plus `extra` agent arguments. The agent's data folder is
+/// `<dir>/agent-<id>` as with [`start_agent`]. Killing the returned process cuts the
+/// device's power (the running slot image is killed with it, `PR_SET_PDEATHSIG`).
+pub fn start_device(
+    dir: &Path,
+    spec: &AgentSpec,
+    broker: &(String, u16),
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin("gavel-simdevice"));
+    cmd.arg("--slots")
+        .arg(device_slots(dir, &spec.id))
+        .arg("--")
+        .args(agent_args(spec, broker))
+        .arg("--ota-key")
+        .arg(ota_test_key("TEST-ONLY-release.pub"))
+        .args(extra)
+        .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
+        .env("GAVEL_LOG", "info");
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    Proc::spawn(
+        &format!("gavel-simdevice {}", spec.id),
+        cmd,
+        dir.join(format!("device-{}-{n}.log", spec.id)),
+    )
+}
+
+/// The slots folder of a device started with [`start_device`].
+pub fn device_slots(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("slots-{id}"))
 }
 
 /// An MQTT broker for tests: the machine's Mosquitto, or a private one.

@@ -75,6 +75,9 @@ impl<F: FnMut(u64) -> bool> Control for F {
     }
 }
 
+/// Bytes paced and written between two checks of the caller's [`Control`].
+const PIECE: usize = 16 * 1024;
+
 /// Downloads `url` into `dest` until it holds `size` bytes, resuming what is there,
 /// at most `cap_bits_per_s` (0: uncapped).
 pub async fn download(
@@ -83,7 +86,7 @@ pub async fn download(
     dest: &Path,
     size: u64,
     cap_bits_per_s: u64,
-    control: &mut dyn Control,
+    control: &mut (dyn Control + Send),
 ) -> Result<Downloaded, DownloadError> {
     let io = |source| DownloadError::Io {
         path: dest.to_owned(),
@@ -149,19 +152,23 @@ pub async fn download(
                 expected: size,
             });
         }
-        if let Some(b) = bucket.as_mut() {
-            let wait = b.take(start.elapsed(), chunk.len() as u64);
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+        // Design: paced and checked in small pieces, so a stop (a hearing started) takes
+        // effect within one piece even when the transport hands over large chunks.
+        for piece in chunk.chunks(PIECE) {
+            if let Some(b) = bucket.as_mut() {
+                let wait = b.take(start.elapsed(), piece.len() as u64);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
             }
-        }
-        file.write_all(&chunk).await.map_err(io)?;
-        have += chunk.len() as u64;
-        received += chunk.len() as u64;
-        if !control.proceed(have) {
-            file.flush().await.map_err(io)?;
-            file.sync_all().await.map_err(io)?;
-            return Err(DownloadError::Stopped(have));
+            file.write_all(piece).await.map_err(io)?;
+            have += piece.len() as u64;
+            received += piece.len() as u64;
+            if !control.proceed(have) {
+                file.flush().await.map_err(io)?;
+                file.sync_all().await.map_err(io)?;
+                return Err(DownloadError::Stopped(have));
+            }
         }
     }
     file.flush().await.map_err(io)?;

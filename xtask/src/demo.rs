@@ -2,8 +2,14 @@
 //!
 //! Starts the controller (embedded broker, SQLite) and one agent process per device: three
 //! courtrooms (terminal, audio host, two cameras each), a service-hall kiosk and a
-//! command-centre video wall. Then it plays a short scenario and narrates it: a camera
-//! loses power and comes back, a technician pings a terminal and restarts an audio host.
+//! command-centre video wall. Then it plays a short scenario and narrates it: the cameras
+//! are updated over the air (a bundle of the agent image signed with the TEST-ONLY key,
+//! published, rolled out in waves: canary room, then the next, then the rest; each camera
+//! downloads, installs into its inactive slot, reboots and commits), an audio host loses
+//! power and comes back, a technician pings a terminal and restarts an audio host.
+//!
+//! The cameras are simulated devices that really boot A/B slots (`gavel-simdevice`); the
+//! slot images are small wrapper scripts that start the built agent.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -137,9 +143,52 @@ struct Court {
     agents: Vec<(String, &'static str, &'static str, Child2)>,
 }
 
+/// The profile whose devices the demo updates over the air.
+const OTA_PROFILE: &str = "ip-camera";
+
+fn test_key(name: &str) -> PathBuf {
+    root().join("ota/test-keys").join(name)
+}
+
 impl Court {
+    /// A slot image: a wrapper script that starts the built agent.
+    fn image(&self, name: &str) -> Result<PathBuf, String> {
+        let dir = self.dir.join("images");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(name);
+        if path.exists() {
+            return Ok(path);
+        }
+        let text = format!(
+            "#!/bin/sh\n# gavel demo image {name}\nexec {} \"$@\"\n",
+            self.bin.join("gavel-agent").display()
+        );
+        // Written whole, then renamed: a device provisioning from it never sees it half
+        // written.
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    }
+
     fn start_agent(&self, id: &str, profile: &str, room: &str) -> Result<Child2, String> {
-        let mut cmd = Command::new(self.bin.join("gavel-agent"));
+        let ota = profile == OTA_PROFILE;
+        let mut cmd = if ota {
+            // A simulated device with A/B slots: the boot supervisor starts the slot image.
+            let mut c = Command::new(self.bin.join("gavel-simdevice"));
+            c.arg("--slots")
+                .arg(self.dir.join("agents").join(id).join("ota"))
+                .arg("--factory-image")
+                .arg(self.image("factory")?)
+                .arg("--");
+            c
+        } else {
+            Command::new(self.bin.join("gavel-agent"))
+        };
+        if ota {
+            cmd.arg("--ota-key").arg(test_key("TEST-ONLY-release.pub"));
+        }
         cmd.args([
             "--device-id",
             id,
@@ -350,8 +399,126 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         Err(e) => say(t0, &format!("importing hearings failed: {e}")),
     }
-    let result = scenario(&mut court, t0, opts.duration);
+    let campaign = match start_update(&court, t0) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            say(t0, &format!("starting the camera update failed: {e}"));
+            if opts.duration.is_some() {
+                return finish(court, t0, Err(e));
+            }
+            None
+        }
+    };
+    let result = scenario(&mut court, t0, opts.duration, campaign.as_deref());
     finish(court, t0, result)
+}
+
+/// The next minor version after this build's.
+fn next_version() -> String {
+    let v: Vec<u32> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    format!(
+        "{}.{}.0",
+        v.first().copied().unwrap_or(0),
+        v.get(1).copied().unwrap_or(0) + 1
+    )
+}
+
+/// Builds and signs a bundle of the agent image (TEST-ONLY key), publishes it and starts
+/// a campaign over the cameras; returns the campaign id.
+fn start_update(court: &Court, t0: Instant) -> Result<String, String> {
+    let version = next_version();
+    let image = court.image(&format!("agent-{version}"))?;
+    let bundle = court.dir.join(format!("gavel-{version}.gota"));
+    let (image_s, bundle_s) = (image.display().to_string(), bundle.display().to_string());
+    let key = test_key("TEST-ONLY-release.key").display().to_string();
+    court.gavelctl(&[
+        "ota",
+        "build",
+        "--image",
+        &image_s,
+        "--version",
+        &version,
+        "--compatible",
+        OTA_PROFILE,
+        "-o",
+        &bundle_s,
+        "--key",
+        &key,
+    ])?;
+    say(
+        t0,
+        &format!("release: gavelctl ota build + sign -> gavel-{version}.gota (TEST-ONLY key)"),
+    );
+    let published = court.json(&["ota", "publish", &bundle_s])?;
+    let name = published["name"]
+        .as_str()
+        .ok_or("publish: no name")?
+        .to_owned();
+    say(t0, &format!("release: gavelctl ota publish -> {name}"));
+    let id = "demo-cameras";
+    let created = court.json(&[
+        "ota",
+        "campaign",
+        "create",
+        "--bundle",
+        &name,
+        "--id",
+        id,
+        "--profile",
+        OTA_PROFILE,
+    ])?;
+    say(
+        t0,
+        &format!(
+            "release: campaign {id} started: {} cameras in {} waves (canary room first)",
+            created["progress"]["total"], created["progress"]["waves"]
+        ),
+    );
+    Ok(id.to_owned())
+}
+
+/// Narrates the campaign's progress when it changes; returns (state, failed).
+fn narrate_campaign(
+    court: &Court,
+    t0: Instant,
+    id: &str,
+    last: &mut String,
+) -> Option<(String, u64)> {
+    let v = court.json(&["ota", "campaign", "status", id]).ok()?;
+    let p = &v["progress"];
+    let state = v["state"]["state"].as_str().unwrap_or("?").to_owned();
+    let line = format!(
+        "OTA {id}: {state}, wave {}/{}: {} committed, {} installing, {} failed, {} pending",
+        (p["wave"].as_u64().unwrap_or(0) + 1).min(p["waves"].as_u64().unwrap_or(0)),
+        p["waves"],
+        p["succeeded"],
+        p["installing"],
+        p["failed"],
+        p["pending"]
+    );
+    if *last != line {
+        say(t0, &line);
+        if state == "completed" {
+            let cams: Vec<String> = court
+                .agents
+                .iter()
+                .filter(|a| a.1 == OTA_PROFILE)
+                .filter_map(|a| {
+                    let d = court.json(&["devices", "show", &a.0]).ok()?;
+                    Some(format!("{} {}", a.0, d["firmware_version"].as_str()?))
+                })
+                .collect();
+            say(t0, &format!("cameras now run: {}", cams.join(", ")));
+        }
+        if let Some(reason) = v["state"]["reason"].as_str() {
+            say(t0, &format!("OTA {id} halted: {reason}"));
+        }
+        *last = line;
+    }
+    Some((state, p["failed"].as_u64().unwrap_or(0)))
 }
 
 /// Today's hearings: one under way in room-101, one starting in two minutes in room-102,
@@ -384,7 +551,14 @@ fn import_hearings(court: &Court) -> Result<String, String> {
     court.gavelctl(&["hearings", "ls"])
 }
 
-fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Result<(), String> {
+fn scenario(
+    court: &mut Court,
+    t0: Instant,
+    duration: Option<Duration>,
+    campaign: Option<&str>,
+) -> Result<(), String> {
+    let mut campaign_line = String::new();
+    let mut campaign_failed = 0;
     let end = duration.map(|d| Instant::now() + d);
     let mut next_step = Instant::now() + Duration::from_secs(5);
     let mut step = 0u32;
@@ -398,24 +572,38 @@ fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Resul
         }
         if end.is_some_and(|e| Instant::now() >= e) {
             if cut {
-                power_back(court, t0, "room-102-cam-2")?;
+                power_back(court, t0, CUT)?;
             }
-            // Smoke check: every device online at the end.
-            let s = court.json(&["fleet"])?;
+            if campaign_failed > 0 {
+                return Err(format!("{campaign_failed} camera updates failed"));
+            }
+            // Smoke check: every device online at the end (a camera may be rebooting
+            // into its new slot right now: give it a moment).
             let total = court.agents.len() as u64;
-            return if s["online"].as_u64() == Some(total) {
-                say(t0, &format!("check passed: all {total} devices online"));
-                Ok(())
-            } else {
-                Err(format!(
-                    "only {} of {total} devices online at the end",
-                    s["online"]
-                ))
+            let online = court.wait("all devices online", Duration::from_secs(20), || {
+                court
+                    .json(&["fleet"])
+                    .ok()
+                    .and_then(|s| s["online"].as_u64())
+                    == Some(total)
+            });
+            return match online {
+                Ok(_) => {
+                    say(t0, &format!("check passed: all {total} devices online"));
+                    Ok(())
+                }
+                Err(e) => Err(format!("{e}: {:?}", court.json(&["fleet"]).ok())),
             };
         }
         let poll_alarms = last_alarm_poll.elapsed() >= Duration::from_secs(1);
         if poll_alarms {
             last_alarm_poll = Instant::now();
+        }
+        if poll_alarms
+            && let Some(id) = campaign
+            && let Some((_, failed)) = narrate_campaign(court, t0, id, &mut campaign_line)
+        {
+            campaign_failed = failed;
         }
         if let Some(list) = poll_alarms
             .then(|| court.json(&["alarms", "ls"]).ok())
@@ -451,8 +639,8 @@ fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Resul
         if Instant::now() >= next_step {
             next_step = Instant::now() + Duration::from_secs(6);
             let outcome = match step % 4 {
-                0 => power_cut(court, t0, "room-102-cam-2").map(|()| cut = true),
-                1 => power_back(court, t0, "room-102-cam-2").map(|()| cut = false),
+                0 => power_cut(court, t0, CUT).map(|()| cut = true),
+                1 => power_back(court, t0, CUT).map(|()| cut = false),
                 2 => court
                     .gavelctl(&["devices", "ping", "room-101-terminal"])
                     .map(|out| {
@@ -477,6 +665,9 @@ fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Resul
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The device whose power the scenario cuts (not a camera, so the update runs clean).
+const CUT: &str = "room-102-audio";
 
 fn power_cut(court: &mut Court, t0: Instant, id: &str) -> Result<(), String> {
     let i = court.agent_index(id).ok_or("unknown device")?;

@@ -14,6 +14,8 @@ pub struct Context<'a> {
     pub outbox_depth: u64,
     /// The current MQTT session's birth/death sequence.
     pub bd_seq: u64,
+    /// The agent runs the OTA installer (`[ota]` configured).
+    pub ota: bool,
 }
 
 /// What the agent must do after sending the ack (recording commands: before, since the
@@ -39,6 +41,19 @@ pub enum Action {
     StopRecording {
         hearing_id: String,
     },
+    /// Hand the install to the OTA task; a refusal there replaces the `ota_accepted` ack
+    /// (see [`ota_refused_ack`]).
+    OtaInstall(crate::ota::InstallRequest),
+}
+
+/// The ack of an `ota_install` the OTA task refused (another update runs).
+pub fn ota_refused_ack(command: &Command, now: OffsetDateTime, reason: String) -> Ack {
+    Ack {
+        v: PROTOCOL_VERSION,
+        ts: now,
+        id: command.id.clone(),
+        outcome: Outcome::Rejected { reason },
+    }
 }
 
 /// The ack of a recording command once the recorder has answered.
@@ -127,15 +142,39 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
             }),
             Action::Rebirth,
         ),
-        // Design: the installer (`gavel-ota`) is not wired into the agent process yet;
-        // refusing keeps the controller's campaign honest (it counts a failure).
-        CommandBody::OtaInstall { version, .. } => (
+        // Design: an agent without `[ota]` refuses, which keeps the controller's campaign
+        // honest (it counts a failure).
+        CommandBody::OtaInstall { version, .. } if !ctx.ota => (
             ack(Outcome::Rejected {
                 reason: format!(
                     "cannot install {version}: this agent has no OTA installer configured"
                 ),
             }),
             Action::None,
+        ),
+        CommandBody::OtaInstall {
+            campaign,
+            version,
+            url,
+            size,
+            sha256,
+            max_bits_per_s,
+            force,
+        } => (
+            ack(Outcome::Ok {
+                reply: Reply::OtaAccepted {
+                    version: version.clone(),
+                },
+            }),
+            Action::OtaInstall(crate::ota::InstallRequest {
+                campaign: campaign.clone(),
+                version: version.clone(),
+                url: url.clone(),
+                size: *size,
+                sha256: sha256.clone(),
+                max_bits_per_s: *max_bits_per_s,
+                force: *force,
+            }),
         ),
         // Design: the ack waits for the recorder (see `recording_ack`); this one is only
         // a placeholder the agent replaces.
@@ -182,6 +221,7 @@ mod tests {
             config,
             outbox_depth: 7,
             bd_seq: 3,
+            ota: false,
         }
     }
 
@@ -303,6 +343,47 @@ mod tests {
         );
         assert_eq!(ack.id, "c1");
         assert!(matches!(ack.outcome, Outcome::Failed { .. }));
+    }
+
+    #[test]
+    fn ota_install_is_refused_without_an_installer_and_accepted_with_one() {
+        let config = serde_json::json!({});
+        let c = cmd(
+            CommandBody::OtaInstall {
+                campaign: Some("c1".into()),
+                version: "2.0.0".into(),
+                url: "http://controller/b.gota".into(),
+                size: 10,
+                sha256: "ab".into(),
+                max_bits_per_s: None,
+                force: false,
+            },
+            None,
+        );
+        let now = datetime!(2026-11-27 09:00 UTC);
+        let (ack, action) = answer(&c, now, &ctx(&config));
+        assert!(matches!(ack.outcome, Outcome::Rejected { .. }));
+        assert_eq!(action, Action::None);
+        let with_ota = Context {
+            ota: true,
+            ..ctx(&config)
+        };
+        let (ack, action) = answer(&c, now, &with_ota);
+        assert_eq!(
+            ack.outcome,
+            Outcome::Ok {
+                reply: Reply::OtaAccepted {
+                    version: "2.0.0".into()
+                }
+            }
+        );
+        match action {
+            Action::OtaInstall(r) => {
+                assert_eq!(r.campaign.as_deref(), Some("c1"));
+                assert_eq!(r.size, 10);
+            }
+            a => panic!("{a:?}"),
+        }
     }
 
     #[test]

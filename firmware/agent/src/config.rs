@@ -40,6 +40,49 @@ pub struct AgentConfig {
     /// Where each media source of the profile is read from, by source id, e.g.
     /// `[media.cam-judge] kind = "rtsp"`, `url = "rtsp://user:pass@10.0.0.5/main"`.
     pub media: std::collections::BTreeMap<String, gavel_record::SourceInput>,
+    /// Over-the-air updates (`[ota]`); absent: the agent refuses `ota_install`.
+    pub ota: Option<OtaConfig>,
+}
+
+/// The `[ota]` section: where the A/B slots are and whom to trust.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtaConfig {
+    /// Folder of the A/B slots, their records, the boot state and the install journal
+    /// (default `<data_dir>/ota`).
+    pub slots_dir: Option<PathBuf>,
+    /// Public key files (`gavelctl ota keygen`) whose signatures the device accepts.
+    pub trusted_keys: Vec<PathBuf>,
+    /// Download cap in bits per second when the command names none (0: uncapped).
+    pub max_bits_per_s: u64,
+    /// After booting a new slot, commit only if healthy within this many seconds.
+    pub health_deadline_s: u64,
+    /// No install or reboot while a hearing is due within this many seconds.
+    pub guard_s: u64,
+    /// Boot attempts a new slot gets before the bootloader falls back.
+    pub boot_attempts: u32,
+}
+
+impl Default for OtaConfig {
+    fn default() -> Self {
+        Self {
+            slots_dir: None,
+            trusted_keys: Vec::new(),
+            max_bits_per_s: 0,
+            health_deadline_s: 120,
+            guard_s: 1800,
+            boot_attempts: gavel_ota::bootchooser::DEFAULT_ATTEMPTS,
+        }
+    }
+}
+
+impl OtaConfig {
+    /// The slots folder, defaulting under the data folder.
+    pub fn slots_dir(&self, data_dir: &Path) -> PathBuf {
+        self.slots_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("ota"))
+    }
 }
 
 impl Default for AgentConfig {
@@ -58,6 +101,7 @@ impl Default for AgentConfig {
             data_dir: PathBuf::from("/var/lib/gavel-agent"),
             simulate_hardware: false,
             media: std::collections::BTreeMap::new(),
+            ota: None,
         }
     }
 }
@@ -124,6 +168,16 @@ impl AgentConfig {
                         _ => return Err(invalid(&key, &value, "expected 1/true or 0/false")),
                     }
                 }
+                "GAVEL_OTA_DIR" => {
+                    self.ota.get_or_insert_with(OtaConfig::default).slots_dir = Some(value.into())
+                }
+                "GAVEL_OTA_KEYS" => {
+                    self.ota.get_or_insert_with(OtaConfig::default).trusted_keys = value
+                        .split(',')
+                        .filter(|k| !k.trim().is_empty())
+                        .map(|k| PathBuf::from(k.trim()))
+                        .collect()
+                }
                 "GAVEL_BROKER" => {
                     self.broker = parse_host_port(&value)
                         .ok_or_else(|| invalid(&key, &value, "expected HOST:PORT"))?
@@ -185,6 +239,34 @@ impl AgentConfig {
                 "court and room must both be set",
             ));
         }
+        if let Some(ota) = &self.ota {
+            if ota.trusted_keys.is_empty() {
+                return Err(invalid(
+                    "ota.trusted_keys",
+                    "[]",
+                    "name at least one public key file (gavelctl ota keygen writes one)",
+                ));
+            }
+            for k in &ota.trusted_keys {
+                if let Err(e) = gavel_ota::signature::load_verifying_key(k) {
+                    return Err(invalid("ota.trusted_keys", k.display(), &e.to_string()));
+                }
+            }
+            if !(5..=3600).contains(&ota.health_deadline_s) {
+                return Err(invalid(
+                    "ota.health_deadline_s",
+                    ota.health_deadline_s,
+                    "must be 5-3600",
+                ));
+            }
+            if !(1..=10).contains(&ota.boot_attempts) {
+                return Err(invalid(
+                    "ota.boot_attempts",
+                    ota.boot_attempts,
+                    "must be 1-10",
+                ));
+            }
+        }
         Ok(id)
     }
 }
@@ -222,5 +304,32 @@ mod tests {
             .expect_err("bad")
             .to_string();
         assert!(err.contains("GAVEL_KEEPALIVE_S"), "{err}");
+    }
+
+    #[test]
+    fn ota_needs_a_trusted_key_that_loads_and_names_the_bad_one() {
+        let mut c = AgentConfig {
+            device_id: "cam-1".into(),
+            profile: "ip-camera".into(),
+            ota: Some(OtaConfig::default()),
+            ..AgentConfig::default()
+        };
+        let err = c.validate().expect_err("no key").to_string();
+        assert!(err.contains("ota.trusted_keys"), "{err}");
+        c.apply_env([("GAVEL_OTA_KEYS".into(), "/nonexistent/k.pub".into())])
+            .expect("env");
+        let err = c.validate().expect_err("missing key").to_string();
+        assert!(err.contains("/nonexistent/k.pub"), "{err}");
+        let good =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ota/test-keys/TEST-ONLY-release.pub");
+        c.apply_env([
+            ("GAVEL_OTA_KEYS".into(), good.display().to_string()),
+            ("GAVEL_OTA_DIR".into(), "/tmp/slots".into()),
+        ])
+        .expect("env");
+        c.validate().expect("valid");
+        let ota = c.ota.as_ref().expect("ota");
+        assert_eq!(ota.slots_dir(Path::new("/d")), PathBuf::from("/tmp/slots"));
+        assert_eq!(ota.health_deadline_s, 120);
     }
 }

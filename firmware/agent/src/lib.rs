@@ -7,7 +7,9 @@
 pub mod commands;
 pub mod config;
 pub mod hardware;
+pub mod ota;
 pub mod record;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +36,9 @@ pub enum Exit {
     Shutdown,
     /// The controller asked for a restart: the caller re-executes the agent.
     Restart,
+    /// An update was activated or rolled back: the device reboots (the process exits and
+    /// the boot supervisor, or the real bootloader, starts the slot it chooses).
+    Reboot,
 }
 
 /// The capability list reported in the birth.
@@ -102,6 +107,28 @@ pub async fn run(
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
+    // With `[ota]`: the slot running now, provisioning slot A from this binary on a first
+    // boot; the birth reports the running slot's version.
+    let ota_running = match &config.ota {
+        Some(o) => {
+            let dir = o.slots_dir(&config.data_dir);
+            let exe = std::env::current_exe().context("finding the agent executable")?;
+            let version: gavel_ota::Version = env!("CARGO_PKG_VERSION")
+                .parse()
+                .context("the agent's own version")?;
+            let running = tokio::task::spawn_blocking(move || ota::open(&dir, &exe, version))
+                .await
+                .context("slots task")??;
+            info!(slot = %running.slot, version = ?running.version.map(|v| v.to_string()), "running slot");
+            Some(running)
+        }
+        None => None,
+    };
+    let firmware_version = ota_running
+        .as_ref()
+        .and_then(|r| r.version)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").into());
     let store_path = config.data_dir.join("store.redb");
     let store = gavel_store::Store::open(&store_path)
         .with_context(|| format!("opening the device store {}", store_path.display()))?;
@@ -148,12 +175,19 @@ pub async fn run(
         }
         None => None,
     };
+    // The room's schedule, the OTA flow's only view of hearings (see `schedule`).
+    let schedule = schedule::ScheduleFeed::new();
+    let schedule_task = recorder
+        .as_ref()
+        .map(|(h, _)| tokio::spawn(record::feed_schedule(h.clone(), schedule.clone())));
 
     let birth = {
         let boot_id = boot_id.clone();
         let profile_name = profile.name.clone();
         let placement = config.placement.clone();
         let outbox = outbox.clone();
+        let caps = caps.clone();
+        let firmware_version = firmware_version.clone();
         move |bd_seq: u64| Birth {
             v: PROTOCOL_VERSION,
             ts: OffsetDateTime::now_utc(),
@@ -161,7 +195,7 @@ pub async fn run(
             bd_seq,
             seq_base: outbox.next_seq(),
             profile: profile_name.clone(),
-            firmware_version: env!("CARGO_PKG_VERSION").into(),
+            firmware_version: firmware_version.clone(),
             hostname: hostname.clone(),
             placement: placement.clone(),
             capabilities: caps.clone(),
@@ -182,13 +216,44 @@ pub async fn run(
         Link::spawn(settings, &boot_id, birth, Some(outbox.clone()));
     info!(%device, profile = %profile.name, %boot_id, broker = %format!("{}:{}", config.broker.host, config.broker.port), "agent started");
 
+    let (reboot_tx, mut reboot_rx) = tokio::sync::mpsc::channel::<String>(1);
+    let ota = match (&config.ota, &ota_running) {
+        (Some(o), Some(_)) => {
+            let parts = ota::OtaParts {
+                settings: ota::OtaSettings {
+                    dir: o.slots_dir(&config.data_dir),
+                    keys: o.trusted_keys.clone(),
+                    profile: profile.name.clone(),
+                    default_cap: o.max_bits_per_s,
+                    health_deadline: Duration::from_secs(o.health_deadline_s),
+                    guard_s: o.guard_s as i64,
+                    attempts: o.boot_attempts,
+                },
+                outbox: outbox.clone(),
+                link: link.clone(),
+                // Design: the gate requires every capability this firmware implements;
+                // ones the profile names but the build lacks are not a regression.
+                capabilities: caps
+                    .iter()
+                    .filter(|c| c.state != CapabilityState::Unavailable)
+                    .map(|c| (c.name.clone(), c.state == CapabilityState::Running))
+                    .collect(),
+                schedule: schedule.subscribe(),
+                reboot: reboot_tx.clone(),
+                booted_at: started,
+            };
+            Some(ota::spawn(parts))
+        }
+        _ => None,
+    };
+
     let agent_event_id = format!("agent-{boot_id}");
     outbox
         .emit(
             agent_event_id.clone(),
             Phase::Start,
             EventBody::Agent {
-                detail: Some(format!("gavel-agent {} started", env!("CARGO_PKG_VERSION"))),
+                detail: Some(format!("gavel-agent {firmware_version} started")),
             },
         )
         .await
@@ -212,6 +277,10 @@ pub async fn run(
     let exit = loop {
         tokio::select! {
             _ = &mut shutdown => break Exit::Shutdown,
+            Some(why) = reboot_rx.recv() => {
+                info!(%why, "rebooting");
+                break Exit::Reboot;
+            }
             _ = probe_tick.tick(), if probe_period.is_some() => {
                 let seq = outbox
                     .emit(format!("probe-{probes}"), Phase::End, EventBody::Probe { n: probes })
@@ -259,6 +328,7 @@ pub async fn run(
                         config: &config_json,
                         outbox_depth: depth,
                         bd_seq: link.bd_seq(),
+                        ota: ota.is_some(),
                     };
                     let (mut ack, action) = commands::answer(&cmd, OffsetDateTime::now_utc(), &ctx);
                     if let commands::Action::StartRecording { hearing_id, .. }
@@ -272,7 +342,17 @@ pub async fn run(
                                 .map_err(|e| e.to_string()),
                             (Some((h, _)), _) => h.stop(hearing_id).await.map_err(|e| e.to_string()),
                         };
+                        // A started recording is a hearing in session from now on (the
+                        // once-a-second feed then tracks it, and sees it end).
+                        if result.is_ok() && matches!(action, commands::Action::StartRecording { .. }) {
+                            schedule.set_in_session(true);
+                        }
                         ack = commands::recording_ack(&cmd, OffsetDateTime::now_utc(), hearing_id, result);
+                    }
+                    if let (commands::Action::OtaInstall(req), Some((h, _))) = (&action, &ota)
+                        && let Err(reason) = h.install(req.clone()).await
+                    {
+                        ack = commands::ota_refused_ack(&cmd, OffsetDateTime::now_utc(), reason);
                     }
                     if let Err(e) = link.publish(&ack) {
                         warn!(error = %e, id = %cmd.id, "could not send ack");
@@ -280,7 +360,8 @@ pub async fn run(
                     match action {
                         commands::Action::None
                         | commands::Action::StartRecording { .. }
-                        | commands::Action::StopRecording { .. } => {}
+                        | commands::Action::StopRecording { .. }
+                        | commands::Action::OtaInstall(_) => {}
                         commands::Action::Replay => outbox.resend_all(),
                         commands::Action::Rebirth => {
                             link.rebirth().await;
@@ -297,6 +378,13 @@ pub async fn run(
         }
     };
 
+    if let Some((_, task)) = ota {
+        task.abort();
+    }
+    if let Some(t) = schedule_task {
+        t.abort();
+    }
+    drop(reboot_tx);
     // Close the open segments first; a hearing being recorded stays active and resumes
     // when the agent starts again.
     let _ = recorder_stop.send(());
@@ -310,6 +398,7 @@ pub async fn run(
     let detail = match exit {
         Exit::Shutdown => "stopping",
         Exit::Restart => "restarting on command",
+        Exit::Reboot => "rebooting for an update",
     };
     // Design: shutdown is bounded (systemd and operators wait for it): each step has a
     // deadline and whatever is not confirmed stays in the outbox for the next start.
@@ -336,7 +425,7 @@ pub async fn run(
     }
     let reason = match exit {
         Exit::Shutdown => OfflineReason::Shutdown,
-        Exit::Restart => OfflineReason::Restart,
+        Exit::Restart | Exit::Reboot => OfflineReason::Restart,
     };
     if tokio::time::timeout(Duration::from_secs(2), link.close(reason))
         .await

@@ -47,6 +47,19 @@ struct Args {
     /// Send unconfirmed events again after this many seconds without a receipt.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     resend_after: u64,
+    /// Enable over-the-air updates, trusting this public key file (repeatable; adds to
+    /// the config's `ota.trusted_keys`).
+    #[arg(long, value_name = "FILE")]
+    ota_key: Vec<PathBuf>,
+    /// Folder of the A/B slots (default `<data_dir>/ota`); needs `[ota]` or `--ota-key`.
+    #[arg(long, value_name = "DIR")]
+    ota_dir: Option<PathBuf>,
+    /// Commit a newly booted slot only if healthy within this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    ota_health_deadline: Option<u64>,
+    /// No OTA install or reboot this many seconds before a scheduled hearing.
+    #[arg(long, value_name = "SECONDS")]
+    ota_guard: Option<u64>,
 }
 
 fn config(args: &Args) -> anyhow::Result<AgentConfig> {
@@ -83,6 +96,25 @@ fn config(args: &Args) -> anyhow::Result<AgentConfig> {
     if args.keepalive.is_some() {
         c.keepalive_s = args.keepalive;
     }
+    if !args.ota_key.is_empty() {
+        c.ota
+            .get_or_insert_with(Default::default)
+            .trusted_keys
+            .extend(args.ota_key.iter().cloned());
+    }
+    if let Some(ota) = c.ota.as_mut() {
+        if let Some(d) = &args.ota_dir {
+            ota.slots_dir = Some(d.clone());
+        }
+        if let Some(s) = args.ota_health_deadline {
+            ota.health_deadline_s = s;
+        }
+        if let Some(s) = args.ota_guard {
+            ota.guard_s = s;
+        }
+    } else if args.ota_dir.is_some() {
+        anyhow::bail!("--ota-dir needs --ota-key (or an [ota] section in the config)");
+    }
     c.validate()?;
     Ok(c)
 }
@@ -102,8 +134,12 @@ async fn main() -> anyhow::Result<()> {
         resend_after: Some(std::time::Duration::from_secs(args.resend_after.max(1))),
     };
     let exit = gavel_agent::run(config, profile, options, shutdown_signal()).await?;
-    if exit == Exit::Restart {
-        restart()?;
+    match exit {
+        Exit::Restart => restart()?,
+        // Design: the process ends; the boot supervisor (`gavel-simdevice`) or the real
+        // bootloader starts whichever slot its boot state chooses.
+        Exit::Reboot => tracing::info!("reboot: the boot supervisor starts the chosen slot"),
+        Exit::Shutdown => {}
     }
     Ok(())
 }

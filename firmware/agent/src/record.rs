@@ -86,3 +86,21 @@ pub fn start(
     };
     Ok(gavel_record::spawn(settings, index, outbox, shutdown)?)
 }
+
+/// Keeps the room schedule's `in_session` equal to "the recorder is recording a hearing"
+/// (checked every second, so a hearing resumed after a restart counts too).
+pub async fn feed_schedule(recorder: RecorderHandle, feed: crate::schedule::ScheduleFeed) {
+    use gavel_protocol::RecordingState;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match recorder.state().await {
+            Ok((hearing, state)) => {
+                feed.set_in_session(hearing.is_some() && state != RecordingState::Idle)
+            }
+            // The recorder stopped (shutdown): nothing more to feed.
+            Err(_) => return,
+        }
+    }
+}

@@ -17,6 +17,7 @@
 pub mod enforcement;
 pub mod hearings;
 pub mod rollout;
+pub mod schedule;
 pub mod sequence;
 
 use std::collections::BTreeMap;

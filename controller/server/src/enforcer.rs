@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::fleet_actor::Push;
 use crate::metrics::Metrics;
+use crate::schedules::SchedulePublisher;
 use crate::store::Store;
 
 enum Request {
@@ -64,26 +65,32 @@ impl EnforcerHandle {
     }
 }
 
-/// Starts the enforcement task with the stored hearings.
+/// Starts the enforcement task with the stored hearings. Every change of a room's
+/// hearings is announced to `schedules` (the devices' schedules follow).
 pub fn spawn(
     engine: Engine,
     hearings: Vec<Hearing>,
     store: Store,
     push: broadcast::Sender<Push>,
     metrics: Arc<Metrics>,
+    schedules: SchedulePublisher,
     shutdown: CancellationToken,
 ) -> (EnforcerHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(8192);
-    let task = tokio::spawn(run(engine, hearings, store, push, metrics, rx, shutdown));
+    let task = tokio::spawn(run(
+        engine, hearings, store, push, metrics, schedules, rx, shutdown,
+    ));
     (EnforcerHandle { tx }, task)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     mut engine: Engine,
     hearings: Vec<Hearing>,
     store: Store,
     push: broadcast::Sender<Push>,
     metrics: Arc<Metrics>,
+    schedules: SchedulePublisher,
     mut rx: mpsc::Receiver<Request>,
     shutdown: CancellationToken,
 ) {
@@ -112,6 +119,7 @@ async fn run(
                         if let Err(e) = store.save_hearings(std::slice::from_ref(h)).await {
                             warn!(error = %e, "saving a hearing failed");
                         }
+                        schedules.hearings_changed(&h.court, &h.room);
                     }
                     engine.handle(OffsetDateTime::now_utc(), input)
                 }
@@ -120,6 +128,11 @@ async fn run(
                     let mut out = Vec::new();
                     if result.is_ok() {
                         info!(hearings = list.len(), "hearings imported");
+                        let rooms: std::collections::BTreeSet<(String, String)> =
+                            list.iter().map(|h| (h.court.clone(), h.room.clone())).collect();
+                        for (court, room) in &rooms {
+                            schedules.hearings_changed(court, room);
+                        }
                         for h in list {
                             known.insert(h.id.clone(), h.clone());
                             out.extend(engine.handle(OffsetDateTime::now_utc(), Input::Hearing(h)));

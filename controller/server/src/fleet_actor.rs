@@ -150,6 +150,8 @@ pub struct FleetParts {
     pub mqtt: AsyncClient,
     /// Where presence, boots and health go for alarm enforcement.
     pub enforcer: Option<crate::enforcer::EnforcerHandle>,
+    /// Told of every birth, so a recording device gets its room's schedule.
+    pub schedules: Option<crate::schedules::SchedulePublisher>,
 }
 
 /// Starts the fleet task.
@@ -167,6 +169,7 @@ pub fn spawn(
         metrics: parts.metrics,
         mqtt: parts.mqtt,
         enforcer: parts.enforcer,
+        schedules: parts.schedules,
         boots: HashMap::new(),
         dirty: BTreeMap::new(),
         events: Vec::new(),
@@ -184,6 +187,7 @@ struct Actor {
     metrics: Arc<Metrics>,
     mqtt: AsyncClient,
     enforcer: Option<crate::enforcer::EnforcerHandle>,
+    schedules: Option<crate::schedules::SchedulePublisher>,
     /// Last boot id seen per device (a new one is an agent start).
     boots: HashMap<DeviceId, String>,
     dirty: BTreeMap<DeviceId, DeviceRecord>,
@@ -273,6 +277,9 @@ impl Actor {
                         }
                         ChangeKind::Birth => {
                             info!(device = %record.id, profile = ?record.profile, version = ?record.firmware_version, "device birth");
+                            if let Some(s) = &self.schedules {
+                                s.device_born(record.id.clone());
+                            }
                             summary_changed = true;
                         }
                         ChangeKind::Health => {}

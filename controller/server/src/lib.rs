@@ -17,6 +17,8 @@ pub mod fleet_actor;
 pub mod ingest;
 pub mod metrics;
 pub mod ota;
+pub mod recording;
+pub mod schedules;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -98,12 +100,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let acks = fleet_actor::PendingAcks::default();
     let rejects = ingest::RejectLog::default();
     let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1);
+    let (schedules, schedule_inbox) = schedules::channel();
     let (enforcer, enforcer_task) = enforcer::spawn(
         gavel_fleet::enforcement::Engine::new(settings.enforcement.engine()),
         hearings,
         store.clone(),
         push.clone(),
         metrics.clone(),
+        schedules.clone(),
         shutdown.child_token(),
     );
     let (fleet, fleet_task) = fleet_actor::spawn(
@@ -116,7 +120,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             metrics: metrics.clone(),
             mqtt: client.clone(),
             enforcer: Some(enforcer.clone()),
+            schedules: Some(schedules.clone()),
         },
+        shutdown.child_token(),
+    );
+    let schedule_task = schedules::spawn(
+        schedule_inbox,
+        settings.schedule.fleet(),
+        enforcer.clone(),
+        fleet.clone(),
+        client.clone(),
         shutdown.child_token(),
     );
     let ingest_task = tokio::spawn(ingest::run(
@@ -163,6 +176,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         rejects,
         command_timeout: Duration::from_millis(settings.command_timeout_ms),
         enforcer,
+        schedules,
+        pre_roll: time::Duration::seconds(i64::from(settings.schedule.pre_roll_s)),
         utc_offset: settings.enforcement.offset(),
     };
     let http_shutdown = shutdown.clone();
@@ -188,6 +203,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         tasks: vec![
             http_task,
             campaign_task,
+            schedule_task,
             ingest_task,
             fleet_task,
             enforcer_task,

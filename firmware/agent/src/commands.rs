@@ -38,6 +38,8 @@ pub enum Action {
     /// Stop recording a hearing, then answer with [`recording_ack`].
     StopRecording {
         hearing_id: String,
+        reason: Option<String>,
+        by: Option<String>,
     },
 }
 
@@ -156,7 +158,11 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
                 by: by.clone(),
             },
         ),
-        CommandBody::StopRecording { hearing_id, .. } => (
+        CommandBody::StopRecording {
+            hearing_id,
+            reason,
+            by,
+        } => (
             ack(Outcome::Ok {
                 reply: Reply::Recording {
                     hearing_id: hearing_id.clone(),
@@ -165,6 +171,8 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
             }),
             Action::StopRecording {
                 hearing_id: hearing_id.clone(),
+                reason: reason.clone(),
+                by: by.clone(),
             },
         ),
     }

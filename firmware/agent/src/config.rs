@@ -40,6 +40,9 @@ pub struct AgentConfig {
     /// Where each media source of the profile is read from, by source id, e.g.
     /// `[media.cam-judge] kind = "rtsp"`, `url = "rtsp://user:pass@10.0.0.5/main"`.
     pub media: std::collections::BTreeMap<String, gavel_record::SourceInput>,
+    /// How long past its scheduled end a hearing that was never closed keeps recording
+    /// before the schedule's safety stop (seconds).
+    pub schedule_overrun_s: u32,
 }
 
 impl Default for AgentConfig {
@@ -58,6 +61,7 @@ impl Default for AgentConfig {
             data_dir: PathBuf::from("/var/lib/gavel-agent"),
             simulate_hardware: false,
             media: std::collections::BTreeMap::new(),
+            schedule_overrun_s: 3600,
         }
     }
 }
@@ -135,6 +139,11 @@ impl AgentConfig {
                             .map_err(|_| invalid(&key, &value, "expected seconds"))?,
                     )
                 }
+                "GAVEL_SCHEDULE_OVERRUN_S" => {
+                    self.schedule_overrun_s = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected seconds"))?
+                }
                 "GAVEL_KEEPALIVE_S" => {
                     self.keepalive_s = Some(
                         value
@@ -175,6 +184,13 @@ impl AgentConfig {
             && !(2..=600).contains(&k)
         {
             return Err(invalid("keepalive_s", k, "must be 2-600"));
+        }
+        if !(60..=86_400).contains(&self.schedule_overrun_s) {
+            return Err(invalid(
+                "schedule_overrun_s",
+                self.schedule_overrun_s,
+                "must be 60-86400",
+            ));
         }
         if let Some(p) = &self.placement
             && (p.court.is_empty() || p.room.is_empty())

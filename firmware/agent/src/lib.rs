@@ -4,10 +4,13 @@
 //! and command handling. Each capability lives in its own crate; this crate only connects
 //! them.
 
+pub mod clerk;
 pub mod commands;
 pub mod config;
 pub mod hardware;
 pub mod record;
+pub mod room;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use gavel_link::{Link, LinkEvent, LinkSettings, Outbox};
 use gavel_profile::Profile;
 use gavel_protocol::{
     Birth, Capability, CapabilityState, EventBody, OfflineReason, PROTOCOL_VERSION, Phase,
+    RecordingAction, RequestOrigin,
 };
 use time::OffsetDateTime;
 use tracing::{debug, info, warn};
@@ -86,15 +90,15 @@ pub async fn run(
     let config_json = serde_json::to_value(&config).context("serialising the config")?;
     let hostname = hostname();
     let mut caps = capabilities(&profile);
-    // Held for the whole run: a GPIO lamp keeps its line claimed.
-    let mut _lamp = None;
+    // Held for the whole run (by the room shell): a GPIO lamp keeps its line claimed.
+    let mut lamp = None;
     if let Some(settings) = profile.capabilities.lamp.clone() {
         let simulated = config.simulate_hardware;
-        let (lamp, cap) =
+        let (opened, cap) =
             tokio::task::spawn_blocking(move || hardware::open_lamp(&settings, simulated))
                 .await
                 .context("lamp task")?;
-        _lamp = lamp;
+        lamp = opened;
         if let Some(c) = caps.iter_mut().find(|c| c.name == "lamp") {
             *c = cap;
         }
@@ -148,6 +152,29 @@ pub async fn run(
         }
         None => None,
     };
+
+    let mut room = room::Room::open(
+        schedule::Settings {
+            overrun: time::Duration::seconds(i64::from(config.schedule_overrun_s)),
+        },
+        config.placement.clone(),
+        store.clone(),
+        outbox.clone(),
+        recorder.as_ref().map(|(h, _)| h.clone()),
+        lamp,
+    )
+    .await;
+    let clerk_socket = clerk::socket_path(&config.data_dir);
+    let (clerk_tx, mut clerk_rx) = tokio::sync::mpsc::channel::<clerk::Pending>(16);
+    let clerk_task = match clerk::serve(&clerk_socket, clerk_tx) {
+        Ok(task) => Some(task),
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "the clerk's local control is not available");
+            None
+        }
+    };
+    let mut room_tick = tokio::time::interval(Duration::from_secs(1));
+    room_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let birth = {
         let boot_id = boot_id.clone();
@@ -212,6 +239,10 @@ pub async fn run(
     let exit = loop {
         tokio::select! {
             _ = &mut shutdown => break Exit::Shutdown,
+            _ = room_tick.tick() => room.tick().await,
+            Some((request, reply)) = clerk_rx.recv() => {
+                let _ = reply.send(clerk_answer(&mut room, request).await);
+            }
             _ = probe_tick.tick(), if probe_period.is_some() => {
                 let seq = outbox
                     .emit(format!("probe-{probes}"), Phase::End, EventBody::Probe { n: probes })
@@ -261,17 +292,25 @@ pub async fn run(
                         bd_seq: link.bd_seq(),
                     };
                     let (mut ack, action) = commands::answer(&cmd, OffsetDateTime::now_utc(), &ctx);
-                    if let commands::Action::StartRecording { hearing_id, .. }
-                    | commands::Action::StopRecording { hearing_id } = &action
-                    {
-                        let result = match (&recorder, &action) {
-                            (None, _) => Err("this device does not record".to_owned()),
-                            (Some((h, _)), commands::Action::StartRecording { reason, by, .. }) => h
-                                .start(hearing_id, reason.clone(), by.clone())
-                                .await
-                                .map_err(|e| e.to_string()),
-                            (Some((h, _)), _) => h.stop(hearing_id).await.map_err(|e| e.to_string()),
-                        };
+                    let recording = match &action {
+                        commands::Action::StartRecording { hearing_id, reason, by } => {
+                            Some((RecordingAction::Start, hearing_id, reason, by))
+                        }
+                        commands::Action::StopRecording { hearing_id, reason, by } => {
+                            Some((RecordingAction::Stop, hearing_id, reason, by))
+                        }
+                        _ => None,
+                    };
+                    if let Some((action, hearing_id, reason, by)) = recording {
+                        let result = room
+                            .request(room::Request {
+                                action,
+                                hearing: Some(hearing_id.clone()),
+                                by: by.clone().unwrap_or_else(|| "controller".into()),
+                                reason: reason.clone(),
+                                via: RequestOrigin::Controller,
+                            })
+                            .await;
                         ack = commands::recording_ack(&cmd, OffsetDateTime::now_utc(), hearing_id, result);
                     }
                     if let Err(e) = link.publish(&ack) {
@@ -292,11 +331,19 @@ pub async fn run(
                     }
                 }
                 Some(LinkEvent::BadCommand(e)) => warn!(error = %e, "malformed command refused"),
+                Some(LinkEvent::Schedule(s)) => room.schedule(s).await,
+                Some(LinkEvent::BadSchedule(e)) => {
+                    warn!(error = %e, "malformed schedule refused; keeping the one held")
+                }
                 None => anyhow::bail!("the MQTT link task ended unexpectedly"),
             }
         }
     };
 
+    if let Some(task) = clerk_task {
+        task.abort();
+        let _ = std::fs::remove_file(&clerk_socket);
+    }
     // Close the open segments first; a hearing being recorded stays active and resumes
     // when the agent starts again.
     let _ = recorder_stop.send(());
@@ -347,6 +394,45 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(3), link_task).await;
     info!(?exit, "agent stopped");
     Ok(exit)
+}
+
+/// Carries out a request from the clerk's terminal.
+async fn clerk_answer(room: &mut room::Room, request: clerk::ClerkRequest) -> clerk::ClerkAnswer {
+    let (action, hearing, by, why) = match request {
+        clerk::ClerkRequest::Status => {
+            return clerk::ClerkAnswer {
+                ok: true,
+                error: None,
+                status: Some(room.status()),
+            };
+        }
+        clerk::ClerkRequest::Start { hearing, by, why } => {
+            (RecordingAction::Start, hearing, by, why)
+        }
+        clerk::ClerkRequest::Stop { hearing, by, why } => (RecordingAction::Stop, hearing, by, why),
+    };
+    let by = by.trim().to_owned();
+    if by.is_empty() || by.len() > gavel_protocol::MAX_TEXT {
+        return clerk::ClerkAnswer {
+            ok: false,
+            error: Some("`by` must name who does it (1-256 bytes)".into()),
+            status: Some(room.status()),
+        };
+    }
+    let result = room
+        .request(room::Request {
+            action,
+            hearing,
+            by,
+            reason: why,
+            via: RequestOrigin::Terminal,
+        })
+        .await;
+    clerk::ClerkAnswer {
+        ok: result.is_ok(),
+        error: result.err(),
+        status: Some(room.status()),
+    }
 }
 
 fn hostname() -> String {

@@ -2,8 +2,11 @@
 //!
 //! Starts the controller (embedded broker, SQLite) and one agent process per device: three
 //! courtrooms (terminal, audio host, two cameras each), a service-hall kiosk and a
-//! command-centre video wall. Then it plays a short scenario and narrates it: a camera
-//! loses power and comes back, a technician pings a terminal and restarts an audio host.
+//! command-centre video wall. It imports today's hearings: the courtroom terminals record
+//! them by their schedules (room-101's at once, room-102's when it starts half a minute
+//! later), and the narration shows what each terminal tells its clerk. Then it plays a
+//! short scenario: a camera loses power and comes back, a technician pings a terminal and
+//! restarts an audio host.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -212,6 +215,19 @@ impl Court {
         Ok(start.elapsed())
     }
 
+    /// What a room's courtroom terminal shows its clerk (`gavel-agent clerk status`).
+    fn room_status(&self, room: &str) -> Value {
+        let out = Command::new(self.bin.join("gavel-agent"))
+            .arg("--data-dir")
+            .arg(self.dir.join("agents").join(format!("{room}-terminal")))
+            .args(["clerk", "status", "--json"])
+            .output();
+        out.ok()
+            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+            .map(|v| v["status"].clone())
+            .unwrap_or(Value::Null)
+    }
+
     fn agent_index(&self, id: &str) -> Option<usize> {
         self.agents.iter().position(|a| a.0 == id)
     }
@@ -253,8 +269,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
     let ready = dir.join("controller.ready");
     let mut cmd = Command::new(bin.join("gavel-controller"));
-    // Short grace so the demo shows record-every-hearing alarms within a minute.
+    // Short grace so the demo shows record-every-hearing alarms within a minute; a short
+    // pre-roll so room-102's hearing visibly starts by itself during the run.
     cmd.env("GAVEL_ALARM_GRACE_S", "20");
+    cmd.env("GAVEL_SCHEDULE_PRE_ROLL_S", "10");
     cmd.args(["--http", &http, "--mqtt-listen", &mqtt])
         .arg("--data-dir")
         .arg(dir.join("controller"))
@@ -354,13 +372,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
     finish(court, t0, result)
 }
 
-/// Today's hearings: one under way in room-101, one starting in two minutes in room-102,
-/// one this afternoon at the tribunal.
+/// Today's hearings: one under way in room-101, one starting in half a minute in room-102
+/// (its terminal starts recording by itself at start minus the 10 s pre-roll), one this
+/// afternoon at the tribunal.
 fn import_hearings(court: &Court) -> Result<String, String> {
     let now = time::OffsetDateTime::now_utc();
     let fmt = &time::format_description::well_known::Rfc3339;
-    let at = |min: i64| {
-        (now + time::Duration::minutes(min))
+    let at = |s: i64| {
+        (now + time::Duration::seconds(s))
             .replace_nanosecond(0)
             .ok()
             .and_then(|t| t.format(fmt).ok())
@@ -371,12 +390,12 @@ fn import_hearings(court: &Court) -> Result<String, String> {
          (2026)浙0106民初1234号,{COURT},room-101,{},{},王法官,plaintiff:张三; defendant:李四\n\
          (2026)浙0106刑初88号,{COURT},room-102,{},{},李法官,prosecutor:赵检察官; defendant:孙某\n\
          (2026)浙0106民初1301号,{COURT},tribunal-xixi,{},{},陈法官,plaintiff:周某; defendant:吴某\n",
-        at(-1),
-        at(90),
-        at(2),
-        at(60),
-        at(240),
-        at(300),
+        at(-60),
+        at(90 * 60),
+        at(30),
+        at(60 * 60),
+        at(240 * 60),
+        at(300 * 60),
     );
     let file = court.dir.join("hearings.csv");
     std::fs::write(&file, csv).map_err(|e| e.to_string())?;
@@ -391,6 +410,7 @@ fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Resul
     let mut cut = false;
     let mut last_summary = Instant::now();
     let mut seen_alarms: std::collections::BTreeSet<String> = Default::default();
+    let mut rooms: std::collections::BTreeMap<&str, String> = Default::default();
     let mut last_alarm_poll = Instant::now();
     loop {
         if STOP.load(Ordering::SeqCst) {
@@ -400,11 +420,23 @@ fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Resul
             if cut {
                 power_back(court, t0, "room-102-cam-2")?;
             }
-            // Smoke check: every device online at the end.
+            // Smoke check: every device online at the end, and the two hearings due by
+            // now recorded by their rooms' terminals without anyone starting them.
             let s = court.json(&["fleet"])?;
             let total = court.agents.len() as u64;
+            for room in ["room-101", "room-102"] {
+                let status = court.room_status(room);
+                if status["state"] != "recording" || status["lamp"] != true {
+                    return Err(format!("{room} is not recording its hearing: {status}"));
+                }
+            }
             return if s["online"].as_u64() == Some(total) {
-                say(t0, &format!("check passed: all {total} devices online"));
+                say(
+                    t0,
+                    &format!(
+                        "check passed: all {total} devices online; room-101 and room-102 record their hearings"
+                    ),
+                );
                 Ok(())
             } else {
                 Err(format!(
@@ -433,6 +465,32 @@ fn scenario(court: &mut Court, t0: Instant, duration: Option<Duration>) -> Resul
                             a["message"].as_str().unwrap_or("?")
                         ),
                     );
+                }
+            }
+        }
+        if poll_alarms {
+            // What each courtroom terminal shows its clerk (gavel-agent clerk status).
+            for room in ["room-101", "room-102", "tribunal-xixi"] {
+                let st = court.room_status(room);
+                let now = format!(
+                    "{} {}",
+                    st["state"].as_str().unwrap_or("?"),
+                    st["hearing"].as_str().unwrap_or("-")
+                );
+                if rooms.get(room) != Some(&now) {
+                    if st["state"] == "recording" || st["state"] == "starting" {
+                        say(
+                            t0,
+                            &format!(
+                                "{room}: the terminal records hearing {} by its schedule, nobody pressed a button; recording lamp {}",
+                                st["hearing"].as_str().unwrap_or("?"),
+                                if st["lamp"] == true { "on" } else { "off" }
+                            ),
+                        );
+                    } else if st["schedule_version"].is_u64() && rooms.contains_key(room) {
+                        say(t0, &format!("{room}: {now}"));
+                    }
+                    rooms.insert(room, now);
                 }
             }
         }

@@ -126,6 +126,27 @@ fn import(
     format!("{id}-{}", start.unix_timestamp())
 }
 
+/// Publishes one QoS 1 message to the broker and waits for its acknowledgement.
+async fn publish(broker: &Mosquitto, topic: &str, payload: Vec<u8>) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let opts = MqttOptions::new(unique("test-pub"), broker.host.clone(), broker.port);
+    let (client, mut eventloop) = AsyncClient::new(opts, 8);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .expect("queued");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            other => panic!("publishing to {topic}: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "no puback for {topic}");
+    }
+    let _ = client.disconnect().await;
+}
+
 async fn sleep_until(t: OffsetDateTime) {
     let left = t - OffsetDateTime::now_utc();
     if left.is_positive() {
@@ -230,7 +251,9 @@ async fn a_scheduled_hearing_is_recorded_by_itself_through_a_broker_outage_with_
 
     // The hearing closes at its end; the schedule says so and the device stops.
     sleep_until(end).await;
-    let (ok, _, err) = controller.gavelctl(&["hearings", "close", &hearing, "--by", "clerk.wang"]);
+    // (Ids made from case numbers like "(2026)..." start with '-': after `--`.)
+    let (ok, _, err) =
+        controller.gavelctl(&["hearings", "close", "--by", "clerk.wang", "--", &hearing]);
     assert!(ok, "{err}");
     wait_status(&data, "stop on close", Duration::from_secs(20), |s| {
         s["state"] == "idle" && s["lamp"] == false
@@ -297,6 +320,16 @@ async fn a_scheduled_hearing_is_recorded_by_itself_through_a_broker_outage_with_
                 ns(b, "offset_ns")
             );
         }
+        assert!(
+            list.len() >= 3,
+            "{source}: {} segments for a 36 s hearing",
+            list.len()
+        );
+        eprintln!(
+            "{source}: {} segments, {} delivered late (historical)",
+            list.len(),
+            list.iter().filter(|e| e["historical"] == true).count()
+        );
         // Coverage spans the outage and the hearing's scheduled time up to its close.
         let first = list.first().expect("segments");
         let last = list.last().expect("segments");
@@ -384,8 +417,7 @@ async fn a_device_records_its_cached_schedule_with_the_controller_and_broker_dow
         &data,
         &[
             "stop",
-            "--hearing",
-            &hearing,
+            &format!("--hearing={hearing}"),
             "--by",
             "clerk.li",
             "--why",

@@ -383,13 +383,39 @@ async fn a_device_records_its_cached_schedule_with_the_controller_and_broker_dow
         start,
         start + time::Duration::minutes(30),
     );
-    wait_status(
+    let held = wait_status(
         &data,
         "schedule on the device",
         Duration::from_secs(15),
         |s| s["scheduled_hearings"] == 1,
     )
     .await;
+
+    // A malformed schedule and one for another room change nothing.
+    let topic = format!("gavel/v1/dev/{}/schedule", spec.id);
+    let foreign = serde_json::json!({
+        "v": 1, "ts": "2026-11-27T08:00:00Z", "court": spec.court, "room": "someone-elses-room",
+        "version": u64::MAX, "hearings": []
+    });
+    publish(&broker, &topic, b"{\"v\": 1, \"hearings\": 7}".to_vec()).await;
+    publish(&broker, &topic, serde_json::to_vec(&foreign).expect("json")).await;
+    let start_wait = Instant::now();
+    while !(agent.log_text().contains("malformed schedule refused")
+        && agent.log_text().contains("someone-elses-room"))
+    {
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(10),
+            "refusals not logged:\n{}",
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, v, _) = clerk(&data, &["status"]);
+    assert_eq!(
+        v["status"]["schedule_version"], held["schedule_version"],
+        "{v}"
+    );
+    assert_eq!(v["status"]["scheduled_hearings"], 1, "{v}");
 
     // Controller and broker go away; the agent restarts (the schedule must come from its
     // store, nothing is retained anywhere it could reach).

@@ -437,6 +437,25 @@ async fn a_device_records_its_cached_schedule_with_the_controller_and_broker_dow
         "lamp on while recording: {recording}"
     );
 
+    // Power cut mid-hearing: the agent comes back recording the same hearing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    agent.kill9();
+    let mut agent = start_agent(dir.path(), &spec, &controller.mqtt).expect("agent after the cut");
+    let resumed = wait_status(
+        &data,
+        "resumed after a power cut",
+        Duration::from_secs(30),
+        |s| s["hearing"] == hearing.as_str() && s["state"] == "recording",
+    )
+    .await;
+    assert_eq!(resumed["lamp"], true, "{resumed}");
+    assert!(
+        agent
+            .log_text()
+            .contains("resuming a hearing interrupted by a restart"),
+        "the recorder resumed the hearing (not a fresh start)"
+    );
+
     // The clerk stops it at the terminal, with who and why.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (ok, answer, err) = clerk(

@@ -1,8 +1,9 @@
 //! Hearing schedules on the device: a hearing imported through the controller is recorded
 //! by the room's recording device by itself, through a broker outage in its middle third,
 //! with continuous coverage at the controller; and a device records a cached schedule
-//! with the controller and broker down, a clerk stops it at the terminal, and the audit
-//! trail reaches the controller when it is back.
+//! with the controller and broker down (after an agent restart), resumes it after a power
+//! cut, a clerk stops it at the terminal, the audit trail reaches the controller when it
+//! is back, and a clerk starts and stops through `gavelctl recording`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -130,12 +130,13 @@ async fn run(
                         info!(hearings = list.len(), "hearings imported");
                         let rooms: std::collections::BTreeSet<(String, String)> =
                             list.iter().map(|h| (h.court.clone(), h.room.clone())).collect();
-                        for (court, room) in &rooms {
-                            schedules.hearings_changed(court, room);
-                        }
                         for h in list {
                             known.insert(h.id.clone(), h.clone());
                             out.extend(engine.handle(OffsetDateTime::now_utc(), Input::Hearing(h)));
+                        }
+                        // The devices of each room get its new schedule.
+                        for (court, room) in &rooms {
+                            schedules.hearings_changed(court, room);
                         }
                     }
                     let _ = reply.send(result);

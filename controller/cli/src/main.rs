@@ -88,7 +88,7 @@ enum Hearings {
 #[derive(clap::Args, Debug)]
 struct RecordingTarget {
     /// The hearing (its room follows from it; with --court/--room: that hearing in that room).
-    #[arg(long, required_unless_present = "room")]
+    #[arg(long, required_unless_present = "room", allow_hyphen_values = true)]
     hearing: Option<String>,
     /// Court of the room (with --room: the room's hearing due now).
     #[arg(long, requires = "room")]

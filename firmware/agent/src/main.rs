@@ -79,8 +79,8 @@ enum Clerk {
 
 #[derive(clap::Args, Debug)]
 struct ClerkArgs {
-    /// Hearing id.
-    #[arg(long)]
+    /// Hearing id (ids made from case numbers may start with '-').
+    #[arg(long, allow_hyphen_values = true)]
     hearing: Option<String>,
     /// Who does it (recorded in the audit trail).
     #[arg(long, env = "USER")]

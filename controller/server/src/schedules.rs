@@ -40,7 +40,9 @@ pub fn channel() -> (SchedulePublisher, Inbox) {
 
 impl SchedulePublisher {
     /// The hearings of `court`/`room` changed: publish the room's schedule to each of its
-    /// recording devices.
+    /// recording devices. Call it after the change is visible through
+    /// `EnforcerHandle::hearings` (the schedule is read from there); a hearing moved to
+    /// another room changes both rooms: call it for each.
     pub fn hearings_changed(&self, court: &str, room: &str) {
         let request = Request::RoomChanged {
             court: court.to_owned(),

@@ -73,7 +73,9 @@ pub fn decode_device_message(
         Channel::Health => DeviceMessage::Health(decode(payload)?),
         Channel::Event => DeviceMessage::Event(decode(payload)?),
         Channel::Ack => DeviceMessage::Ack(decode(payload)?),
-        Channel::Cmd | Channel::Receipt => return Err(IngestError::WrongDirection(topic.channel)),
+        Channel::Cmd | Channel::Receipt | Channel::Schedule => {
+            return Err(IngestError::WrongDirection(topic.channel));
+        }
     };
     Ok((topic, message))
 }

@@ -11,6 +11,8 @@
 //! | `event` | device -> controller | 1 | no |
 //! | `cmd` | controller -> device | 1 | no |
 //! | `ack` | device -> controller | 1 | no |
+//! | `receipt` | controller -> device | 1 | yes |
+//! | `schedule` | controller -> device | 1 | yes |
 
 pub mod codec;
 pub mod ids;

@@ -548,6 +548,23 @@ pub enum EventBody {
         /// ed25519 signature of the seal text, lowercase hex.
         signature: String,
     },
+    /// Someone (a clerk, the controller, the device's schedule) asked to start or stop
+    /// recording a hearing: the audit trail of who, why and through what (sent as `end`,
+    /// with the outcome). Added within v1.
+    RecordingRequest {
+        hearing_id: String,
+        action: RecordingAction,
+        /// Who asked: a user name, or `schedule` for the device's own schedule.
+        by: String,
+        /// Why, as given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Through what the request arrived.
+        via: RequestOrigin,
+        /// Why the request failed; absent when it was carried out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A source of a recording was lost (`start`) or came back (`end`, with the gap's span).
     /// Added within v1.
     SourceLost {
@@ -575,6 +592,7 @@ impl EventBody {
             EventBody::Recording { hearing_id, .. }
             | EventBody::Segment { hearing_id, .. }
             | EventBody::Sealed { hearing_id, .. }
+            | EventBody::RecordingRequest { hearing_id, .. }
             | EventBody::SourceLost { hearing_id, .. } => Some(hearing_id),
             EventBody::Agent { .. }
             | EventBody::Capability { .. }
@@ -582,6 +600,26 @@ impl EventBody {
             | EventBody::Ota { .. } => None,
         }
     }
+}
+
+/// Start or stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingAction {
+    Start,
+    Stop,
+}
+
+/// Where a recording request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestOrigin {
+    /// The device's own schedule (start at start minus pre-roll, close, safety stop).
+    Schedule,
+    /// A person at the courtroom terminal (`gavel-agent clerk`), without the controller.
+    Terminal,
+    /// A command from the controller (API, `gavelctl`).
+    Controller,
 }
 
 /// Steps of an over-the-air update as the device reports them.
@@ -737,6 +775,22 @@ impl Message for Event {
                     128,
                     "not a lowercase hex ed25519 signature",
                 )?;
+            }
+            EventBody::RecordingRequest {
+                hearing_id,
+                by,
+                reason,
+                error,
+                ..
+            } => {
+                check_hearing_id(hearing_id)?;
+                text("by", by)?;
+                if let Some(r) = reason {
+                    text("reason", r)?;
+                }
+                if let Some(e) = error {
+                    text("error", e)?;
+                }
             }
             EventBody::SourceLost {
                 hearing_id,
@@ -975,5 +1029,90 @@ impl Message for Ack {
             Outcome::Failed { error } => text("error", error),
             Outcome::Ok { .. } => Ok(()),
         }
+    }
+}
+
+/// Most hearings one schedule message carries (a room's recent past and coming days).
+pub const MAX_SCHEDULE: usize = 200;
+/// Longest pre-roll accepted, in seconds.
+pub const MAX_PRE_ROLL_S: u32 = 3600;
+
+/// Where a hearing of a schedule stands, as the controller knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduledStatus {
+    Scheduled,
+    /// Opened by the clerk.
+    InProgress,
+    /// Closed: recording stops (or never starts).
+    Closed,
+    /// Cancelled: never recorded.
+    Cancelled,
+}
+
+/// One hearing of a room's schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledHearing {
+    /// Hearing id (names the recording folder on the device).
+    pub id: String,
+    pub case_number: String,
+    /// Scheduled start.
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    /// Scheduled end.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+    /// Recording starts this many seconds before `start`.
+    pub pre_roll_s: u32,
+    pub status: ScheduledStatus,
+}
+
+/// A room's hearing schedule, published retained to each recording device of the room on
+/// its `schedule` topic. Devices keep the newest `version` they have seen (in their store)
+/// and ignore older ones; they record by it with the controller unreachable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub v: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    /// Court the schedule is for (the device checks it is its own).
+    pub court: String,
+    /// Room the schedule is for.
+    pub room: String,
+    /// Grows with every change of the room's schedule.
+    pub version: u64,
+    /// The room's hearings, by start.
+    pub hearings: Vec<ScheduledHearing>,
+}
+
+impl Message for Schedule {
+    const CHANNEL: Channel = Channel::Schedule;
+    fn validate(&self) -> Result<(), Invalid> {
+        text("court", &self.court)?;
+        text("room", &self.room)?;
+        if self.hearings.len() > MAX_SCHEDULE {
+            return Err(Invalid::new(
+                "hearings",
+                format!("{} hearings; at most {MAX_SCHEDULE}", self.hearings.len()),
+            ));
+        }
+        for (i, h) in self.hearings.iter().enumerate() {
+            check_hearing_id(&h.id)
+                .map_err(|e| Invalid::new(format!("hearings[{i}].id"), e.reason))?;
+            text(&format!("hearings[{i}].case_number"), &h.case_number)?;
+            if h.end <= h.start {
+                return Err(Invalid::new(
+                    format!("hearings[{i}].end"),
+                    "not after start",
+                ));
+            }
+            if h.pre_roll_s > MAX_PRE_ROLL_S {
+                return Err(Invalid::new(
+                    format!("hearings[{i}].pre_roll_s"),
+                    format!("{} s; at most {MAX_PRE_ROLL_S}", h.pre_roll_s),
+                ));
+            }
+        }
+        Ok(())
     }
 }

@@ -30,11 +30,13 @@ pub enum Channel {
     Ack,
     /// Controller -> device: events stored up to a sequence number (retained, QoS 1).
     Receipt,
+    /// Controller -> device: the hearing schedule of the device's room (retained, QoS 1).
+    Schedule,
 }
 
 impl Channel {
     /// Every channel, in table order.
-    pub const ALL: [Channel; 7] = [
+    pub const ALL: [Channel; 8] = [
         Channel::Birth,
         Channel::Status,
         Channel::Health,
@@ -42,6 +44,7 @@ impl Channel {
         Channel::Cmd,
         Channel::Ack,
         Channel::Receipt,
+        Channel::Schedule,
     ];
 
     /// The topic level for this channel.
@@ -54,6 +57,7 @@ impl Channel {
             Channel::Cmd => "cmd",
             Channel::Ack => "ack",
             Channel::Receipt => "receipt",
+            Channel::Schedule => "schedule",
         }
     }
 
@@ -67,12 +71,15 @@ impl Channel {
 
     /// Whether messages on this channel are published with the retain flag.
     pub fn retained(self) -> bool {
-        matches!(self, Channel::Birth | Channel::Status | Channel::Receipt)
+        matches!(
+            self,
+            Channel::Birth | Channel::Status | Channel::Receipt | Channel::Schedule
+        )
     }
 
     /// Whether the device publishes on this channel (false: the controller does).
     pub fn from_device(self) -> bool {
-        !matches!(self, Channel::Cmd | Channel::Receipt)
+        !matches!(self, Channel::Cmd | Channel::Receipt | Channel::Schedule)
     }
 
     fn parse(level: &str) -> Option<Channel> {
@@ -154,11 +161,12 @@ pub mod filter {
         format!("{ROOT}/{TOPIC_VERSION}/dev/+/+")
     }
 
-    /// What one device subscribes to: its commands and its receipts.
-    pub fn device_inbox(device: &DeviceId) -> [String; 2] {
+    /// What one device subscribes to: its commands, its receipts and its room's schedule.
+    pub fn device_inbox(device: &DeviceId) -> [String; 3] {
         [
             DeviceTopic::new(device.clone(), Channel::Cmd).to_string(),
             DeviceTopic::new(device.clone(), Channel::Receipt).to_string(),
+            DeviceTopic::new(device.clone(), Channel::Schedule).to_string(),
         ]
     }
 
@@ -241,11 +249,14 @@ mod tests {
     }
 
     #[test]
-    fn only_status_birth_and_receipt_are_retained_and_only_health_is_qos0() {
+    fn only_status_birth_receipt_and_schedule_are_retained_and_only_health_is_qos0() {
         for c in Channel::ALL {
             assert_eq!(
                 c.retained(),
-                matches!(c, Channel::Birth | Channel::Status | Channel::Receipt)
+                matches!(
+                    c,
+                    Channel::Birth | Channel::Status | Channel::Receipt | Channel::Schedule
+                )
             );
             assert_eq!(c.qos() == 0, c == Channel::Health);
         }
@@ -257,7 +268,11 @@ mod tests {
         assert_eq!(filter::acl_device_prefix(), "gavel/v1/dev/%u/#");
         assert_eq!(
             filter::device_inbox(&dev("cam-1")),
-            ["gavel/v1/dev/cam-1/cmd", "gavel/v1/dev/cam-1/receipt"]
+            [
+                "gavel/v1/dev/cam-1/cmd",
+                "gavel/v1/dev/cam-1/receipt",
+                "gavel/v1/dev/cam-1/schedule"
+            ]
         );
     }
 

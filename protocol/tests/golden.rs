@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use gavel_protocol::{
-    Ack, Birth, Command, Event, Health, Message, Receipt, Status, decode, encode,
+    Ack, Birth, Command, Event, Health, Message, Receipt, Schedule, Status, decode, encode,
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -56,6 +56,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "event-capability.json",
             "event-ota-rolled-back.json",
             "event-probe.json",
+            "event-recording-request.json",
             "event-recording.json",
             "event-sealed.json",
             "event-segment.json",
@@ -64,6 +65,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "health-outbox.json",
             "health.json",
             "receipt.json",
+            "schedule.json",
             "status-death.json",
             "status-online.json",
             "status-shutdown.json",
@@ -208,4 +210,40 @@ fn a_recording_command_with_a_path_in_its_hearing_id_is_refused() {
     }
     let err = c.validate().expect_err("path refused");
     assert_eq!(err.field, "hearing_id");
+}
+
+#[test]
+fn schedule_fixture_round_trips() {
+    use gavel_protocol::ScheduledStatus;
+    let s: Schedule = round_trip("schedule.json");
+    assert_eq!(s.room, "room-101");
+    assert_eq!(s.hearings.len(), 2);
+    assert_eq!(s.hearings[0].pre_roll_s, 60);
+    assert_eq!(s.hearings[1].status, ScheduledStatus::Cancelled);
+}
+
+#[test]
+fn a_schedule_with_a_hearing_ending_before_it_starts_names_the_field() {
+    let mut s: Schedule = round_trip("schedule.json");
+    s.hearings[1].end = s.hearings[1].start;
+    let err = s.validate().expect_err("refused");
+    assert_eq!(err.field, "hearings[1].end");
+    let mut s: Schedule = round_trip("schedule.json");
+    s.hearings[0].id = "../x".into();
+    assert_eq!(s.validate().expect_err("refused").field, "hearings[0].id");
+}
+
+#[test]
+fn recording_request_event_fixture_round_trips() {
+    use gavel_protocol::{EventBody, RecordingAction, RequestOrigin};
+    let e: Event = round_trip("event-recording-request.json");
+    assert!(matches!(
+        e.body,
+        EventBody::RecordingRequest {
+            action: RecordingAction::Stop,
+            via: RequestOrigin::Terminal,
+            ref by,
+            ..
+        } if by == "clerk.wang"
+    ));
 }

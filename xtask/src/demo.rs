@@ -2,11 +2,14 @@
 //!
 //! Starts the controller (embedded broker, SQLite) and one agent process per device: three
 //! courtrooms (terminal, audio host, two cameras each), a service-hall kiosk and a
-//! command-centre video wall. Then it plays a short scenario and narrates it: the cameras
-//! are updated over the air (a bundle of the agent image signed with the TEST-ONLY key,
-//! published, rolled out in waves: canary room, then the next, then the rest; each camera
-//! downloads, installs into its inactive slot, reboots and commits), an audio host loses
-//! power and comes back, a technician pings a terminal and restarts an audio host.
+//! command-centre video wall. It imports today's hearings: the courtroom terminals record
+//! them by their schedules (room-101's at once, room-102's when it starts half a minute
+//! later), and the narration shows what each terminal tells its clerk. Then it plays a
+//! short scenario and narrates it: the cameras are updated over the air (a bundle of the
+//! agent image signed with the TEST-ONLY key, published, rolled out in waves: canary room,
+//! then the next, then the rest; each camera downloads, installs into its inactive slot,
+//! reboots and commits), an audio host loses power and comes back, a technician pings a
+//! terminal and restarts an audio host.
 //!
 //! The cameras are simulated devices that really boot A/B slots (`gavel-simdevice`); the
 //! slot images are small wrapper scripts that start the built agent.
@@ -261,6 +264,19 @@ impl Court {
         Ok(start.elapsed())
     }
 
+    /// What a room's courtroom terminal shows its clerk (`gavel-agent clerk status`).
+    fn room_status(&self, room: &str) -> Value {
+        let out = Command::new(self.bin.join("gavel-agent"))
+            .arg("--data-dir")
+            .arg(self.dir.join("agents").join(format!("{room}-terminal")))
+            .args(["clerk", "status", "--json"])
+            .output();
+        out.ok()
+            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+            .map(|v| v["status"].clone())
+            .unwrap_or(Value::Null)
+    }
+
     fn agent_index(&self, id: &str) -> Option<usize> {
         self.agents.iter().position(|a| a.0 == id)
     }
@@ -302,8 +318,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
     let ready = dir.join("controller.ready");
     let mut cmd = Command::new(bin.join("gavel-controller"));
-    // Short grace so the demo shows record-every-hearing alarms within a minute.
+    // Short grace so the demo shows record-every-hearing alarms within a minute; a short
+    // pre-roll so room-102's hearing visibly starts by itself during the run.
     cmd.env("GAVEL_ALARM_GRACE_S", "20");
+    cmd.env("GAVEL_SCHEDULE_PRE_ROLL_S", "10");
     cmd.args(["--http", &http, "--mqtt-listen", &mqtt])
         .arg("--data-dir")
         .arg(dir.join("controller"))
@@ -521,13 +539,14 @@ fn narrate_campaign(
     Some((state, p["failed"].as_u64().unwrap_or(0)))
 }
 
-/// Today's hearings: one under way in room-101, one starting in two minutes in room-102,
-/// one this afternoon at the tribunal.
+/// Today's hearings: one under way in room-101, one starting in half a minute in room-102
+/// (its terminal starts recording by itself at start minus the 10 s pre-roll), one this
+/// afternoon at the tribunal.
 fn import_hearings(court: &Court) -> Result<String, String> {
     let now = time::OffsetDateTime::now_utc();
     let fmt = &time::format_description::well_known::Rfc3339;
-    let at = |min: i64| {
-        (now + time::Duration::minutes(min))
+    let at = |s: i64| {
+        (now + time::Duration::seconds(s))
             .replace_nanosecond(0)
             .ok()
             .and_then(|t| t.format(fmt).ok())
@@ -538,12 +557,12 @@ fn import_hearings(court: &Court) -> Result<String, String> {
          (2026)浙0106民初1234号,{COURT},room-101,{},{},王法官,plaintiff:张三; defendant:李四\n\
          (2026)浙0106刑初88号,{COURT},room-102,{},{},李法官,prosecutor:赵检察官; defendant:孙某\n\
          (2026)浙0106民初1301号,{COURT},tribunal-xixi,{},{},陈法官,plaintiff:周某; defendant:吴某\n",
-        at(-1),
-        at(90),
-        at(2),
-        at(60),
-        at(240),
-        at(300),
+        at(-60),
+        at(90 * 60),
+        at(30),
+        at(60 * 60),
+        at(240 * 60),
+        at(300 * 60),
     );
     let file = court.dir.join("hearings.csv");
     std::fs::write(&file, csv).map_err(|e| e.to_string())?;
@@ -565,6 +584,7 @@ fn scenario(
     let mut cut = false;
     let mut last_summary = Instant::now();
     let mut seen_alarms: std::collections::BTreeSet<String> = Default::default();
+    let mut rooms: std::collections::BTreeMap<&str, String> = Default::default();
     let mut last_alarm_poll = Instant::now();
     loop {
         if STOP.load(Ordering::SeqCst) {
@@ -577,8 +597,15 @@ fn scenario(
             if campaign_failed > 0 {
                 return Err(format!("{campaign_failed} camera updates failed"));
             }
-            // Smoke check: every device online at the end (a camera may be rebooting
-            // into its new slot right now: give it a moment).
+            // Smoke check: the two hearings due by now recorded by their rooms' terminals
+            // without anyone starting them, and every device online at the end (a camera
+            // may be rebooting into its new slot right now: give it a moment).
+            for room in ["room-101", "room-102"] {
+                let status = court.room_status(room);
+                if status["state"] != "recording" || status["lamp"] != true {
+                    return Err(format!("{room} is not recording its hearing: {status}"));
+                }
+            }
             let total = court.agents.len() as u64;
             let online = court.wait("all devices online", Duration::from_secs(20), || {
                 court
@@ -589,7 +616,12 @@ fn scenario(
             });
             return match online {
                 Ok(_) => {
-                    say(t0, &format!("check passed: all {total} devices online"));
+                    say(
+                        t0,
+                        &format!(
+                            "check passed: all {total} devices online; room-101 and room-102 record their hearings"
+                        ),
+                    );
                     Ok(())
                 }
                 Err(e) => Err(format!("{e}: {:?}", court.json(&["fleet"]).ok())),
@@ -621,6 +653,32 @@ fn scenario(
                             a["message"].as_str().unwrap_or("?")
                         ),
                     );
+                }
+            }
+        }
+        if poll_alarms {
+            // What each courtroom terminal shows its clerk (gavel-agent clerk status).
+            for room in ["room-101", "room-102", "tribunal-xixi"] {
+                let st = court.room_status(room);
+                let now = format!(
+                    "{} {}",
+                    st["state"].as_str().unwrap_or("?"),
+                    st["hearing"].as_str().unwrap_or("-")
+                );
+                if rooms.get(room) != Some(&now) {
+                    if st["state"] == "recording" || st["state"] == "starting" {
+                        say(
+                            t0,
+                            &format!(
+                                "{room}: the terminal records hearing {} by its schedule, nobody pressed a button; recording lamp {}",
+                                st["hearing"].as_str().unwrap_or("?"),
+                                if st["lamp"] == true { "on" } else { "off" }
+                            ),
+                        );
+                    } else if st["schedule_version"].is_u64() && rooms.contains_key(room) {
+                        say(t0, &format!("{room}: {now}"));
+                    }
+                    rooms.insert(room, now);
                 }
             }
         }

@@ -43,6 +43,10 @@ enum Top {
     /// Record-every-hearing and device-health alarms.
     #[command(subcommand)]
     Alarms(Alarms),
+    /// Start or stop recording by hand (the clerk's action), with who and why: through the
+    /// controller to every recording device of the room.
+    #[command(subcommand)]
+    Recording(Recording),
     /// Over-the-air updates: bundles and campaigns.
     #[command(subcommand)]
     Ota(ota::Ota),
@@ -238,6 +242,34 @@ fn print_hearing(h: &Value) {
             c["detail"].as_str().unwrap_or("")
         );
     }
+}
+
+/// Which recording a clerk starts or stops.
+#[derive(clap::Args, Debug)]
+struct RecordingTarget {
+    /// The hearing (its room follows from it; with --court/--room: that hearing in that room).
+    #[arg(long, required_unless_present = "room", allow_hyphen_values = true)]
+    hearing: Option<String>,
+    /// Court of the room (with --room: the room's hearing due now).
+    #[arg(long, requires = "room")]
+    court: Option<String>,
+    /// Room (with --court).
+    #[arg(long, requires = "court")]
+    room: Option<String>,
+    /// Who does it (recorded in the audit trail).
+    #[arg(long, env = "USER", default_value = "clerk")]
+    by: String,
+    /// Why (recorded in the audit trail).
+    #[arg(long)]
+    why: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Recording {
+    /// Start recording.
+    Start(RecordingTarget),
+    /// Stop recording (the hearing's recording is closed and signed).
+    Stop(RecordingTarget),
 }
 
 #[derive(Subcommand, Debug)]
@@ -1053,6 +1085,63 @@ async fn main() -> anyhow::Result<()> {
                     }
                     None => print!("{text}"),
                 }
+            }
+        }
+        Top::Recording(r) => {
+            let (action, t) = match r {
+                Recording::Start(t) => ("start", t),
+                Recording::Stop(t) => ("stop", t),
+            };
+            let path = match (&t.court, &t.room, &t.hearing) {
+                (Some(c), Some(r), _) => format!("/api/v1/rooms/{c}/{r}/recording/{action}"),
+                (_, _, Some(h)) => format!("/api/v1/hearings/{h}/recording/{action}"),
+                _ => bail!("name a hearing (--hearing) or a room (--court and --room)"),
+            };
+            let body = serde_json::json!({"hearing_id": t.hearing, "by": t.by, "reason": t.why});
+            let resp = api
+                .http
+                .post(format!("{}{path}", api.base))
+                .json(&body)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the controller at {}", api.base))?;
+            let status = resp.status();
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            let Some(devices) = v["devices"].as_array() else {
+                bail!(
+                    "{action} recording: {status}: {}",
+                    v["error"].as_str().unwrap_or("no details")
+                );
+            };
+            if !cli.json {
+                for d in devices {
+                    let device = d["device"].as_str().unwrap_or("?");
+                    let ack = &d["ack"];
+                    match ack["status"].as_str() {
+                        Some("ok") => println!(
+                            "{device}: {} {} ({})",
+                            v["hearing_id"].as_str().unwrap_or("?"),
+                            ack["reply"]["state"].as_str().unwrap_or("?"),
+                            t.by
+                        ),
+                        Some(other) => println!(
+                            "{device}: {other}: {}",
+                            ack["error"]
+                                .as_str()
+                                .or(ack["reason"].as_str())
+                                .unwrap_or("no details")
+                        ),
+                        None => {
+                            println!("{device}: {}", d["error"].as_str().unwrap_or("no answer"))
+                        }
+                    }
+                }
+            }
+            if v["ok"] != Value::Bool(true) {
+                bail!("{action} recording: not every device of the room did it");
             }
         }
         Top::Alarms(Alarms::Ls) => {

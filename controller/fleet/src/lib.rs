@@ -19,6 +19,7 @@ pub mod enforcement;
 pub mod hearings;
 pub mod report;
 pub mod rollout;
+pub mod schedule;
 pub mod sequence;
 
 use std::collections::BTreeMap;

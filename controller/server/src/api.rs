@@ -39,6 +39,10 @@ pub struct AppState {
     pub rejects: RejectLog,
     pub command_timeout: Duration,
     pub enforcer: crate::enforcer::EnforcerHandle,
+    /// Where hearing changes go so devices' schedules follow.
+    pub schedules: crate::schedules::SchedulePublisher,
+    /// Pre-roll of the schedules (which hearing of a room is due now).
+    pub pre_roll: time::Duration,
     /// Courts' UTC offset for imported times without one.
     pub utc_offset: time::UtcOffset,
     /// Gathers a hearing's evidence for its compliance record.
@@ -84,7 +88,9 @@ pub struct AppState {
         list_alarms,
         alarm_history,
         ack_alarm,
-        resolve_alarm
+        resolve_alarm,
+        crate::recording::room_recording,
+        crate::recording::hearing_recording
     ),
     components(schemas(
         DeviceRecord,
@@ -110,7 +116,10 @@ pub struct AppState {
         crate::hearings_api::MoveHearing,
         crate::hearings_api::CancelHearing,
         crate::hearings_api::FieldErrors,
-        Actor
+        Actor,
+        crate::recording::RecordingRequest,
+        crate::recording::RecordingResult,
+        crate::recording::DeviceAnswer
     ))
 )]
 pub struct ApiDoc;
@@ -132,6 +141,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/hearings/{id}/compliance", get(hearing_compliance))
         .route("/api/v1/reports/compliance", get(compliance_report))
         .route("/api/v1/timeline", get(timeline))
+        .route(
+            "/api/v1/hearings/{id}/recording/{action}",
+            post(crate::recording::hearing_recording),
+        )
+        .route(
+            "/api/v1/rooms/{court}/{room}/recording/{action}",
+            post(crate::recording::room_recording),
+        )
         .route("/api/v1/alarms", get(list_alarms))
         .route("/api/v1/alarms/history", get(alarm_history))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
@@ -288,12 +305,26 @@ async fn send_command(
     Json(req): Json<CommandRequest>,
 ) -> Result<Json<Ack>, ApiError> {
     let id = device_id(&id)?;
+    let timeout = req
+        .timeout_ms
+        .map(|ms| Duration::from_millis(ms.clamp(1, 600_000)))
+        .unwrap_or(s.command_timeout);
+    command_device(&s, id, req.command, timeout).await.map(Json)
+}
+
+/// Sends a command to a device and waits up to `timeout` for its ack.
+pub(crate) async fn command_device(
+    s: &AppState,
+    id: DeviceId,
+    body: CommandBody,
+    timeout: Duration,
+) -> Result<Ack, ApiError> {
     let record = s
         .fleet
         .get(id.clone())
         .await
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device {id}")))?;
-    let name = req.command.name();
+    let name = body.name();
     let count = |outcome: &str| {
         s.metrics
             .commands
@@ -310,17 +341,13 @@ async fn send_command(
             format!("device {id} is offline"),
         ));
     }
-    let timeout = req
-        .timeout_ms
-        .map(|ms| Duration::from_millis(ms.clamp(1, 600_000)))
-        .unwrap_or(s.command_timeout);
     let now = OffsetDateTime::now_utc();
     let command = Command {
         v: PROTOCOL_VERSION,
         ts: now,
         id: uuid::Uuid::new_v4().to_string(),
         expires: Some(now + timeout),
-        body: req.command,
+        body,
     };
     let waiter = s.acks.wait(id.clone(), command.id.clone());
     let topic = DeviceTopic::new(id.clone(), Channel::Cmd).to_string();
@@ -348,7 +375,7 @@ async fn send_command(
                 Outcome::Rejected { .. } => "rejected",
                 Outcome::Failed { .. } => "failed",
             });
-            Ok(Json(ack))
+            Ok(ack)
         }
         _ => {
             s.acks.forget(&command.id);
@@ -770,6 +797,8 @@ mod tests {
             "/api/v1/alarms/history",
             "/api/v1/alarms/{id}/ack",
             "/api/v1/alarms/{id}/resolve",
+            "/api/v1/rooms/{court}/{room}/recording/{action}",
+            "/api/v1/hearings/{id}/recording/{action}",
         ] {
             assert!(paths.contains_key(p), "{p} missing from OpenAPI");
         }

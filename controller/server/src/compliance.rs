@@ -189,7 +189,8 @@ fn add_event(e: &mut Evidence, device: &str, received: OffsetDateTime, body: Eve
         EventBody::Agent { .. }
         | EventBody::Capability { .. }
         | EventBody::Probe { .. }
-        | EventBody::Ota { .. } => {}
+        | EventBody::Ota { .. }
+        | EventBody::RecordingRequest { .. } => {}
     }
 }
 

@@ -45,6 +45,32 @@ pub struct Settings {
     pub ota_base_url: String,
     /// Record-every-hearing enforcement.
     pub enforcement: EnforcementSettings,
+    /// The schedules pushed to recording devices.
+    pub schedule: ScheduleSettings,
+}
+
+/// What recording devices are told about their room's hearings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Devices start recording this many seconds before a hearing's scheduled start.
+    pub pre_roll_s: u32,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self { pre_roll_s: 60 }
+    }
+}
+
+impl ScheduleSettings {
+    /// The schedule core's settings.
+    pub fn fleet(&self) -> gavel_fleet::schedule::Settings {
+        gavel_fleet::schedule::Settings {
+            pre_roll: time::Duration::seconds(i64::from(self.pre_roll_s)),
+            ..gavel_fleet::schedule::Settings::default()
+        }
+    }
 }
 
 /// Alarm thresholds (see `gavel_fleet::enforcement::Settings`).
@@ -106,6 +132,7 @@ impl Default for Settings {
             command_timeout_ms: 5000,
             ota_base_url: String::new(),
             enforcement: EnforcementSettings::default(),
+            schedule: ScheduleSettings::default(),
         }
     }
 }
@@ -159,6 +186,11 @@ impl Settings {
                 "GAVEL_DATABASE_URL" => self.database_url = value,
                 "GAVEL_ALARM_GRACE_S" => {
                     self.enforcement.grace_s = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected seconds"))?
+                }
+                "GAVEL_SCHEDULE_PRE_ROLL_S" => {
+                    self.schedule.pre_roll_s = value
                         .parse()
                         .map_err(|_| invalid(&key, &value, "expected seconds"))?
                 }
@@ -224,6 +256,13 @@ impl Settings {
                 "enforcement.utc_offset_h",
                 self.enforcement.utc_offset_h,
                 "must be -12..14",
+            ));
+        }
+        if self.schedule.pre_roll_s > gavel_protocol::MAX_PRE_ROLL_S {
+            return Err(invalid(
+                "schedule.pre_roll_s",
+                self.schedule.pre_roll_s,
+                "must be 0-3600",
             ));
         }
         if self.command_timeout_ms == 0 || self.command_timeout_ms > 600_000 {

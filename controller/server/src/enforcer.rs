@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::fleet_actor::Push;
 use crate::metrics::Metrics;
+use crate::schedules::SchedulePublisher;
 use crate::store::Store;
 
 enum Request {
@@ -93,26 +94,32 @@ impl EnforcerHandle {
     }
 }
 
-/// Starts the enforcement task with the stored hearings.
+/// Starts the enforcement task with the stored hearings. Every change of a room's
+/// hearings is announced to `schedules` (the devices' schedules follow).
 pub fn spawn(
     engine: Engine,
     hearings: Vec<Hearing>,
     store: Store,
     push: broadcast::Sender<Push>,
     metrics: Arc<Metrics>,
+    schedules: SchedulePublisher,
     shutdown: CancellationToken,
 ) -> (EnforcerHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(8192);
-    let task = tokio::spawn(run(engine, hearings, store, push, metrics, rx, shutdown));
+    let task = tokio::spawn(run(
+        engine, hearings, store, push, metrics, schedules, rx, shutdown,
+    ));
     (EnforcerHandle { tx }, task)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     mut engine: Engine,
     hearings: Vec<Hearing>,
     store: Store,
     push: broadcast::Sender<Push>,
     metrics: Arc<Metrics>,
+    schedules: SchedulePublisher,
     mut rx: mpsc::Receiver<Request>,
     shutdown: CancellationToken,
 ) {
@@ -143,7 +150,7 @@ async fn run(
                             h.status = HearingStatus::Closed;
                             h.closed_at.get_or_insert(now);
                         }
-                        if let Err(e) = commit(vec![h], &store, &mut known, &mut engine, &mut out).await {
+                        if let Err(e) = commit(vec![h], &store, &mut known, &mut engine, &schedules, &mut out).await {
                             warn!(error = %e, "saving a hearing failed");
                         }
                     }
@@ -153,7 +160,7 @@ async fn run(
                 Some(Request::Upsert(change, reply)) => {
                     let mut out = Vec::new();
                     let result = match book::apply(&known, change, OffsetDateTime::now_utc()) {
-                        Ok(changed) => commit(changed.clone(), &store, &mut known, &mut engine, &mut out)
+                        Ok(changed) => commit(changed.clone(), &store, &mut known, &mut engine, &schedules, &mut out)
                             .await
                             .map(|()| changed)
                             .map_err(|e| UpsertError::Store(e.to_string())),
@@ -211,16 +218,27 @@ async fn commit(
     store: &Store,
     known: &mut BTreeMap<String, Hearing>,
     engine: &mut Engine,
+    schedules: &SchedulePublisher,
     out: &mut Vec<Output>,
 ) -> Result<(), crate::store::StoreError> {
     if changed.is_empty() {
         return Ok(());
     }
     store.save_hearings(&changed).await?;
+    // Rooms whose schedule changed: the new room of each hearing and, for a move, the old.
+    let mut rooms = std::collections::BTreeSet::new();
     for h in changed {
         info!(hearing = %h.id, status = ?h.status, start = %gavel_protocol::rfc3339(h.scheduled_start), room = %h.room, "hearing stored");
+        if let Some(old) = known.get(&h.id) {
+            rooms.insert((old.court.clone(), old.room.clone()));
+        }
+        rooms.insert((h.court.clone(), h.room.clone()));
         known.insert(h.id.clone(), h.clone());
         out.extend(engine.handle(OffsetDateTime::now_utc(), Input::Hearing(h)));
+    }
+    // The devices of each room get its new schedule.
+    for (court, room) in &rooms {
+        schedules.hearings_changed(court, room);
     }
     Ok(())
 }

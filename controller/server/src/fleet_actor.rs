@@ -154,6 +154,8 @@ pub struct FleetParts {
     pub enforcer: Option<crate::enforcer::EnforcerHandle>,
     /// Told when a device seals a hearing's recording (after the seal is stored).
     pub compliance: Option<crate::compliance::ComplianceTrigger>,
+    /// Told of every birth, so a recording device gets its room's schedule.
+    pub schedules: Option<crate::schedules::SchedulePublisher>,
 }
 
 /// Starts the fleet task.
@@ -172,6 +174,7 @@ pub fn spawn(
         mqtt: parts.mqtt,
         enforcer: parts.enforcer,
         compliance: parts.compliance,
+        schedules: parts.schedules,
         boots: HashMap::new(),
         dirty: BTreeMap::new(),
         events: Vec::new(),
@@ -190,6 +193,7 @@ struct Actor {
     mqtt: AsyncClient,
     enforcer: Option<crate::enforcer::EnforcerHandle>,
     compliance: Option<crate::compliance::ComplianceTrigger>,
+    schedules: Option<crate::schedules::SchedulePublisher>,
     /// Last boot id seen per device (a new one is an agent start).
     boots: HashMap<DeviceId, String>,
     dirty: BTreeMap<DeviceId, DeviceRecord>,
@@ -279,6 +283,9 @@ impl Actor {
                         }
                         ChangeKind::Birth => {
                             info!(device = %record.id, profile = ?record.profile, version = ?record.firmware_version, "device birth");
+                            if let Some(s) = &self.schedules {
+                                s.device_born(record.id.clone());
+                            }
                             summary_changed = true;
                         }
                         ChangeKind::Health => {}

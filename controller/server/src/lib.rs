@@ -19,6 +19,8 @@ pub mod hearings_api;
 pub mod ingest;
 pub mod metrics;
 pub mod ota;
+pub mod recording;
+pub mod schedules;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -100,12 +102,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let acks = fleet_actor::PendingAcks::default();
     let rejects = ingest::RejectLog::default();
     let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1);
+    let (schedules, schedule_inbox) = schedules::channel();
     let (enforcer, enforcer_task) = enforcer::spawn(
         gavel_fleet::enforcement::Engine::new(settings.enforcement.engine()),
         hearings,
         store.clone(),
         push.clone(),
         metrics.clone(),
+        schedules.clone(),
         shutdown.child_token(),
     );
     let (compliance_trigger, compliance_rx) = compliance::channel();
@@ -120,6 +124,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             mqtt: client.clone(),
             enforcer: Some(enforcer.clone()),
             compliance: Some(compliance_trigger.clone()),
+            schedules: Some(schedules.clone()),
         },
         shutdown.child_token(),
     );
@@ -132,6 +137,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         compliance_sources.clone(),
         compliance_rx,
         push.clone(),
+        shutdown.child_token(),
+    );
+    let schedule_task = schedules::spawn(
+        schedule_inbox,
+        settings.schedule.fleet(),
+        enforcer.clone(),
+        fleet.clone(),
+        client.clone(),
         shutdown.child_token(),
     );
     let ingest_task = tokio::spawn(ingest::run(
@@ -178,6 +191,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         rejects,
         command_timeout: Duration::from_millis(settings.command_timeout_ms),
         enforcer,
+        schedules,
+        pre_roll: time::Duration::seconds(i64::from(settings.schedule.pre_roll_s)),
         utc_offset: settings.enforcement.offset(),
         compliance: compliance_sources,
         compliance_trigger,
@@ -205,6 +220,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         tasks: vec![
             http_task,
             campaign_task,
+            schedule_task,
             ingest_task,
             fleet_task,
             enforcer_task,

@@ -40,6 +40,8 @@ pub enum Action {
     /// Stop recording a hearing, then answer with [`recording_ack`].
     StopRecording {
         hearing_id: String,
+        reason: Option<String>,
+        by: Option<String>,
     },
     /// Hand the install to the OTA task; a refusal there replaces the `ota_accepted` ack
     /// (see [`ota_refused_ack`]).
@@ -195,7 +197,11 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
                 by: by.clone(),
             },
         ),
-        CommandBody::StopRecording { hearing_id, .. } => (
+        CommandBody::StopRecording {
+            hearing_id,
+            reason,
+            by,
+        } => (
             ack(Outcome::Ok {
                 reply: Reply::Recording {
                     hearing_id: hearing_id.clone(),
@@ -204,6 +210,8 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
             }),
             Action::StopRecording {
                 hearing_id: hearing_id.clone(),
+                reason: reason.clone(),
+                by: by.clone(),
             },
         ),
     }

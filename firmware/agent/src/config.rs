@@ -42,6 +42,9 @@ pub struct AgentConfig {
     pub media: std::collections::BTreeMap<String, gavel_record::SourceInput>,
     /// Over-the-air updates (`[ota]`); absent: the agent refuses `ota_install`.
     pub ota: Option<OtaConfig>,
+    /// How long past its scheduled end a hearing that was never closed keeps recording
+    /// before the schedule's safety stop (seconds).
+    pub schedule_overrun_s: u32,
 }
 
 /// The `[ota]` section: where the A/B slots are and whom to trust.
@@ -102,6 +105,7 @@ impl Default for AgentConfig {
             simulate_hardware: false,
             media: std::collections::BTreeMap::new(),
             ota: None,
+            schedule_overrun_s: 3600,
         }
     }
 }
@@ -189,6 +193,11 @@ impl AgentConfig {
                             .map_err(|_| invalid(&key, &value, "expected seconds"))?,
                     )
                 }
+                "GAVEL_SCHEDULE_OVERRUN_S" => {
+                    self.schedule_overrun_s = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected seconds"))?
+                }
                 "GAVEL_KEEPALIVE_S" => {
                     self.keepalive_s = Some(
                         value
@@ -229,6 +238,13 @@ impl AgentConfig {
             && !(2..=600).contains(&k)
         {
             return Err(invalid("keepalive_s", k, "must be 2-600"));
+        }
+        if !(60..=86_400).contains(&self.schedule_overrun_s) {
+            return Err(invalid(
+                "schedule_overrun_s",
+                self.schedule_overrun_s,
+                "must be 60-86400",
+            ));
         }
         if let Some(p) = &self.placement
             && (p.court.is_empty() || p.room.is_empty())

@@ -4,12 +4,15 @@
 //! and command handling. Each capability lives in its own crate; this crate only connects
 //! them.
 
+pub mod clerk;
 pub mod commands;
 pub mod config;
 pub mod hardware;
 pub mod ota;
 pub mod record;
+pub mod room;
 pub mod schedule;
+pub mod session;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +22,7 @@ use gavel_link::{Link, LinkEvent, LinkSettings, Outbox};
 use gavel_profile::Profile;
 use gavel_protocol::{
     Birth, Capability, CapabilityState, EventBody, OfflineReason, PROTOCOL_VERSION, Phase,
+    RecordingAction, RequestOrigin,
 };
 use time::OffsetDateTime;
 use tracing::{debug, info, warn};
@@ -91,15 +95,15 @@ pub async fn run(
     let config_json = serde_json::to_value(&config).context("serialising the config")?;
     let hostname = hostname();
     let mut caps = capabilities(&profile);
-    // Held for the whole run: a GPIO lamp keeps its line claimed.
-    let mut _lamp = None;
+    // Held for the whole run (by the room shell): a GPIO lamp keeps its line claimed.
+    let mut lamp = None;
     if let Some(settings) = profile.capabilities.lamp.clone() {
         let simulated = config.simulate_hardware;
-        let (lamp, cap) =
+        let (opened, cap) =
             tokio::task::spawn_blocking(move || hardware::open_lamp(&settings, simulated))
                 .await
                 .context("lamp task")?;
-        _lamp = lamp;
+        lamp = opened;
         if let Some(c) = caps.iter_mut().find(|c| c.name == "lamp") {
             *c = cap;
         }
@@ -175,11 +179,36 @@ pub async fn run(
         }
         None => None,
     };
-    // The room's schedule, the OTA flow's only view of hearings (see `schedule`).
-    let schedule = schedule::ScheduleFeed::new();
+    // The room's schedule, the OTA flow's only view of hearings (see `session`): the
+    // recorder says whether a hearing is in session, the cached schedule what is coming.
+    let session_feed = session::ScheduleFeed::new();
     let schedule_task = recorder
         .as_ref()
-        .map(|(h, _)| tokio::spawn(record::feed_schedule(h.clone(), schedule.clone())));
+        .map(|(h, _)| tokio::spawn(record::feed_schedule(h.clone(), session_feed.clone())));
+
+    let mut room = room::Room::open(
+        schedule::Settings {
+            overrun: time::Duration::seconds(i64::from(config.schedule_overrun_s)),
+        },
+        config.placement.clone(),
+        store.clone(),
+        outbox.clone(),
+        recorder.as_ref().map(|(h, _)| h.clone()),
+        lamp,
+    )
+    .await;
+    let clerk_socket = clerk::socket_path(&config.data_dir);
+    let (clerk_tx, mut clerk_rx) = tokio::sync::mpsc::channel::<clerk::Pending>(16);
+    let clerk_task = match clerk::serve(&clerk_socket, clerk_tx) {
+        Ok(task) => Some(task),
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "the clerk's local control is not available");
+            None
+        }
+    };
+    session_feed.set_busy(room.busy());
+    let mut room_tick = tokio::time::interval(Duration::from_secs(1));
+    room_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let birth = {
         let boot_id = boot_id.clone();
@@ -238,7 +267,7 @@ pub async fn run(
                     .filter(|c| c.state != CapabilityState::Unavailable)
                     .map(|c| (c.name.clone(), c.state == CapabilityState::Running))
                     .collect(),
-                schedule: schedule.subscribe(),
+                schedule: session_feed.subscribe(),
                 reboot: reboot_tx.clone(),
                 booted_at: started,
             };
@@ -280,6 +309,10 @@ pub async fn run(
             Some(why) = reboot_rx.recv() => {
                 info!(%why, "rebooting");
                 break Exit::Reboot;
+            }
+            _ = room_tick.tick() => room.tick().await,
+            Some((request, reply)) = clerk_rx.recv() => {
+                let _ = reply.send(clerk_answer(&mut room, request).await);
             }
             _ = probe_tick.tick(), if probe_period.is_some() => {
                 let seq = outbox
@@ -331,21 +364,29 @@ pub async fn run(
                         ota: ota.is_some(),
                     };
                     let (mut ack, action) = commands::answer(&cmd, OffsetDateTime::now_utc(), &ctx);
-                    if let commands::Action::StartRecording { hearing_id, .. }
-                    | commands::Action::StopRecording { hearing_id } = &action
-                    {
-                        let result = match (&recorder, &action) {
-                            (None, _) => Err("this device does not record".to_owned()),
-                            (Some((h, _)), commands::Action::StartRecording { reason, by, .. }) => h
-                                .start(hearing_id, reason.clone(), by.clone())
-                                .await
-                                .map_err(|e| e.to_string()),
-                            (Some((h, _)), _) => h.stop(hearing_id).await.map_err(|e| e.to_string()),
-                        };
+                    let recording = match &action {
+                        commands::Action::StartRecording { hearing_id, reason, by } => {
+                            Some((RecordingAction::Start, hearing_id, reason, by))
+                        }
+                        commands::Action::StopRecording { hearing_id, reason, by } => {
+                            Some((RecordingAction::Stop, hearing_id, reason, by))
+                        }
+                        _ => None,
+                    };
+                    if let Some((action, hearing_id, reason, by)) = recording {
+                        let result = room
+                            .request(room::Request {
+                                action,
+                                hearing: Some(hearing_id.clone()),
+                                by: by.clone().unwrap_or_else(|| "controller".into()),
+                                reason: reason.clone(),
+                                via: RequestOrigin::Controller,
+                            })
+                            .await;
                         // A started recording is a hearing in session from now on (the
                         // once-a-second feed then tracks it, and sees it end).
-                        if result.is_ok() && matches!(action, commands::Action::StartRecording { .. }) {
-                            schedule.set_in_session(true);
+                        if result.is_ok() && action == RecordingAction::Start {
+                            session_feed.set_in_session(true);
                         }
                         ack = commands::recording_ack(&cmd, OffsetDateTime::now_utc(), hearing_id, result);
                     }
@@ -373,6 +414,13 @@ pub async fn run(
                     }
                 }
                 Some(LinkEvent::BadCommand(e)) => warn!(error = %e, "malformed command refused"),
+                Some(LinkEvent::Schedule(s)) => {
+                    room.schedule(s).await;
+                    session_feed.set_busy(room.busy());
+                }
+                Some(LinkEvent::BadSchedule(e)) => {
+                    warn!(error = %e, "malformed schedule refused; keeping the one held")
+                }
                 None => anyhow::bail!("the MQTT link task ended unexpectedly"),
             }
         }
@@ -385,6 +433,10 @@ pub async fn run(
         t.abort();
     }
     drop(reboot_tx);
+    if let Some(task) = clerk_task {
+        task.abort();
+        let _ = std::fs::remove_file(&clerk_socket);
+    }
     // Close the open segments first; a hearing being recorded stays active and resumes
     // when the agent starts again.
     let _ = recorder_stop.send(());
@@ -436,6 +488,45 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(3), link_task).await;
     info!(?exit, "agent stopped");
     Ok(exit)
+}
+
+/// Carries out a request from the clerk's terminal.
+async fn clerk_answer(room: &mut room::Room, request: clerk::ClerkRequest) -> clerk::ClerkAnswer {
+    let (action, hearing, by, why) = match request {
+        clerk::ClerkRequest::Status => {
+            return clerk::ClerkAnswer {
+                ok: true,
+                error: None,
+                status: Some(room.status()),
+            };
+        }
+        clerk::ClerkRequest::Start { hearing, by, why } => {
+            (RecordingAction::Start, hearing, by, why)
+        }
+        clerk::ClerkRequest::Stop { hearing, by, why } => (RecordingAction::Stop, hearing, by, why),
+    };
+    let by = by.trim().to_owned();
+    if by.is_empty() || by.len() > gavel_protocol::MAX_TEXT {
+        return clerk::ClerkAnswer {
+            ok: false,
+            error: Some("`by` must name who does it (1-256 bytes)".into()),
+            status: Some(room.status()),
+        };
+    }
+    let result = room
+        .request(room::Request {
+            action,
+            hearing,
+            by,
+            reason: why,
+            via: RequestOrigin::Terminal,
+        })
+        .await;
+    clerk::ClerkAnswer {
+        ok: result.is_ok(),
+        error: result.err(),
+        status: Some(room.status()),
+    }
 }
 
 fn hostname() -> String {

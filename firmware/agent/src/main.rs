@@ -60,6 +60,50 @@ struct Args {
     /// No OTA install or reboot this many seconds before a scheduled hearing.
     #[arg(long, value_name = "SECONDS")]
     ota_guard: Option<u64>,
+    /// Folder for the device's durable state (overrides the file and GAVEL_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// The clerk's control at the courtroom terminal: start or stop recording through the
+    /// running agent (over its local socket), with who and why; works without the
+    /// controller.
+    #[command(subcommand)]
+    Clerk(Clerk),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Clerk {
+    /// Start recording (without --hearing: the schedule's hearing due now).
+    Start(ClerkArgs),
+    /// Stop recording (without --hearing: the hearing being recorded).
+    Stop(ClerkArgs),
+    /// What the room is doing: hearing, recording state, lamp, schedule.
+    Status {
+        /// Print the agent's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ClerkArgs {
+    /// Hearing id (ids made from case numbers may start with '-').
+    #[arg(long, allow_hyphen_values = true)]
+    hearing: Option<String>,
+    /// Who does it (recorded in the audit trail).
+    #[arg(long, env = "USER")]
+    by: String,
+    /// Why (recorded in the audit trail).
+    #[arg(long)]
+    why: Option<String>,
+    /// Print the agent's answer as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn config(args: &Args) -> anyhow::Result<AgentConfig> {
@@ -68,6 +112,9 @@ fn config(args: &Args) -> anyhow::Result<AgentConfig> {
         None => AgentConfig::default(),
     };
     c.apply_env(std::env::vars())?;
+    if let Some(v) = &args.data_dir {
+        c.data_dir = v.clone();
+    }
     if let Some(v) = &args.device_id {
         c.device_id = v.clone();
     }
@@ -127,6 +174,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if let Some(Sub::Clerk(c)) = &args.command {
+        return clerk(&args, c).await;
+    }
     let config = config(&args)?;
     let profile = gavel_profile::load_named(&config.profiles_dir, &config.profile)?;
     let options = gavel_agent::RunOptions {
@@ -142,6 +192,61 @@ async fn main() -> anyhow::Result<()> {
         Exit::Shutdown => {}
     }
     Ok(())
+}
+
+/// `gavel-agent clerk ...`: one request to the running agent.
+async fn clerk(args: &Args, command: &Clerk) -> anyhow::Result<()> {
+    use gavel_agent::clerk::{ClerkRequest, call, socket_path};
+    let mut c = match &args.config {
+        Some(file) => AgentConfig::from_file(file)?,
+        None => AgentConfig::default(),
+    };
+    c.apply_env(std::env::vars())?;
+    if let Some(v) = &args.data_dir {
+        c.data_dir = v.clone();
+    }
+    let (request, json) = match command {
+        Clerk::Start(a) => (
+            ClerkRequest::Start {
+                hearing: a.hearing.clone(),
+                by: a.by.clone(),
+                why: a.why.clone(),
+            },
+            a.json,
+        ),
+        Clerk::Stop(a) => (
+            ClerkRequest::Stop {
+                hearing: a.hearing.clone(),
+                by: a.by.clone(),
+                why: a.why.clone(),
+            },
+            a.json,
+        ),
+        Clerk::Status { json } => (ClerkRequest::Status, *json),
+    };
+    let answer = call(&socket_path(&c.data_dir), &request).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else if let Some(s) = &answer.status {
+        let lamp = match s.lamp {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "none",
+        };
+        println!(
+            "hearing: {}\nrecording: {:?}\nlamp: {lamp}\nschedule: {} ({} hearings; due now: {})",
+            s.hearing.as_deref().unwrap_or("-"),
+            s.state,
+            s.schedule_version
+                .map_or("none".to_owned(), |v| format!("version {v}")),
+            s.scheduled_hearings,
+            s.due.as_deref().unwrap_or("-"),
+        );
+    }
+    match answer.error {
+        Some(e) if !answer.ok => anyhow::bail!("{e}"),
+        _ => Ok(()),
+    }
 }
 
 /// Replaces this process with a fresh agent with the same arguments and environment.

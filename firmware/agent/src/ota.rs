@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::schedule::RoomSchedule;
+use crate::session::RoomSchedule;
 
 /// The boot state file (the file-backed bootloader) in the slots folder.
 pub const BOOT_STATE: &str = "boot.json";

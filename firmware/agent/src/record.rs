@@ -89,7 +89,7 @@ pub fn start(
 
 /// Keeps the room schedule's `in_session` equal to "the recorder is recording a hearing"
 /// (checked every second, so a hearing resumed after a restart counts too).
-pub async fn feed_schedule(recorder: RecorderHandle, feed: crate::schedule::ScheduleFeed) {
+pub async fn feed_schedule(recorder: RecorderHandle, feed: crate::session::ScheduleFeed) {
     use gavel_protocol::RecordingState;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

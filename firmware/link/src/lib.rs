@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use gavel_protocol::{
     Birth, Channel, Command, DecodeError, DeviceId, DeviceTopic, Message, OfflineReason, Receipt,
-    Status,
+    Schedule, Status,
 };
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use time::OffsetDateTime;
@@ -54,6 +54,10 @@ pub enum LinkEvent {
     Command(Command),
     /// A payload arrived on the command topic that is not a valid command.
     BadCommand(DecodeError),
+    /// The room's schedule arrived (retained: again after every connect).
+    Schedule(Schedule),
+    /// A payload arrived on the schedule topic that is not a valid schedule.
+    BadSchedule(DecodeError),
 }
 
 /// Why a publish was not accepted.
@@ -237,7 +241,8 @@ async fn run(
     birth: Box<dyn Fn(u64) -> Birth + Send>,
     mut ch: Channels,
 ) {
-    let [cmd_topic, receipt_topic] = gavel_protocol::filter::device_inbox(&settings.device);
+    let [cmd_topic, receipt_topic, schedule_topic] =
+        gavel_protocol::filter::device_inbox(&settings.device);
     let mut failures: u32 = 0;
     loop {
         let polled = tokio::select! {
@@ -256,7 +261,7 @@ async fn run(
                 info!(device = %settings.device, bd_seq, code = ?ack.code, "connected to broker");
                 link.connected.store(true, Ordering::Relaxed);
                 announce(&link, birth.as_ref());
-                for topic in [&cmd_topic, &receipt_topic] {
+                for topic in [&cmd_topic, &receipt_topic, &schedule_topic] {
                     if let Err(e) = link.client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
                         warn!(error = %e, %topic, "could not queue subscription");
                     }
@@ -270,6 +275,13 @@ async fn run(
                 let event = match gavel_protocol::decode::<Command>(&p.payload) {
                     Ok(cmd) => LinkEvent::Command(cmd),
                     Err(e) => LinkEvent::BadCommand(e),
+                };
+                let _ = ch.events.send(event).await;
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == schedule_topic => {
+                let event = match gavel_protocol::decode::<Schedule>(&p.payload) {
+                    Ok(schedule) => LinkEvent::Schedule(schedule),
+                    Err(e) => LinkEvent::BadSchedule(e),
                 };
                 let _ = ch.events.send(event).await;
             }

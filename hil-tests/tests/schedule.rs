@@ -112,19 +112,17 @@ fn import(
     .expect("csv");
     let (ok, out, err) = c.gavelctl(&["hearings", "import", &csv.to_string_lossy()]);
     assert!(ok, "{out}{err}");
-    // The CSV import's id: the case number in lower case with '-' for anything else,
-    // then the start as a Unix time.
-    let id: String = case
-        .chars()
-        .map(|ch| {
-            if ch.is_ascii_alphanumeric() {
-                ch.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{id}-{}", start.unix_timestamp())
+    // The id the controller gave it.
+    let (ok, out, err) = c.gavelctl(&["--json", "hearings", "ls"]);
+    assert!(ok, "{err}");
+    let list: Value = serde_json::from_str(&out).expect("json");
+    list.as_array()
+        .expect("list")
+        .iter()
+        .find(|h| h["case_number"] == case)
+        .and_then(|h| h["id"].as_str())
+        .expect("imported hearing")
+        .to_owned()
 }
 
 /// Publishes one QoS 1 message to the broker and waits for its acknowledgement.
@@ -252,7 +250,6 @@ async fn a_scheduled_hearing_is_recorded_by_itself_through_a_broker_outage_with_
 
     // The hearing closes at its end; the schedule says so and the device stops.
     sleep_until(end).await;
-    // (Ids made from case numbers like "(2026)..." start with '-': after `--`.)
     let (ok, _, err) =
         controller.gavelctl(&["hearings", "close", "--by", "clerk.wang", "--", &hearing]);
     assert!(ok, "{err}");
@@ -305,7 +302,7 @@ async fn a_scheduled_hearing_is_recorded_by_itself_through_a_broker_outage_with_
         ["cam-judge", "cam-overview"],
         "simulated terminal records both cameras"
     );
-    for source in sources {
+    for source in sources.clone() {
         let mut list: Vec<&&Value> = segments.iter().filter(|e| e["source"] == source).collect();
         list.sort_by_key(|e| e["index"].as_u64());
         let ns = |e: &Value, k: &str| e[k].as_u64().unwrap_or_default();
@@ -354,9 +351,50 @@ async fn a_scheduled_hearing_is_recorded_by_itself_through_a_broker_outage_with_
         );
     }
 
-    // COMPLIANCE: the per-hearing compliance record (GET /api/v1/hearings/{id}/compliance,
-    // built in parallel by the lead engineer) goes here: assert it says complete for every
-    // source, with no gap, and the outage visible only as delayed delivery.
+    // The compliance record: complete for every source, no gap, hash chain and seal
+    // verified; the outage visible only as delayed delivery.
+    let path = format!("/api/v1/hearings/{hearing}/compliance");
+    let waited = std::time::Instant::now();
+    let record = loop {
+        let c = controller
+            .get(&path)
+            .await
+            .expect("compliance")
+            .expect("a record");
+        if c["verdict"] != "open" && c["verdict"] != "pending" {
+            break c;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "not assessed within 60 s: {c:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(record["verdict"], "complete", "{record:#}");
+    assert_eq!(record["exceptions"], serde_json::json!([]), "{record:#}");
+    let covered: Vec<&Value> = record["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .collect();
+    assert_eq!(covered.len(), sources.len(), "{record:#}");
+    for s in &covered {
+        assert_eq!(s["gaps"], serde_json::json!([]), "{s:#}");
+    }
+    assert!(
+        covered
+            .iter()
+            .any(|s| s["max_delivery_delay_s"].as_f64().unwrap_or(0.0) >= 5.0),
+        "the outage shows as delayed delivery: {record:#}"
+    );
+    assert_eq!(
+        record["devices"][0]["chain"]["state"], "verified",
+        "{record:#}"
+    );
+    assert_eq!(
+        record["devices"][0]["seal"]["state"], "verified",
+        "{record:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -37,7 +37,10 @@ async fn a_hearing_that_is_not_recorded_raises_alarms_people_acknowledge_and_res
         dir.path(),
         &Broker::Embedded,
         None,
-        &[("GAVEL_ALARM_GRACE_S", "2")],
+        &[
+            ("GAVEL_ALARM_GRACE_S", "2"),
+            ("GAVEL_ALARM_ESCALATE_S", "4"),
+        ],
     )
     .expect("controller");
     let room = unique("room");
@@ -65,10 +68,37 @@ async fn a_hearing_that_is_not_recorded_raises_alarms_people_acknowledge_and_res
     assert!(ok, "{err}");
     assert!(out.contains("imported 1 hearings"), "{out}");
 
-    // Nothing records in the room: alarm after the 2 s grace.
+    // Nothing records in the room: alarm within the 2 s grace + 5 s of the start.
     let alarm = wait_alarm(&controller, "not_recording", Duration::from_secs(15)).await;
     assert_eq!(alarm["room"], room.as_str());
-    assert_eq!(alarm["level"], 3);
+    assert_eq!(alarm["level"], 2);
+    let raised = time::OffsetDateTime::parse(alarm["raised_at"].as_str().expect("raised_at"), fmt)
+        .expect("raised_at");
+    let hearing_start = now - time::Duration::seconds(1);
+    assert!(
+        raised - hearing_start <= time::Duration::seconds(2 + 5),
+        "not_recording raised {} after the start",
+        raised - hearing_start
+    );
+    // Unacknowledged, it escalates (every 4 s here) to level 3, and stays one alarm.
+    let waited = std::time::Instant::now();
+    loop {
+        let list = alarms(&controller).await;
+        let same: Vec<&Value> = list
+            .iter()
+            .filter(|a| a["kind"] == "not_recording")
+            .collect();
+        assert_eq!(same.len(), 1, "one alarm per condition: {list:?}");
+        assert_eq!(same[0]["id"], alarm["id"]);
+        if same[0]["level"] == 3 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "not escalated: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     // The camera dies during the hearing: a device-offline alarm.
     camera.kill9();

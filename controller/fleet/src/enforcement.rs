@@ -81,6 +81,13 @@ pub struct Alarm {
     pub acknowledged: Option<Stamp>,
     /// Set when closed: by a person, or `condition cleared` automatically.
     pub resolved: Option<Stamp>,
+    /// When the level last went up (absent: never since raised).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub escalated_at: Option<OffsetDateTime>,
 }
 
 /// Recording state a room reports.
@@ -582,9 +589,11 @@ impl Engine {
                     a.message = message;
                     let mut changed = false;
                     if a.acknowledged.is_none() && a.level < 3 {
-                        let due = a.raised_at + self.settings.escalate_after * i32::from(a.level);
+                        let due =
+                            a.escalated_at.unwrap_or(a.raised_at) + self.settings.escalate_after;
                         if now >= due {
                             a.level += 1;
+                            a.escalated_at = Some(now);
                             changed = true;
                         }
                     }
@@ -595,7 +604,9 @@ impl Engine {
                 None => {
                     let level = match key.0 {
                         AlarmKind::OpenedLate | AlarmKind::ClockDrift => 1,
-                        AlarmKind::NotRecording | AlarmKind::StoppedEarly => 3,
+                        // Design: a hearing not recorded is urgent from the start (level 2:
+                        // the room and the court's duty technician); unacknowledged, it
+                        // reaches level 3 (inspectors) one step later.
                         _ => 2,
                     };
                     let alarm = Alarm {
@@ -616,6 +627,7 @@ impl Engine {
                         updated_at: now,
                         acknowledged: None,
                         resolved: None,
+                        escalated_at: None,
                     };
                     out.push(Output::Raised(alarm.clone()));
                     self.alarms.insert(key, alarm);

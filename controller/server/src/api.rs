@@ -489,10 +489,20 @@ async fn hearing_compliance(
     let h = find_hearing(&s, &id).await?;
     let stored = s.store.compliance(&id).await.map_err(internal)?;
     match stored {
-        Some(c) if h.status == gavel_fleet::hearings::HearingStatus::Closed => Ok(Json(c)),
+        Some(c)
+            if h.status == gavel_fleet::hearings::HearingStatus::Closed
+                && c.verdict != gavel_fleet::compliance::Verdict::Pending =>
+        {
+            Ok(Json(c))
+        }
         _ => {
             s.fleet.flush().await;
-            s.compliance.assess(&h).await.map(Json).map_err(internal)
+            let c = s.compliance.assess(&h).await.map_err(internal)?;
+            // A closed hearing assessed here is stored too, so reports agree with it.
+            if h.status == gavel_fleet::hearings::HearingStatus::Closed {
+                s.store.save_compliance(&c).await.map_err(internal)?;
+            }
+            Ok(Json(c))
         }
     }
 }

@@ -83,8 +83,8 @@ pub struct EnforcementSettings {
     pub stall_after_s: u32,
     /// Minutes after the start before an unopened hearing is late.
     pub late_after_min: u32,
-    /// Minutes between escalation steps of an unacknowledged alarm.
-    pub escalate_after_min: u32,
+    /// Seconds between escalation steps of an unacknowledged alarm.
+    pub escalate_after_s: u32,
     /// Courts' UTC offset in hours, for hearing times given without one (China: 8).
     pub utc_offset_h: i8,
 }
@@ -95,7 +95,7 @@ impl Default for EnforcementSettings {
             grace_s: 60,
             stall_after_s: 45,
             late_after_min: 10,
-            escalate_after_min: 5,
+            escalate_after_s: 300,
             utc_offset_h: 8,
         }
     }
@@ -108,7 +108,7 @@ impl EnforcementSettings {
             grace: time::Duration::seconds(i64::from(self.grace_s)),
             stall_after: time::Duration::seconds(i64::from(self.stall_after_s)),
             late_after: time::Duration::minutes(i64::from(self.late_after_min)),
-            escalate_after: time::Duration::minutes(i64::from(self.escalate_after_min)),
+            escalate_after: time::Duration::seconds(i64::from(self.escalate_after_s.max(1))),
             ..gavel_fleet::enforcement::Settings::default()
         }
     }
@@ -186,6 +186,11 @@ impl Settings {
                 "GAVEL_DATABASE_URL" => self.database_url = value,
                 "GAVEL_ALARM_GRACE_S" => {
                     self.enforcement.grace_s = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected seconds"))?
+                }
+                "GAVEL_ALARM_ESCALATE_S" => {
+                    self.enforcement.escalate_after_s = value
                         .parse()
                         .map_err(|_| invalid(&key, &value, "expected seconds"))?
                 }

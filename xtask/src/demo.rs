@@ -556,11 +556,14 @@ fn import_hearings(court: &Court) -> Result<String, String> {
         "case_number,court,room,start,end,judge,parties\n\
          (2026)浙0106民初1234号,{COURT},room-101,{},{},王法官,plaintiff:张三; defendant:李四\n\
          (2026)浙0106刑初88号,{COURT},room-102,{},{},李法官,prosecutor:赵检察官; defendant:孙某\n\
+         {SHORT_CASE},{COURT},tribunal-xixi,{},{},陈法官,applicant:钱某\n\
          (2026)浙0106民初1301号,{COURT},tribunal-xixi,{},{},陈法官,plaintiff:周某; defendant:吴某\n",
         at(-60),
         at(90 * 60),
         at(30),
         at(60 * 60),
+        at(5),
+        at(22),
         at(240 * 60),
         at(300 * 60),
     );
@@ -568,6 +571,79 @@ fn import_hearings(court: &Court) -> Result<String, String> {
     std::fs::write(&file, csv).map_err(|e| e.to_string())?;
     court.gavelctl(&["hearings", "import", &file.to_string_lossy()])?;
     court.gavelctl(&["hearings", "ls"])
+}
+
+/// A short tribunal hearing the clerk closes during the demo, to show its compliance
+/// record (coverage per source, hash chain, seal).
+const SHORT_CASE: &str = "(2026)浙0106民特7号";
+
+/// Closes the short hearing once it is over, then narrates its compliance record when the
+/// terminal has sealed the recording. Returns the verdict once known.
+fn short_hearing(
+    court: &Court,
+    t0: Instant,
+    id: &mut Option<String>,
+    closed: &mut bool,
+    verdict: &mut Option<String>,
+) {
+    if id.is_none() {
+        *id = court.json(&["hearings", "ls"]).ok().and_then(|l| {
+            l.as_array()?
+                .iter()
+                .find(|h| h["case_number"] == SHORT_CASE)
+                .and_then(|h| h["id"].as_str().map(str::to_owned))
+        });
+    }
+    let Some(hid) = id.as_deref() else { return };
+    if !*closed {
+        match court.gavelctl(&["hearings", "close", hid, "--by", "clerk.chen"]) {
+            Ok(_) => {
+                say(
+                    t0,
+                    &format!(
+                        "clerk: hearing {SHORT_CASE} closed at tribunal-xixi (gavelctl hearings close)"
+                    ),
+                );
+                *closed = true;
+            }
+            Err(e) => say(t0, &format!("closing {hid} failed: {e}")),
+        }
+        return;
+    }
+    if verdict.is_some() {
+        return;
+    }
+    let Ok(c) = court.json(&["hearings", "compliance", hid]) else {
+        return;
+    };
+    let v = c["verdict"].as_str().unwrap_or("?").to_owned();
+    if v == "open" || v == "pending" {
+        return;
+    }
+    let sources: Vec<String> = c["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            format!(
+                "{} {:.0}%",
+                s["source"].as_str().unwrap_or("?"),
+                s["coverage"].as_f64().unwrap_or(0.0) * 100.0
+            )
+        })
+        .collect();
+    let d = &c["devices"][0];
+    say(
+        t0,
+        &format!(
+            "compliance {SHORT_CASE}: {v}; {}; hash chain {}, seal {}; {} exception(s) (gavelctl hearings compliance {hid}; daily report: /api/v1/reports/compliance?court={COURT}&format=html)",
+            sources.join(", "),
+            d["chain"]["state"].as_str().unwrap_or("?"),
+            d["seal"]["state"].as_str().unwrap_or("?"),
+            c["exceptions"].as_array().map_or(0, Vec::len)
+        ),
+    );
+    *verdict = Some(v);
 }
 
 fn scenario(
@@ -586,6 +662,8 @@ fn scenario(
     let mut seen_alarms: std::collections::BTreeSet<String> = Default::default();
     let mut rooms: std::collections::BTreeMap<&str, String> = Default::default();
     let mut last_alarm_poll = Instant::now();
+    let started = Instant::now();
+    let (mut short_id, mut short_closed, mut short_verdict) = (None, false, None);
     loop {
         if STOP.load(Ordering::SeqCst) {
             return Ok(());
@@ -606,6 +684,30 @@ fn scenario(
                     return Err(format!("{room} is not recording its hearing: {status}"));
                 }
             }
+            // ... and the short tribunal hearing, closed, proven complete.
+            if short_closed {
+                let _ = court.wait(
+                    "the short hearing's compliance record",
+                    Duration::from_secs(20),
+                    || {
+                        std::thread::sleep(Duration::from_millis(500));
+                        short_hearing(
+                            court,
+                            t0,
+                            &mut short_id,
+                            &mut short_closed,
+                            &mut short_verdict,
+                        );
+                        short_verdict.is_some()
+                    },
+                );
+            }
+            if short_verdict.as_deref() != Some("complete") {
+                return Err(format!(
+                    "{SHORT_CASE}: compliance {:?} (closed: {short_closed})",
+                    short_verdict
+                ));
+            }
             let total = court.agents.len() as u64;
             let online = court.wait("all devices online", Duration::from_secs(20), || {
                 court
@@ -619,7 +721,7 @@ fn scenario(
                     say(
                         t0,
                         &format!(
-                            "check passed: all {total} devices online; room-101 and room-102 record their hearings"
+                            "check passed: all {total} devices online; room-101 and room-102 record their hearings; {SHORT_CASE} proven complete"
                         ),
                     );
                     Ok(())
@@ -681,6 +783,15 @@ fn scenario(
                     rooms.insert(room, now);
                 }
             }
+        }
+        if poll_alarms && started.elapsed() >= Duration::from_secs(20) {
+            short_hearing(
+                court,
+                t0,
+                &mut short_id,
+                &mut short_closed,
+                &mut short_verdict,
+            );
         }
         if last_summary.elapsed() >= Duration::from_secs(10) {
             last_summary = Instant::now();

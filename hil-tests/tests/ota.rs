@@ -622,3 +622,106 @@ async fn download_pauses_when_a_hearing_starts_and_resumes_by_range_after_it_end
         .unwrap_or_else(|| panic!("resumed by Range: {resumed}"));
     assert!(from >= held, "resumed at {from}, had {held}");
 }
+
+/// The controller side of hearing awareness, and targeting by tag: a campaign over the
+/// devices tagged `pilot` updates the free room and holds the room in session until its
+/// hearing is closed; an untagged device is not touched; a bad maintenance window is
+/// refused with a clear error.
+#[tokio::test(flavor = "multi_thread")]
+async fn campaign_by_tag_holds_a_room_in_session_until_its_hearing_closes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let controller = Controller::start(dir.path(), &Broker::Embedded, None).expect("controller");
+    let mut free = AgentSpec::new(&unique("ota-free"), "ip-camera");
+    free.room = "room-a-free".into();
+    let mut busy = AgentSpec::new(&unique("ota-busy"), "ip-camera");
+    busy.room = "room-b-busy".into();
+    let mut untagged = AgentSpec::new(&unique("ota-untagged"), "ip-camera");
+    untagged.room = "room-a-free".into();
+    let tag = ["--tag", "pilot"];
+    let _d1 = start_device(dir.path(), &free, &controller.mqtt, &tag).expect("free");
+    let _d2 = start_device(dir.path(), &busy, &controller.mqtt, &tag).expect("busy");
+    let _d3 = start_device(dir.path(), &untagged, &controller.mqtt, &[]).expect("untagged");
+    for d in [&free, &busy, &untagged] {
+        controller
+            .wait_online(&d.id, true, Duration::from_secs(30))
+            .await
+            .expect("online");
+    }
+    assert_eq!(
+        controller.device(&free.id).await.expect("device")["tags"],
+        serde_json::json!(["pilot"])
+    );
+
+    // A hearing in progress in room-b-busy.
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = &time::format_description::well_known::Rfc3339;
+    let csv = dir.path().join("hearings.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "case_number,court,room,start,end,judge,parties\nota-busy-1,test-court,room-b-busy,{},{},J,plaintiff:A\n",
+            (now - time::Duration::seconds(10)).format(fmt).expect("ts"),
+            (now + time::Duration::minutes(30)).format(fmt).expect("ts"),
+        ),
+    )
+    .expect("csv");
+    let (ok, _, err) = controller.gavelctl(&["hearings", "import", s(&csv)]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = controller.gavelctl(&["--json", "hearings", "ls"]);
+    assert!(ok, "{err}");
+    let hearing = serde_json::from_str::<Value>(&out).expect("json")[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // The campaign task learns the rooms' schedules every 2 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let image = wrapper_image(dir.path(), "image-3.0.0", "");
+    let name = publish(&controller, dir.path(), &image, "3.0.0", "ip-camera");
+    let (ok, _, err) = controller.gavelctl(&[
+        "ota",
+        "campaign",
+        "create",
+        "--bundle",
+        &name,
+        "--id",
+        "bad-window",
+        "--tag",
+        "pilot",
+        "--window",
+        "25-3",
+    ]);
+    assert!(!ok, "a window of hour 25 is refused");
+    assert!(err.contains("expected START-END"), "{err}");
+    let (ok, out, err) = controller.gavelctl(&[
+        "--json", "ota", "campaign", "create", "--bundle", &name, "--id", "pilot", "--tag", "pilot",
+    ]);
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        created["progress"]["total"], 2,
+        "only the tagged devices: {created}"
+    );
+
+    // The free room's camera is updated; the busy room's waits for its hearing.
+    wait_version(&controller, &free.id, "3.0.0", Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        ota_events(&controller, &busy.id).await.is_empty(),
+        "nothing sent to a room in session"
+    );
+    let (ok, out, _) = controller.gavelctl(&["--json", "ota", "campaign", "status", "pilot"]);
+    assert!(ok);
+    let status: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(status["progress"]["succeeded"], 1, "{status}");
+    assert_ne!(status["state"]["state"], "completed", "{status}");
+
+    let (ok, _, err) = controller.gavelctl(&["hearings", "close", &hearing, "--by", "clerk"]);
+    assert!(ok, "{err}");
+    let done = wait_campaign(&controller, "pilot", "completed", Duration::from_secs(90)).await;
+    assert_eq!(done["progress"]["succeeded"], 2, "{done}");
+    wait_version(&controller, &busy.id, "3.0.0", Duration::from_secs(20)).await;
+    let untouched = controller.device(&untagged.id).await.expect("device");
+    assert_ne!(untouched["firmware_version"], "3.0.0", "{untouched}");
+    assert!(ota_events(&controller, &untagged.id).await.is_empty());
+}

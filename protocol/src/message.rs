@@ -177,6 +177,27 @@ pub struct Birth {
     pub keepalive_s: u16,
     /// Interval between health messages in seconds.
     pub health_interval_s: u32,
+    /// Free tags set when the device was provisioned (`pilot`, `building-a`): OTA
+    /// campaigns can target them. Added within v1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Most tags a device carries.
+pub const MAX_TAGS: usize = 16;
+
+/// Checks a device tag: 1-32 of `a-z 0-9 - _ .`.
+pub fn check_tag(field: &str, tag: &str) -> Result<(), Invalid> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 32
+        && tag.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(field, "1-32 of a-z 0-9 - _ ."))
+    }
 }
 
 impl Message for Birth {
@@ -202,6 +223,12 @@ impl Message for Birth {
         }
         if self.health_interval_s == 0 {
             return Err(Invalid::new("health_interval_s", "must be at least 1"));
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(Invalid::new("tags", "more than 16"));
+        }
+        for (i, t) in self.tags.iter().enumerate() {
+            check_tag(&format!("tags[{i}]"), t)?;
         }
         Ok(())
     }

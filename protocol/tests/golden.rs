@@ -78,6 +78,17 @@ fn birth_fixture_round_trips() {
     let b: Birth = round_trip("birth.json");
     assert_eq!(b.profile, "courtroom-terminal");
     assert_eq!(b.capabilities.len(), 2);
+    assert_eq!(b.tags, ["pilot", "building-a"]);
+}
+
+#[test]
+fn a_birth_with_a_bad_tag_is_refused_naming_it() {
+    let mut b: Birth = round_trip("birth.json");
+    b.tags.push("Building A".into());
+    let err = gavel_protocol::decode::<Birth>(&gavel_protocol::encode(&b))
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("tags[2]"), "{err}");
 }
 
 #[test]

@@ -5,11 +5,12 @@
 //! command-centre video wall. It imports today's hearings: the courtroom terminals record
 //! them by their schedules (room-101's at once, room-102's when it starts half a minute
 //! later), and the narration shows what each terminal tells its clerk. Then it plays a
-//! short scenario and narrates it: the cameras are updated over the air (a bundle of the
-//! agent image signed with the TEST-ONLY key, published, rolled out in waves: canary room,
-//! then the next, then the rest; each camera downloads, installs into its inactive slot,
-//! reboots and commits), an audio host loses power and comes back, a technician pings a
-//! terminal and restarts an audio host.
+//! short scenario and narrates it: a short tribunal hearing is closed by its clerk and its
+//! compliance record printed; the tribunal's cameras are updated over the air (a bundle of
+//! the agent image signed with the TEST-ONLY key, published, a campaign that holds the
+//! room until its hearing is closed; each camera downloads, installs into its inactive
+//! slot, reboots and commits), an audio host loses power and comes back, a technician
+//! pings a terminal and restarts an audio host.
 //!
 //! The cameras are simulated devices that really boot A/B slots (`gavel-simdevice`); the
 //! slot images are small wrapper scripts that start the built agent.
@@ -487,16 +488,21 @@ fn start_update(court: &Court, t0: Instant) -> Result<String, String> {
         id,
         "--profile",
         OTA_PROFILE,
+        "--room",
+        OTA_ROOM,
     ])?;
     say(
         t0,
         &format!(
-            "release: campaign {id} started: {} cameras in {} waves (canary room first)",
-            created["progress"]["total"], created["progress"]["waves"]
+            "release: campaign {id} started: the {} cameras of {OTA_ROOM}; the room is in session, so nothing is sent until its hearing is closed (rooms in session are never updated)",
+            created["progress"]["total"]
         ),
     );
     Ok(id.to_owned())
 }
+
+/// The room whose cameras the demo updates: its short hearing closes during the demo.
+const OTA_ROOM: &str = "tribunal-xixi";
 
 /// Narrates the campaign's progress when it changes; returns (state, failed).
 fn narrate_campaign(
@@ -654,6 +660,7 @@ fn scenario(
 ) -> Result<(), String> {
     let mut campaign_line = String::new();
     let mut campaign_failed = 0;
+    let mut campaign_state = String::new();
     let end = duration.map(|d| Instant::now() + d);
     let mut next_step = Instant::now() + Duration::from_secs(5);
     let mut step = 0u32;
@@ -674,6 +681,24 @@ fn scenario(
             }
             if campaign_failed > 0 {
                 return Err(format!("{campaign_failed} camera updates failed"));
+            }
+            // The tribunal's cameras are updated once its hearing is closed.
+            if campaign.is_some() {
+                let _ = court.wait("the camera update", Duration::from_secs(30), || {
+                    std::thread::sleep(Duration::from_millis(500));
+                    if let Some(id) = campaign
+                        && let Some((state, _)) =
+                            narrate_campaign(court, t0, id, &mut campaign_line)
+                    {
+                        campaign_state = state;
+                    }
+                    campaign_state == "completed"
+                });
+                if campaign_state != "completed" {
+                    return Err(format!(
+                        "the camera update is {campaign_state}, not completed"
+                    ));
+                }
             }
             // Smoke check: the two hearings due by now recorded by their rooms' terminals
             // without anyone starting them, and every device online at the end (a camera
@@ -735,9 +760,10 @@ fn scenario(
         }
         if poll_alarms
             && let Some(id) = campaign
-            && let Some((_, failed)) = narrate_campaign(court, t0, id, &mut campaign_line)
+            && let Some((state, failed)) = narrate_campaign(court, t0, id, &mut campaign_line)
         {
             campaign_failed = failed;
+            campaign_state = state;
         }
         if let Some(list) = poll_alarms
             .then(|| court.json(&["alarms", "ls"]).ok())

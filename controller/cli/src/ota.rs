@@ -103,6 +103,10 @@ pub enum Campaign {
         /// Halt a wave when more than this share fails (0-1).
         #[arg(long, default_value_t = 0.2)]
         threshold: f64,
+        /// Install only inside this daily maintenance window, UTC hours START-END (e.g.
+        /// 22-6, may wrap midnight; repeatable). Rooms in session are never touched.
+        #[arg(long = "window", value_name = "START-END", value_parser = parse_window)]
+        windows: Vec<(u8, u8)>,
     },
     /// List campaigns.
     Ls,
@@ -326,6 +330,18 @@ pub async fn run(api: &Api, json: bool, cmd: Ota) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `START-END` in whole UTC hours, e.g. `22-6`.
+fn parse_window(s: &str) -> Result<(u8, u8), String> {
+    let bad = || format!("{s:?}: expected START-END in UTC hours 0-23, e.g. 22-6");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u8 = a.trim().parse().map_err(|_| bad())?;
+    let b: u8 = b.trim().parse().map_err(|_| bad())?;
+    if a > 23 || b > 23 || a == b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
 async fn campaign(api: &Api, json: bool, cmd: Campaign) -> anyhow::Result<()> {
     match cmd {
         Campaign::Create {
@@ -337,13 +353,19 @@ async fn campaign(api: &Api, json: bool, cmd: Campaign) -> anyhow::Result<()> {
             tag,
             devices,
             threshold,
+            windows,
         } => {
             if !(0.0..=1.0).contains(&threshold) {
                 bail!("--threshold {threshold} is outside 0-1");
             }
+            let maintenance: Vec<serde_json::Value> = windows
+                .iter()
+                .map(|(a, b)| serde_json::json!({"start_hour": a, "end_hour": b}))
+                .collect();
             let body = serde_json::json!({
                 "id": id, "bundle": bundle, "failure_threshold": threshold,
                 "selector": {"profile": profile, "court": court, "room": room, "tag": tag, "devices": devices},
+                "maintenance": maintenance,
             });
             let v = api
                 .post("/api/v1/ota/campaigns", &body, "creating the campaign")

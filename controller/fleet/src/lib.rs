@@ -71,6 +71,9 @@ pub struct DeviceRecord {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub capabilities: Vec<Capability>,
+    /// Tags from the device's birth (set when it was provisioned).
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// Boot id of the latest known session.
     pub boot_id: Option<String>,
     /// Birth/death sequence of the latest known session.
@@ -110,6 +113,7 @@ impl DeviceRecord {
             firmware_version: None,
             hostname: None,
             capabilities: Vec::new(),
+            tags: Vec::new(),
             boot_id: None,
             bd_seq: 0,
             dead_session: None,
@@ -350,6 +354,8 @@ fn birth(record: &mut DeviceRecord, now: OffsetDateTime, b: Birth, out: &mut Vec
         || record.capabilities != b.capabilities
         || record.court.as_deref() != b.placement.as_ref().map(|p| p.court.as_str())
         || record.room.as_deref() != b.placement.as_ref().map(|p| p.room.as_str());
+    let changed = changed || record.tags != b.tags;
+    record.tags = b.tags;
     record.profile = Some(b.profile);
     record.firmware_version = Some(b.firmware_version);
     record.hostname = Some(b.hostname);
@@ -440,6 +446,7 @@ mod tests {
             }],
             keepalive_s: 10,
             health_interval_s: 5,
+            tags: Vec::new(),
         })
     }
 

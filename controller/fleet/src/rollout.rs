@@ -94,8 +94,8 @@ impl MaintenanceWindow {
     }
 }
 
-/// When a room is busy: hearings in progress and scheduled. The hearing schedule (a later
-/// issue) fills this; tests inject it.
+/// When a room is busy: hearings in progress and scheduled. Filled from the hearings by
+/// [`room_schedules`]; tests inject it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSchedule {
     /// A hearing is in progress now (it may overrun its schedule).
@@ -111,6 +111,36 @@ impl RoomSchedule {
     pub fn free(&self, from: OffsetDateTime, to: OffsetDateTime) -> bool {
         !self.in_session && !self.busy.iter().any(|(s, e)| *s < to && *e > from)
     }
+}
+
+/// Every room's schedule from its hearings at `now`: in session while a hearing is open,
+/// or is due (from its start minus the `pre_roll` its devices start recording with) and
+/// not closed; busy for every hearing not closed or cancelled, pre-roll included.
+pub fn room_schedules(
+    hearings: &[crate::hearings::Hearing],
+    pre_roll: Duration,
+    now: OffsetDateTime,
+) -> BTreeMap<(String, String), RoomSchedule> {
+    use crate::hearings::HearingStatus as S;
+    let mut out: BTreeMap<(String, String), RoomSchedule> = BTreeMap::new();
+    for h in hearings {
+        if matches!(h.status, S::Closed | S::Cancelled) {
+            continue;
+        }
+        let r = out.entry((h.court.clone(), h.room.clone())).or_default();
+        let from = h.scheduled_start - pre_roll;
+        // An open hearing may overrun its schedule: it holds the room until closed.
+        if h.status == S::InProgress || (from <= now && now < h.scheduled_end) {
+            r.in_session = true;
+        }
+        if h.scheduled_end > now {
+            r.busy.push((from, h.scheduled_end));
+        }
+    }
+    for r in out.values_mut() {
+        r.busy.sort();
+    }
+    out
 }
 
 /// Settings of a campaign (configured, persisted).

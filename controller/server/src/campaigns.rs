@@ -68,6 +68,11 @@ pub struct CreateCampaign {
     /// Download cap sent to devices, bits per second (default: the device's own).
     #[serde(default)]
     pub max_bits_per_s: Option<u64>,
+    /// Daily maintenance windows in UTC (`{"start_hour": 22, "end_hour": 6}`); when set,
+    /// installs start only inside one (and never in a room in session).
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub maintenance: Vec<gavel_fleet::rollout::MaintenanceWindow>,
 }
 
 /// Stored form of a campaign.
@@ -126,6 +131,11 @@ pub struct CampaignTask {
     /// Base URL devices download bundles from.
     pub base_url: String,
     campaigns: BTreeMap<String, Stored>,
+    /// The latest schedule of every room (new campaigns start from it).
+    rooms: BTreeMap<(String, String), RoomSchedule>,
+    /// Where the hearings are (and the devices' pre-roll): a new campaign reads the
+    /// rooms' schedules from them at once.
+    hearings: Option<(crate::enforcer::EnforcerHandle, time::Duration)>,
     dirty: bool,
 }
 
@@ -149,8 +159,20 @@ impl CampaignTask {
             push,
             base_url,
             campaigns: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            hearings: None,
             dirty: false,
         }
+    }
+
+    /// Reads the rooms' schedules from the hearings when a campaign is created.
+    pub fn with_hearings(
+        mut self,
+        enforcer: crate::enforcer::EnforcerHandle,
+        pre_roll: time::Duration,
+    ) -> Self {
+        self.hearings = Some((enforcer, pre_roll));
+        self
     }
 
     /// Spawns the task.
@@ -296,6 +318,8 @@ impl CampaignTask {
                 }
             }
             Request::Schedule(court, room, schedule) => {
+                self.rooms
+                    .insert((court.clone(), room.clone()), schedule.clone());
                 for s in self.campaigns.values_mut() {
                     s.campaign.handle(
                         now,
@@ -338,6 +362,17 @@ impl CampaignTask {
         if let Some(n) = c.max_in_flight {
             spec.max_in_flight = n.max(1);
         }
+        if let Some(w) = c
+            .maintenance
+            .iter()
+            .find(|w| w.start_hour > 23 || w.end_hour > 23 || w.start_hour == w.end_hour)
+        {
+            return Err(format!(
+                "maintenance window {}-{}: hours are 0-23 and the window is not empty",
+                w.start_hour, w.end_hour
+            ));
+        }
+        spec.maintenance = c.maintenance;
         // Only devices whose profile the bundle supports, and that are placed.
         let fleet: Vec<TargetDevice> = self
             .fleet
@@ -352,13 +387,35 @@ impl CampaignTask {
                         .filter(|p| bundle.manifest.compatible.contains(p))?,
                     court: d.court?,
                     room: d.room?,
-                    tags: Vec::new(),
+                    tags: d.tags,
                 })
             })
             .collect();
-        let campaign = Campaign::plan(spec, &fleet);
+        let mut campaign = Campaign::plan(spec, &fleet);
         if campaign.devices.is_empty() {
             return Err("the selector matches no placed device of a compatible profile".into());
+        }
+        // Design: the rooms' schedules before the first dispatch, so a room in session is
+        // never sent an install in the moment after creation.
+        if let Some((enforcer, pre_roll)) = &self.hearings {
+            let hearings = enforcer.hearings().await;
+            let fresh = gavel_fleet::rollout::room_schedules(&hearings, *pre_roll, now);
+            for key in self.rooms.keys().cloned().collect::<Vec<_>>() {
+                if !fresh.contains_key(&key) {
+                    self.rooms.insert(key, RoomSchedule::default());
+                }
+            }
+            self.rooms.extend(fresh);
+        }
+        for ((court, room), schedule) in &self.rooms {
+            campaign.handle(
+                now,
+                Input::Schedule {
+                    court: court.clone(),
+                    room: room.clone(),
+                    schedule: schedule.clone(),
+                },
+            );
         }
         info!(campaign = %id, devices = campaign.devices.len(), waves = campaign.waves.len(), "campaign created");
         self.campaigns.insert(
@@ -548,4 +605,41 @@ pub async fn act(
         Some(None) => err(StatusCode::NOT_FOUND, format!("no campaign {id}")),
         None => err(StatusCode::SERVICE_UNAVAILABLE, "campaign task stopped"),
     }
+}
+
+/// Keeps the campaigns' view of every room's schedule following the hearings: every 2 s,
+/// rooms whose schedule changed (in session, busy spans) are sent to the campaign task.
+pub fn follow_hearings(
+    campaigns: CampaignsHandle,
+    enforcer: crate::enforcer::EnforcerHandle,
+    pre_roll: time::Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last: BTreeMap<(String, String), RoomSchedule> = BTreeMap::new();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let hearings = enforcer.hearings().await;
+            let now = OffsetDateTime::now_utc();
+            let next = gavel_fleet::rollout::room_schedules(&hearings, pre_roll, now);
+            for (key, schedule) in &next {
+                if last.get(key) != Some(schedule) {
+                    campaigns
+                        .schedule(key.0.clone(), key.1.clone(), schedule.clone())
+                        .await;
+                }
+            }
+            for key in last.keys().filter(|k| !next.contains_key(*k)) {
+                campaigns
+                    .schedule(key.0.clone(), key.1.clone(), RoomSchedule::default())
+                    .await;
+            }
+            last = next;
+        }
+    })
 }

@@ -180,7 +180,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         push.clone(),
         base_url,
     )
+    .with_hearings(
+        enforcer.clone(),
+        time::Duration::seconds(i64::from(settings.schedule.pre_roll_s)),
+    )
     .spawn(shutdown.child_token());
+    // The campaigns keep clear of rooms in session and of their coming hearings.
+    let rooms_task = campaigns::follow_hearings(
+        campaigns.clone(),
+        enforcer.clone(),
+        time::Duration::seconds(i64::from(settings.schedule.pre_roll_s)),
+        shutdown.child_token(),
+    );
     let state = api::AppState {
         fleet,
         store: store.clone(),
@@ -220,6 +231,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         tasks: vec![
             http_task,
             campaign_task,
+            rooms_task,
             schedule_task,
             ingest_task,
             fleet_task,

@@ -26,6 +26,9 @@ pub struct AgentConfig {
     pub profiles_dir: PathBuf,
     /// Where the device is installed.
     pub placement: Option<Placement>,
+    /// Free tags set at provisioning (`pilot`, `building-a`), reported in the birth; OTA
+    /// campaigns can target them.
+    pub tags: Vec<String>,
     pub broker: BrokerAddr,
     /// Overrides the profile's health interval (seconds).
     pub health_interval_s: Option<u32>,
@@ -95,6 +98,7 @@ impl Default for AgentConfig {
             profile: String::new(),
             profiles_dir: PathBuf::from("/usr/share/gavel/device-profiles"),
             placement: None,
+            tags: Vec::new(),
             broker: BrokerAddr {
                 host: "127.0.0.1".into(),
                 port: 1884,
@@ -238,6 +242,13 @@ impl AgentConfig {
             && !(2..=600).contains(&k)
         {
             return Err(invalid("keepalive_s", k, "must be 2-600"));
+        }
+        if self.tags.len() > gavel_protocol::MAX_TAGS {
+            return Err(invalid("tags", self.tags.len(), "at most 16 tags"));
+        }
+        for t in &self.tags {
+            gavel_protocol::check_tag("tags", t)
+                .map_err(|_| invalid("tags", t, "1-32 of a-z 0-9 - _ ."))?;
         }
         if !(60..=86_400).contains(&self.schedule_overrun_s) {
             return Err(invalid(

@@ -214,6 +214,7 @@ pub async fn run(
         let boot_id = boot_id.clone();
         let profile_name = profile.name.clone();
         let placement = config.placement.clone();
+        let tags = config.tags.clone();
         let outbox = outbox.clone();
         let caps = caps.clone();
         let firmware_version = firmware_version.clone();
@@ -230,6 +231,7 @@ pub async fn run(
             capabilities: caps.clone(),
             keepalive_s,
             health_interval_s: interval_s,
+            tags: tags.clone(),
         }
     };
     let settings = LinkSettings {

@@ -32,6 +32,9 @@ struct Args {
     /// Room the device is installed in.
     #[arg(long, requires = "court")]
     room: Option<String>,
+    /// A tag for OTA targeting (repeatable; adds to the config's `tags`).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
     /// Seconds between health messages (overrides the profile).
     #[arg(long)]
     health_interval: Option<u32>,
@@ -134,6 +137,7 @@ fn config(args: &Args) -> anyhow::Result<AgentConfig> {
             room: room.clone(),
         });
     }
+    c.tags.extend(args.tags.iter().cloned());
     if args.health_interval.is_some() {
         c.health_interval_s = args.health_interval;
     }

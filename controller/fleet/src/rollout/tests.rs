@@ -294,3 +294,51 @@ fn campaign_survives_a_serde_round_trip_as_the_store_keeps_it() {
     assert_eq!(back.waves, c.waves);
     assert_eq!(back.devices, c.devices);
 }
+
+#[test]
+fn room_schedules_follow_the_hearings_in_session_busy_closed_and_cancelled() {
+    use crate::hearings::{Hearing, HearingStatus};
+    let now = datetime!(2026-11-27 09:00 UTC);
+    let h = |id: &str, room: &str, start_min: i64, len_min: i64, status: HearingStatus| Hearing {
+        id: id.into(),
+        case_number: id.into(),
+        court: "hz".into(),
+        room: room.into(),
+        scheduled_start: now + Duration::minutes(start_min),
+        scheduled_end: now + Duration::minutes(start_min + len_min),
+        judge: "J".into(),
+        parties: vec![],
+        status,
+        opened_at: None,
+        closed_at: None,
+        history: Vec::new(),
+    };
+    let hearings = [
+        // Due in 30 s: its devices are already recording (pre-roll 1 min).
+        h("a", "r1", 0, 60, HearingStatus::Scheduled),
+        // Opened, overrunning its schedule.
+        h("b", "r2", -120, 60, HearingStatus::InProgress),
+        // This afternoon.
+        h("c", "r3", 300, 60, HearingStatus::Scheduled),
+        // Closed and cancelled ones hold nothing.
+        h("d", "r4", -10, 60, HearingStatus::Closed),
+        h("e", "r4", 100, 60, HearingStatus::Cancelled),
+    ];
+    let s = room_schedules(&hearings, Duration::minutes(1), now);
+    let r = |room: &str| s.get(&("hz".to_owned(), room.to_owned())).cloned();
+    let r1 = r("r1").expect("r1");
+    assert!(r1.in_session);
+    assert_eq!(
+        r1.busy,
+        [(now - Duration::minutes(1), now + Duration::minutes(60))]
+    );
+    assert!(
+        r("r2").expect("r2").in_session,
+        "an open hearing holds its room"
+    );
+    let r3 = r("r3").expect("r3");
+    assert!(!r3.in_session);
+    assert!(r3.free(now, now + Duration::minutes(60)));
+    assert!(!r3.free(now + Duration::minutes(290), now + Duration::minutes(310)));
+    assert_eq!(r("r4"), None);
+}

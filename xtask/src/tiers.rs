@@ -91,7 +91,7 @@ pub fn fuzz(args: &[String]) -> Result<(), String> {
     };
     let dir = root().join("protocol").join("fuzz");
     let targets = [
-        "birth", "status", "health", "event", "ack", "command", "receipt",
+        "birth", "status", "health", "event", "ack", "command", "receipt", "schedule",
     ];
     for t in targets {
         let mut cmd =

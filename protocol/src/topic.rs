@@ -167,6 +167,36 @@ pub mod filter {
     pub fn acl_device_prefix() -> String {
         format!("{ROOT}/{TOPIC_VERSION}/dev/%u/#")
     }
+
+    /// A clustered controller's ingest subscriptions: the device-to-controller channels as
+    /// MQTT shared subscriptions in `group` (each message goes to one instance of the
+    /// group), except acks, which every instance receives (the API call waiting for an ack
+    /// may run on any instance).
+    pub fn cluster_ingest(group: &str) -> Vec<String> {
+        let mut filters: Vec<String> = [
+            Channel::Birth,
+            Channel::Status,
+            Channel::Health,
+            Channel::Event,
+        ]
+        .iter()
+        .map(|c| format!("$share/{group}/{ROOT}/{TOPIC_VERSION}/dev/+/{c}"))
+        .collect();
+        filters.push(format!("{ROOT}/{TOPIC_VERSION}/dev/+/{}", Channel::Ack));
+        filters
+    }
+
+    /// Controller to controller: enforcement inputs every instance forwards to the elected
+    /// scheduler (QoS 1, not retained; a JSON array of inputs).
+    pub fn cluster_inputs() -> String {
+        format!("{ROOT}/{TOPIC_VERSION}/ctl/enforce")
+    }
+
+    /// Controller to controller: alarm changes the scheduler announces to every instance's
+    /// dashboards (QoS 1, not retained).
+    pub fn cluster_alarms() -> String {
+        format!("{ROOT}/{TOPIC_VERSION}/ctl/alarm")
+    }
 }
 
 /// Why a topic string is not a Gavel device topic.
@@ -206,6 +236,24 @@ mod tests {
 
     fn dev(s: &str) -> DeviceId {
         DeviceId::new(s).expect("valid id")
+    }
+
+    #[test]
+    fn a_cluster_shares_device_traffic_but_every_instance_gets_acks() {
+        let filters = filter::cluster_ingest("g");
+        assert_eq!(
+            filters,
+            [
+                "$share/g/gavel/v1/dev/+/birth",
+                "$share/g/gavel/v1/dev/+/status",
+                "$share/g/gavel/v1/dev/+/health",
+                "$share/g/gavel/v1/dev/+/event",
+                "gavel/v1/dev/+/ack",
+            ]
+        );
+        // Controller-to-controller topics are outside the device prefix (and its ACL).
+        assert!(DeviceTopic::parse(&filter::cluster_inputs()).is_err());
+        assert!(DeviceTopic::parse(&filter::cluster_alarms()).is_err());
     }
 
     #[test]

@@ -260,11 +260,6 @@ impl Engine {
         }
     }
 
-    /// Whether `alarm`'s condition is already tracked by an open alarm.
-    pub fn is_open(&self, kind: AlarmKind, subject: &Subject) -> bool {
-        self.alarms.contains_key(&(kind, subject.clone()))
-    }
-
     /// Applies one input at `now` and re-evaluates every condition.
     pub fn handle(&mut self, now: OffsetDateTime, input: Input) -> Vec<Output> {
         let mut out = self.apply(now, input);

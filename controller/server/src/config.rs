@@ -45,6 +45,30 @@ pub struct Settings {
     pub ota_base_url: String,
     /// Record-every-hearing enforcement.
     pub enforcement: EnforcementSettings,
+    /// Several instances against one PostgreSQL and one external broker.
+    pub cluster: ClusterSettings,
+}
+
+/// Scale-out: instances share the device traffic and elect one scheduler (see ADR 0007).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Run as one instance of several. Needs PostgreSQL and an external broker.
+    pub enabled: bool,
+    /// Shared-subscription group the instances split device traffic in.
+    pub group: String,
+    /// PostgreSQL advisory lock key that elects the scheduler.
+    pub lock_key: i64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            group: "gavel-controllers".into(),
+            lock_key: 0x6761_7665_6c00,
+        }
+    }
 }
 
 /// Alarm thresholds (see `gavel_fleet::enforcement::Settings`).
@@ -106,6 +130,7 @@ impl Default for Settings {
             command_timeout_ms: 5000,
             ota_base_url: String::new(),
             enforcement: EnforcementSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -163,6 +188,14 @@ impl Settings {
                         .map_err(|_| invalid(&key, &value, "expected seconds"))?
                 }
                 "GAVEL_DATA_DIR" => self.data_dir = value.into(),
+                "GAVEL_CLUSTER" => {
+                    self.cluster.enabled = match value.as_str() {
+                        "1" | "true" | "yes" => true,
+                        "0" | "false" | "no" | "" => false,
+                        _ => return Err(invalid(&key, &value, "expected true or false")),
+                    }
+                }
+                "GAVEL_CLUSTER_GROUP" => self.cluster.group = value,
                 "GAVEL_OTA_BASE_URL" => self.ota_base_url = value,
                 "GAVEL_MQTT_LISTEN" => {
                     let listen = value
@@ -233,6 +266,30 @@ impl Settings {
                 "must be 1-600000",
             ));
         }
+        if self.cluster.enabled {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid(
+                    "database_url",
+                    &self.database_url,
+                    "cluster.enabled needs a shared PostgreSQL database (postgres://...)",
+                ));
+            }
+            if matches!(self.broker, BrokerSettings::Embedded { .. }) {
+                return Err(invalid(
+                    "broker",
+                    "embedded",
+                    "cluster.enabled needs an external broker that every instance shares",
+                ));
+            }
+            let group = &self.cluster.group;
+            if group.is_empty() || group.contains(['/', '+', '#']) {
+                return Err(invalid(
+                    "cluster.group",
+                    group,
+                    "must be non-empty without '/', '+' or '#'",
+                ));
+            }
+        }
         match &self.broker {
             BrokerSettings::Embedded {
                 max_payload_bytes, ..
@@ -290,6 +347,23 @@ mod tests {
                 port: 1883
             }
         );
+    }
+
+    #[test]
+    fn a_cluster_needs_postgres_and_an_external_broker() {
+        let mut s = Settings::default();
+        s.apply_env([("GAVEL_CLUSTER".to_string(), "true".to_string())])
+            .expect("ok");
+        let err = s.validate().expect_err("sqlite").to_string();
+        assert!(err.contains("PostgreSQL"), "{err}");
+        s.database_url = "postgres://u@h/db".into();
+        let err = s.validate().expect_err("embedded").to_string();
+        assert!(err.contains("external broker"), "{err}");
+        s.broker = BrokerSettings::External {
+            host: "127.0.0.1".into(),
+            port: 1883,
+        };
+        s.validate().expect("valid cluster");
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl Actor {
     /// Tells the enforcement engine what matters to it: presence in a room, agent starts,
     /// health facts.
     fn enforce(&mut self, kind: ChangeKind, record: &DeviceRecord) {
-        use gavel_fleet::enforcement::{DeviceHealth, Input as E};
+        use gavel_fleet::enforcement::Input as E;
         let Some(enforcer) = &self.enforcer else {
             return;
         };
@@ -323,23 +323,9 @@ impl Actor {
                 }
             }
             ChangeKind::Health => {
-                let Some(h) = &record.health else { return };
-                // The recording volume if reported, else the fullest one.
-                let volume = h
-                    .volumes
-                    .iter()
-                    .find(|v| v.mount == "/data")
-                    .or_else(|| h.volumes.iter().min_by_key(|v| v.free_bytes));
-                enforcer.try_input(E::Health(DeviceHealth {
-                    device,
-                    court: record.court.clone(),
-                    room: record.room.clone(),
-                    disk_free: volume.map_or(0, |v| v.free_bytes),
-                    disk_total: volume.map_or(0, |v| v.total_bytes),
-                    write_rate: 0,
-                    max_temperature: h.temperatures.iter().map(|t| t.celsius).reduce(f64::max),
-                    clock_offset_ms: h.clock.offset_ms,
-                }));
+                if let Some(input) = crate::enforcer::health_input(record) {
+                    enforcer.try_input(input);
+                }
             }
             ChangeKind::Appeared | ChangeKind::Birth => {}
         }
@@ -347,8 +333,6 @@ impl Actor {
 
     /// Recording events tell the enforcement engine whether a room records.
     fn enforce_recording(&self, device: &DeviceId, event: &Event) {
-        use gavel_fleet::enforcement::{Input as E, RoomRecording};
-        use gavel_protocol::{EventBody, RecordingState};
         let Some(enforcer) = &self.enforcer else {
             return;
         };
@@ -358,19 +342,8 @@ impl Actor {
         let (Some(court), Some(room)) = (record.court.clone(), record.room.clone()) else {
             return;
         };
-        match &event.body {
-            EventBody::Recording { state, lost, .. } => {
-                let state = match state {
-                    RecordingState::Idle | RecordingState::Stopping => RoomRecording::Idle,
-                    RecordingState::Starting | RecordingState::Recording => {
-                        RoomRecording::Recording
-                    }
-                    RecordingState::Degraded => RoomRecording::Degraded { lost: lost.clone() },
-                };
-                enforcer.try_input(E::Room { court, room, state });
-            }
-            EventBody::Segment { .. } => enforcer.try_input(E::Segment { court, room }),
-            _ => {}
+        if let Some(input) = crate::enforcer::recording_input(court, room, event) {
+            enforcer.try_input(input);
         }
     }
 

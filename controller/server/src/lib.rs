@@ -12,6 +12,7 @@ pub mod api;
 pub mod broker;
 pub mod campaigns;
 pub mod config;
+pub mod election;
 pub mod enforcer;
 pub mod fleet_actor;
 pub mod ingest;
@@ -75,7 +76,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .load_cursors()
         .await
         .context("loading event stream positions")?;
-    let hearings = store.load_hearings().await.context("loading hearings")?;
     info!(devices = restored.len(), backend = ?store.backend(), "fleet registry loaded");
 
     let mqtt = match &settings.broker {
@@ -98,12 +98,26 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let acks = fleet_actor::PendingAcks::default();
     let rejects = ingest::RejectLog::default();
     let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1);
+    let clustered = settings.cluster.enabled;
+    let mut tasks = Vec::new();
+    let leadership = if clustered {
+        let (leadership, task) =
+            election::spawn(url.clone(), settings.cluster.lock_key, shutdown.child_token());
+        tasks.push(task);
+        info!(group = %settings.cluster.group, "cluster mode: shared subscriptions, scheduler by election");
+        leadership
+    } else {
+        election::always()
+    };
     let (enforcer, enforcer_task) = enforcer::spawn(
-        gavel_fleet::enforcement::Engine::new(settings.enforcement.engine()),
-        hearings,
-        store.clone(),
-        push.clone(),
-        metrics.clone(),
+        enforcer::EnforcerParts {
+            settings: settings.enforcement.engine(),
+            store: store.clone(),
+            push: push.clone(),
+            metrics: metrics.clone(),
+            leadership: leadership.clone(),
+            cluster_broker: clustered.then(|| mqtt.clone()),
+        },
         shutdown.child_token(),
     );
     let (fleet, fleet_task) = fleet_actor::spawn(
@@ -122,6 +136,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let ingest_task = tokio::spawn(ingest::run(
         client.clone(),
         eventloop,
+        ingest::subscriptions(clustered.then_some(settings.cluster.group.as_str())),
         fleet.clone(),
         rejects.clone(),
         metrics.clone(),
@@ -152,7 +167,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         push.clone(),
         base_url,
     )
-    .spawn(shutdown.child_token());
+    .spawn(leadership, shutdown.child_token());
     let state = api::AppState {
         fleet,
         store: store.clone(),
@@ -184,14 +199,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         mqtt,
         shutdown,
         // Order matters: HTTP first, then campaigns (persist), ingest, the fleet flush,
-        // enforcement.
-        tasks: vec![
+        // enforcement, and last the election (its connection holds the scheduler lock).
+        tasks: [
             http_task,
             campaign_task,
             ingest_task,
             fleet_task,
             enforcer_task,
-        ],
+        ]
+        .into_iter()
+        .chain(tasks)
+        .collect(),
         store,
     })
 }

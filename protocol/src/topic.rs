@@ -168,22 +168,21 @@ pub mod filter {
         format!("{ROOT}/{TOPIC_VERSION}/dev/%u/#")
     }
 
-    /// A clustered controller's ingest subscriptions: the device-to-controller channels as
-    /// MQTT shared subscriptions in `group` (each message goes to one instance of the
-    /// group), except acks, which every instance receives (the API call waiting for an ack
-    /// may run on any instance).
+    /// A clustered controller's ingest subscriptions. The bulk of device traffic, health
+    /// and events, goes through MQTT shared subscriptions in `group` (each message to one
+    /// instance of the group). Births, statuses and acks go to every instance: they are
+    /// few (one per connection or command), retained births and statuses give a starting
+    /// instance the whole registry (shared subscriptions get no retained messages), every
+    /// instance then knows each device's room and presence, and an API call waiting for
+    /// an ack may run on any instance.
     pub fn cluster_ingest(group: &str) -> Vec<String> {
-        let mut filters: Vec<String> = [
-            Channel::Birth,
-            Channel::Status,
-            Channel::Health,
-            Channel::Event,
-        ]
-        .iter()
-        .map(|c| format!("$share/{group}/{ROOT}/{TOPIC_VERSION}/dev/+/{c}"))
-        .collect();
-        filters.push(format!("{ROOT}/{TOPIC_VERSION}/dev/+/{}", Channel::Ack));
-        filters
+        let shared = [Channel::Health, Channel::Event]
+            .into_iter()
+            .map(|c| format!("$share/{group}/{ROOT}/{TOPIC_VERSION}/dev/+/{c}"));
+        let every = [Channel::Birth, Channel::Status, Channel::Ack]
+            .into_iter()
+            .map(|c| format!("{ROOT}/{TOPIC_VERSION}/dev/+/{c}"));
+        shared.chain(every).collect()
     }
 
     /// Controller to controller: enforcement inputs every instance forwards to the elected
@@ -239,15 +238,15 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_shares_device_traffic_but_every_instance_gets_acks() {
+    fn a_cluster_shares_health_and_events_but_every_instance_gets_births_statuses_acks() {
         let filters = filter::cluster_ingest("g");
         assert_eq!(
             filters,
             [
-                "$share/g/gavel/v1/dev/+/birth",
-                "$share/g/gavel/v1/dev/+/status",
                 "$share/g/gavel/v1/dev/+/health",
                 "$share/g/gavel/v1/dev/+/event",
+                "gavel/v1/dev/+/birth",
+                "gavel/v1/dev/+/status",
                 "gavel/v1/dev/+/ack",
             ]
         );

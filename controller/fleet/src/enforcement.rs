@@ -148,6 +148,10 @@ pub enum Input {
     /// A device (re)started its agent.
     Boot {
         device: String,
+        /// The new boot's id: a boot reported twice (by two controller instances) counts
+        /// once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        boot_id: Option<String>,
     },
     /// Health facts.
     Health(DeviceHealth),
@@ -223,6 +227,8 @@ pub struct Engine {
     rooms: BTreeMap<(String, String), RoomState>,
     health: BTreeMap<String, DeviceHealth>,
     boots: BTreeMap<String, Vec<OffsetDateTime>>,
+    /// Latest boot id per device.
+    last_boot: BTreeMap<String, String>,
     alarms: BTreeMap<AlarmKey, Alarm>,
     /// Conditions resolved by a person while still holding: not raised again until they
     /// have cleared once.
@@ -327,7 +333,13 @@ impl Engine {
                     .offline
                     .insert(device, !online);
             }
-            Input::Boot { device } => {
+            Input::Boot { device, boot_id } => {
+                if let Some(id) = boot_id {
+                    if self.last_boot.get(&device) == Some(&id) {
+                        return out;
+                    }
+                    self.last_boot.insert(device.clone(), id);
+                }
                 let window = self.settings.restart_window;
                 let boots = self.boots.entry(device).or_default();
                 boots.push(now);
@@ -912,6 +924,7 @@ mod tests {
                 T0 + Duration::minutes(i),
                 Input::Boot {
                     device: "room-101-terminal".into(),
+                    boot_id: Some(format!("boot-{i}")),
                 },
             );
         }
@@ -958,6 +971,23 @@ mod tests {
         // Once the room records, the restored alarm clears like any other.
         let out = next.handle(T0 + Duration::seconds(72), room(RoomRecording::Recording));
         assert!(matches!(&out[..], [Output::Cleared(a)] if a.id == stored[0].id));
+    }
+
+    #[test]
+    fn a_boot_reported_by_two_controller_instances_counts_once() {
+        let mut e = Engine::new(Settings::default());
+        let boot = |i: i64| Input::Boot {
+            device: "d".into(),
+            boot_id: Some(format!("boot-{i}")),
+        };
+        // Two restarts, each reported twice: not yet a loop (3 starts).
+        for i in 0..2 {
+            e.handle(T0 + Duration::minutes(i), boot(i));
+            e.handle(T0 + Duration::minutes(i), boot(i));
+        }
+        assert_eq!(e.open().count(), 0);
+        let out = e.handle(T0 + Duration::minutes(2), boot(2));
+        assert_eq!(raised(&out), [AlarmKind::RestartLoop]);
     }
 
     #[test]

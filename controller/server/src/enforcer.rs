@@ -399,7 +399,10 @@ async fn run(
             announce: announce.clone(),
         };
         term.take_over(pending).await;
-        if !term.run(&mut rx, &mut leadership, &shutdown).await {
+        metrics.scheduler.set(1);
+        let go_on = term.run(&mut rx, &mut leadership, &shutdown).await;
+        metrics.scheduler.set(0);
+        if !go_on {
             return;
         }
         info!("no longer the scheduler; enforcement engine dropped");

@@ -57,6 +57,9 @@ enum Request {
 #[derive(Clone)]
 pub struct FleetHandle {
     tx: mpsc::Sender<Request>,
+    /// In a cluster: the registry every instance writes, read instead of this instance's
+    /// partial view (it sees only its share of the device traffic).
+    shared: Option<Store>,
 }
 
 impl FleetHandle {
@@ -69,12 +72,21 @@ impl FleetHandle {
     }
 
     pub async fn list(&self) -> Vec<DeviceRecord> {
+        if let Some(store) = &self.shared {
+            return shared_devices(store).await;
+        }
         let (tx, rx) = oneshot::channel();
         let _ = self.tx.send(Request::List(tx)).await;
         rx.await.unwrap_or_default()
     }
 
     pub async fn get(&self, id: DeviceId) -> Option<DeviceRecord> {
+        if let Some(store) = &self.shared {
+            return store.load_device(&id).await.unwrap_or_else(|e| {
+                warn!(error = %e, "loading a device from the shared registry failed");
+                None
+            });
+        }
         let (tx, rx) = oneshot::channel();
         let _ = self.tx.send(Request::Get(id, tx)).await;
         rx.await.ok().flatten()
@@ -88,10 +100,22 @@ impl FleetHandle {
     }
 
     pub async fn snapshot(&self) -> (Summary, Vec<DeviceRecord>) {
+        if let Some(store) = &self.shared {
+            let devices = shared_devices(store).await;
+            let summary = Fleet::restore(devices.clone()).summary();
+            return (summary, devices);
+        }
         let (tx, rx) = oneshot::channel();
         let _ = self.tx.send(Request::Snapshot(tx)).await;
         rx.await.unwrap_or_default()
     }
+}
+
+async fn shared_devices(store: &Store) -> Vec<DeviceRecord> {
+    store.load_devices().await.unwrap_or_else(|e| {
+        warn!(error = %e, "loading the shared device registry failed");
+        Vec::new()
+    })
 }
 
 /// Who waits for which ack: correlation id -> (device, reply channel).
@@ -150,6 +174,10 @@ pub struct FleetParts {
     pub mqtt: AsyncClient,
     /// Where presence, boots and health go for alarm enforcement.
     pub enforcer: Option<crate::enforcer::EnforcerHandle>,
+    /// One instance of a cluster: reads go to the shared registry, and silence is no
+    /// verdict (this instance sees only part of each device's traffic; the broker's last
+    /// will reports a dead device).
+    pub clustered: bool,
 }
 
 /// Starts the fleet task.
@@ -167,12 +195,15 @@ pub fn spawn(
         metrics: parts.metrics,
         mqtt: parts.mqtt,
         enforcer: parts.enforcer,
+        stale_verdicts: !parts.clustered,
+        summary_due: false,
         boots: HashMap::new(),
         dirty: BTreeMap::new(),
         events: Vec::new(),
         cursors: Vec::new(),
     };
-    (FleetHandle { tx }, tokio::spawn(actor.run(rx, shutdown)))
+    let shared = parts.clustered.then(|| actor.store.clone());
+    (FleetHandle { tx, shared }, tokio::spawn(actor.run(rx, shutdown)))
 }
 
 struct Actor {
@@ -184,6 +215,10 @@ struct Actor {
     metrics: Arc<Metrics>,
     mqtt: AsyncClient,
     enforcer: Option<crate::enforcer::EnforcerHandle>,
+    /// Whether a silent device is declared stale (single node only).
+    stale_verdicts: bool,
+    /// The summary changed since the last tick.
+    summary_due: bool,
     /// Last boot id seen per device (a new one is an agent start).
     boots: HashMap<DeviceId, String>,
     dirty: BTreeMap<DeviceId, DeviceRecord>,
@@ -204,10 +239,13 @@ impl Actor {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
                     let now = OffsetDateTime::now_utc();
-                    let out = self.fleet.handle(now, Input::Tick);
-                    self.apply(out);
+                    if self.stale_verdicts {
+                        let out = self.fleet.handle(now, Input::Tick);
+                        self.apply(out);
+                    }
                     let seq_out = self.sequencer.tick(now);
                     self.apply_sequenced(seq_out);
+                    self.publish_summary();
                     self.flush().await;
                 }
                 request = rx.recv() => match request {
@@ -291,7 +329,15 @@ impl Actor {
                 }
             }
         }
-        if summary_changed {
+        self.summary_due |= summary_changed;
+    }
+
+    /// Publishes the fleet summary if it changed since the last tick.
+    ///
+    /// Design: the summary walks every device (O(n)); computing it per birth made
+    /// registering 50,000 devices quadratic, so it is computed at most once per tick.
+    fn publish_summary(&mut self) {
+        if std::mem::take(&mut self.summary_due) {
             self.update_gauges();
             let _ = self.push.send(Push::Summary(self.fleet.summary()));
         }
@@ -319,7 +365,10 @@ impl Actor {
                     && record.online
                     && self.boots.insert(record.id.clone(), boot.clone()).as_ref() != Some(boot)
                 {
-                    enforcer.try_input(E::Boot { device });
+                    enforcer.try_input(E::Boot {
+                        device,
+                        boot_id: Some(boot.clone()),
+                    });
                 }
             }
             ChangeKind::Health => {

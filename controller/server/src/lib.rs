@@ -130,6 +130,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             metrics: metrics.clone(),
             mqtt: client.clone(),
             enforcer: Some(enforcer.clone()),
+            clustered,
         },
         shutdown.child_token(),
     );

@@ -502,6 +502,22 @@ impl Store {
             .await
     }
 
+    /// One stored device record.
+    pub async fn load_device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        let row = sqlx::query("SELECT record FROM devices WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let json: String = row.try_get("record")?;
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                device: id.to_string(),
+                message: e.to_string(),
+            })
+    }
+
     /// Appends events to the event log (duplicates skipped).
     pub async fn append_events(
         &self,

@@ -29,6 +29,13 @@ use crate::store::{Store, alarm_key};
 
 /// Most inputs applied before one evaluation.
 const MAX_BATCH: usize = 20_000;
+/// Inputs are evaluated at most this often (and on every 1 s tick).
+///
+/// Design: one evaluation walks every hearing, device and open alarm: tens of
+/// milliseconds at 25,000 hearings. Evaluating after every burst kept a core busy with
+/// health telemetry from 50,000 devices; 250 ms bounds that at four evaluations a second
+/// and adds at most 250 ms to an alarm's latency.
+const EVALUATE_EVERY: Duration = Duration::from_millis(250);
 /// Hearings per forwarded message on import.
 const FORWARD_CHUNK: usize = 500;
 /// A new cluster scheduler waits this long before reading the database, so that what the
@@ -497,7 +504,11 @@ impl Term {
     ) -> bool {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut evaluated = tokio::time::Instant::now();
+        // Inputs applied since the last evaluation.
+        let mut dirty = false;
         loop {
+            let due = evaluated + EVALUATE_EVERY;
             let out = tokio::select! {
                 _ = shutdown.cancelled() => return false,
                 changed = leadership.changed() => {
@@ -506,18 +517,29 @@ impl Term {
                     }
                     continue;
                 }
-                _ = tick.tick() => self.engine.handle(OffsetDateTime::now_utc(), Input::Tick),
+                _ = tick.tick() => {
+                    evaluated = tokio::time::Instant::now();
+                    dirty = false;
+                    self.engine.evaluate_now(OffsetDateTime::now_utc())
+                }
+                () = tokio::time::sleep_until(due), if dirty => {
+                    evaluated = tokio::time::Instant::now();
+                    dirty = false;
+                    self.engine.evaluate_now(OffsetDateTime::now_utc())
+                }
                 request = rx.recv() => match request {
                     None => return false,
                     Some(first) => {
-                        // Design: drain the queue and evaluate once for the whole burst.
+                        // Design: drain the queue; apply the burst, evaluate at most every
+                        // EVALUATE_EVERY.
                         let mut batch = Vec::new();
                         let mut out = self.request(first, &mut batch).await;
                         while batch.len() < MAX_BATCH {
                             let Ok(next) = rx.try_recv() else { break };
                             out.extend(self.request(next, &mut batch).await);
                         }
-                        out.extend(self.engine.handle_batch(OffsetDateTime::now_utc(), batch));
+                        dirty |= !batch.is_empty();
+                        out.extend(self.engine.apply_only(OffsetDateTime::now_utc(), batch));
                         out
                     }
                 },

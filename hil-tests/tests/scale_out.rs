@@ -74,7 +74,7 @@ fn counts(alarms: &[Value]) -> BTreeMap<(String, String), usize> {
     out
 }
 
-/// Reads the SSE stream of `c` until an `alarm` event for `room` arrives.
+/// Reads the SSE stream at `url` until a `not_recording` alarm event for `room` arrives.
 async fn sse_alarm_for(url: String, room: String) -> Value {
     let mut resp = reqwest::get(format!("{url}/api/v1/stream"))
         .await
@@ -94,6 +94,7 @@ async fn sse_alarm_for(url: String, room: String) -> Value {
                 .collect();
             if let Ok(v) = serde_json::from_str::<Value>(&data)
                 && v["alarm"]["room"] == room.as_str()
+                && v["alarm"]["kind"] == "not_recording"
             {
                 return v;
             }

@@ -231,28 +231,32 @@ pub async fn run(controller: &Controller, s: &Scenario) -> anyhow::Result<Outcom
     let t0 = OffsetDateTime::now_utc() + s.lead;
     let window_ms = s.window.as_millis() as i64;
     let starts: Vec<OffsetDateTime> = (0..s.hearings)
-        .map(|i| {
-            t0 + time::Duration::milliseconds(window_ms * i as i64 / s.hearings.max(1) as i64)
-        })
+        .map(|i| t0 + time::Duration::milliseconds(window_ms * i as i64 / s.hearings.max(1) as i64))
         .collect();
-    let mut csv = String::from("case_number,court,room,start,end,judge,parties\n");
-    for (i, start) in starts.iter().enumerate() {
-        csv.push_str(&format!(
-            "(2026)bench-{i},{COURT},{},{},{},judge,plaintiff:p\n",
-            devices[i].room,
-            rfc3339(*start),
-            rfc3339(*start + time::Duration::hours(1)),
-        ));
-    }
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/v1/hearings/import", controller.url))
-        .header("content-type", "text/csv")
-        .body(csv)
-        .timeout(Duration::from_secs(600))
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("import: {}: {}", resp.status(), resp.text().await?);
+    // Imported in chunks: a request body is limited (2 MB), and a case management system
+    // imports per court and day anyway.
+    let client = reqwest::Client::new();
+    for (chunk_no, chunk) in starts.chunks(5_000).enumerate() {
+        let mut csv = String::from("case_number,court,room,start,end,judge,parties\n");
+        for (j, start) in chunk.iter().enumerate() {
+            let i = chunk_no * 5_000 + j;
+            csv.push_str(&format!(
+                "(2026)bench-{i},{COURT},{},{},{},judge,plaintiff:p\n",
+                devices[i].room,
+                rfc3339(*start),
+                rfc3339(*start + time::Duration::hours(1)),
+            ));
+        }
+        let resp = client
+            .post(format!("{}/api/v1/hearings/import", controller.url))
+            .header("content-type", "text/csv")
+            .body(csv)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("import: {}: {}", resp.status(), resp.text().await?);
+        }
     }
 
     // Expected conditions: (kind, room) -> condition time (None until it holds).
@@ -360,7 +364,10 @@ pub async fn run(controller: &Controller, s: &Scenario) -> anyhow::Result<Outcom
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let history = controller
-        .get(&format!("/api/v1/alarms/history?limit={}", expected * 4 + 1000))
+        .get(&format!(
+            "/api/v1/alarms/history?limit={}",
+            expected * 4 + 1000
+        ))
         .await?
         .and_then(|v| v.as_array().cloned())
         .unwrap_or_default();
@@ -425,8 +432,8 @@ pub fn proc_usage(pid: i32) -> anyhow::Result<ProcUsage> {
     let rest = stat.rsplit_once(')').context("stat")?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of stat: 12 and 13 after the name.
-    let ticks: f64 = f.get(11).context("utime")?.parse::<f64>()?
-        + f.get(12).context("stime")?.parse::<f64>()?;
+    let ticks: f64 =
+        f.get(11).context("utime")?.parse::<f64>()? + f.get(12).context("stime")?.parse::<f64>()?;
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -65,7 +65,10 @@ fn counts(alarms: &[Value]) -> BTreeMap<(String, String), usize> {
             continue;
         }
         let what = if kind == "device_offline" {
-            a["subject"]["device"].as_str().unwrap_or_default().to_owned()
+            a["subject"]["device"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
         } else {
             a["room"].as_str().unwrap_or_default().to_owned()
         };
@@ -114,9 +117,11 @@ async fn kill_one_instance_mid_run(victim: Victim) {
     let db = PgDatabase::create().expect("postgres");
     // The first instance wins the election before the second starts.
     let first = start_instance(&dir.path().join("a").tap_mkdir(), &broker, &db);
-    wait_until("first instance elected", Duration::from_secs(20), || async {
-        first.metric("gavel_scheduler").await == 1
-    })
+    wait_until(
+        "first instance elected",
+        Duration::from_secs(20),
+        || async { first.metric("gavel_scheduler").await == 1 },
+    )
     .await;
     let second = start_instance(&dir.path().join("b").tap_mkdir(), &broker, &db);
     assert_eq!(second.metric("gavel_scheduler").await, 0, "two schedulers");
@@ -129,8 +134,8 @@ async fn kill_one_instance_mid_run(victim: Victim) {
         let mut spec = AgentSpec::new(&unique("term"), "courtroom-terminal");
         spec.court = court.into();
         spec.room = room.clone();
-        let proc = start_agent(dir.path(), &spec, &(broker.host.clone(), broker.port))
-            .expect("agent");
+        let proc =
+            start_agent(dir.path(), &spec, &(broker.host.clone(), broker.port)).expect("agent");
         agents.push((spec, proc));
     }
     for (spec, _) in &agents {
@@ -199,9 +204,11 @@ async fn kill_one_instance_mid_run(victim: Victim) {
         Victim::Follower => (second, first),
     };
     dead.proc.kill9();
-    wait_until("the survivor is the scheduler", Duration::from_secs(20), || async {
-        survivor.metric("gavel_scheduler").await == 1
-    })
+    wait_until(
+        "the survivor is the scheduler",
+        Duration::from_secs(20),
+        || async { survivor.metric("gavel_scheduler").await == 1 },
+    )
     .await;
 
     // Device traffic flows through the survivor alone: a device that dies now is reported
@@ -221,10 +228,14 @@ async fn kill_one_instance_mid_run(victim: Victim) {
         .map(|r| ("not_recording".to_owned(), r.clone()))
         .collect();
     expected.push(("device_offline".into(), gone.id.clone()));
-    wait_until("every expected alarm stored", Duration::from_secs(40), || async {
-        let c = counts(&history(&survivor).await);
-        expected.iter().all(|k| c.contains_key(k))
-    })
+    wait_until(
+        "every expected alarm stored",
+        Duration::from_secs(40),
+        || async {
+            let c = counts(&history(&survivor).await);
+            expected.iter().all(|k| c.contains_key(k))
+        },
+    )
     .await;
     // A few more evaluation rounds: nothing is raised a second time.
     tokio::time::sleep(Duration::from_secs(4)).await;

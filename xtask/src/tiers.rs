@@ -79,7 +79,14 @@ pub fn bench() -> Result<(), String> {
         "end-to-end events/s vs broker ceiling",
     )?;
     run(
-        cargo(&["bench", "--locked", "-p", "gavel-hil", "--bench", "hearings"]),
+        cargo(&[
+            "bench",
+            "--locked",
+            "-p",
+            "gavel-hil",
+            "--bench",
+            "hearings",
+        ]),
         "alarm latency, 50,000 rooms and 25,000 hearings vs 1,000 rooms",
     )
 }

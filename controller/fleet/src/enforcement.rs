@@ -334,7 +334,12 @@ impl Engine {
                 }
             }
             Input::Room { court, room, state } => {
-                let r = self.rooms.entry(court).or_default().entry(room).or_default();
+                let r = self
+                    .rooms
+                    .entry(court)
+                    .or_default()
+                    .entry(room)
+                    .or_default();
                 if state != RoomRecording::Idle {
                     r.recorded = true;
                     r.last_segment.get_or_insert(now);
@@ -414,7 +419,10 @@ impl Engine {
     fn conditions(&self, now: OffsetDateTime) -> BTreeMap<AlarmKey, Hold> {
         let s = &self.settings;
         let mut holds = BTreeMap::new();
-        let mut hold = |key: AlarmKey, court: &Option<String>, room: &Option<String>, message: &dyn Fn() -> String| {
+        let mut hold = |key: AlarmKey,
+                        court: &Option<String>,
+                        room: &Option<String>,
+                        message: &dyn Fn() -> String| {
             let keep = self.alarms.contains_key(&key) && key.0 != AlarmKind::RecordingStalled;
             let message = if keep { String::new() } else { message() };
             holds.insert(key, (court.clone(), room.clone(), message));
@@ -433,34 +441,49 @@ impl Engine {
                 hearing: id.clone(),
             };
             if opened.is_none() && now >= h.scheduled_start + s.late_after {
-                hold((AlarmKind::OpenedLate, hearing()), &place.0, &place.1, &|| {
-                    format!(
-                        "hearing {} not opened {} min after its start",
-                        h.case_number,
-                        s.late_after.whole_minutes()
-                    )
-                });
+                hold(
+                    (AlarmKind::OpenedLate, hearing()),
+                    &place.0,
+                    &place.1,
+                    &|| {
+                        format!(
+                            "hearing {} not opened {} min after its start",
+                            h.case_number,
+                            s.late_after.whole_minutes()
+                        )
+                    },
+                );
             }
             let state = room.and_then(|r| r.state.as_ref());
             let idle = state.is_none_or(|st| *st == RoomRecording::Idle);
             let recorded = room.is_some_and(|r| r.recorded);
             if idle {
                 if recorded {
-                    hold((AlarmKind::StoppedEarly, hearing()), &place.0, &place.1, &|| {
-                        format!(
-                            "recording of {} stopped before the hearing closed",
-                            h.case_number
-                        )
-                    });
+                    hold(
+                        (AlarmKind::StoppedEarly, hearing()),
+                        &place.0,
+                        &place.1,
+                        &|| {
+                            format!(
+                                "recording of {} stopped before the hearing closed",
+                                h.case_number
+                            )
+                        },
+                    );
                 } else if now >= h.scheduled_start + s.grace {
-                    hold((AlarmKind::NotRecording, hearing()), &place.0, &place.1, &|| {
-                        format!(
-                            "{} started at {} and {} is not recording",
-                            h.case_number,
-                            gavel_protocol::rfc3339(h.scheduled_start),
-                            h.room
-                        )
-                    });
+                    hold(
+                        (AlarmKind::NotRecording, hearing()),
+                        &place.0,
+                        &place.1,
+                        &|| {
+                            format!(
+                                "{} started at {} and {} is not recording",
+                                h.case_number,
+                                gavel_protocol::rfc3339(h.scheduled_start),
+                                h.room
+                            )
+                        },
+                    );
                 }
             } else if let Some(last) = room.and_then(|r| r.last_segment)
                 && now - last > s.stall_after
@@ -520,7 +543,8 @@ impl Engine {
                         format!("{device}: {:.0}% disk free", share * 100.0)
                     });
                 } else if h.write_rate > 0 {
-                    let per_room = remaining.get_or_insert_with(|| self.remaining_hearing_time(now));
+                    let per_room =
+                        remaining.get_or_insert_with(|| self.remaining_hearing_time(now));
                     let left = match (&h.court, &h.room) {
                         (Some(c), Some(r)) => per_room
                             .get(&(c.as_str(), r.as_str()))
@@ -545,16 +569,22 @@ impl Engine {
             if let Some(t) = h.max_temperature
                 && t > s.temperature_max
             {
-                hold((AlarmKind::TemperatureHigh, subject()), &h.court, &h.room, &|| {
-                    format!("{device}: {t:.1} °C")
-                });
+                hold(
+                    (AlarmKind::TemperatureHigh, subject()),
+                    &h.court,
+                    &h.room,
+                    &|| format!("{device}: {t:.1} °C"),
+                );
             }
             if let Some(o) = h.clock_offset_ms
                 && o.abs() > s.clock_drift_max_ms
             {
-                hold((AlarmKind::ClockDrift, subject()), &h.court, &h.room, &|| {
-                    format!("{device}: clock off by {:.1} s", o / 1000.0)
-                });
+                hold(
+                    (AlarmKind::ClockDrift, subject()),
+                    &h.court,
+                    &h.room,
+                    &|| format!("{device}: clock off by {:.1} s", o / 1000.0),
+                );
             }
         }
         for (device, boots) in &self.boots {
@@ -970,7 +1000,10 @@ mod tests {
         next.handle(T0 + Duration::seconds(70), Input::Hearing(hearing()));
         let out = next.handle(T0 + Duration::seconds(71), Input::Tick);
         assert!(raised(&out).is_empty(), "{out:?}");
-        assert_eq!(next.open().map(|a| a.id.clone()).collect::<Vec<_>>(), [stored[0].id.clone()]);
+        assert_eq!(
+            next.open().map(|a| a.id.clone()).collect::<Vec<_>>(),
+            [stored[0].id.clone()]
+        );
         // Once the room records, the restored alarm clears like any other.
         let out = next.handle(T0 + Duration::seconds(72), room(RoomRecording::Recording));
         assert!(matches!(&out[..], [Output::Cleared(a)] if a.id == stored[0].id));
@@ -1065,7 +1098,10 @@ mod tests {
         kinds_one.sort();
         kinds_batch.sort();
         assert_eq!(kinds_one, kinds_batch);
-        assert_eq!(kinds_batch, [AlarmKind::SourceLost, AlarmKind::DeviceOffline]);
+        assert_eq!(
+            kinds_batch,
+            [AlarmKind::SourceLost, AlarmKind::DeviceOffline]
+        );
     }
 
     #[test]

@@ -691,6 +691,8 @@ impl Term {
                 }
             }
         }
-        self.metrics.alarms_open.set(self.engine.open().count() as i64);
+        self.metrics
+            .alarms_open
+            .set(self.engine.open().count() as i64);
     }
 }

@@ -203,7 +203,10 @@ pub fn spawn(
         cursors: Vec::new(),
     };
     let shared = parts.clustered.then(|| actor.store.clone());
-    (FleetHandle { tx, shared }, tokio::spawn(actor.run(rx, shutdown)))
+    (
+        FleetHandle { tx, shared },
+        tokio::spawn(actor.run(rx, shutdown)),
+    )
 }
 
 struct Actor {

@@ -101,8 +101,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let clustered = settings.cluster.enabled;
     let mut tasks = Vec::new();
     let leadership = if clustered {
-        let (leadership, task) =
-            election::spawn(url.clone(), settings.cluster.lock_key, shutdown.child_token());
+        let (leadership, task) = election::spawn(
+            url.clone(),
+            settings.cluster.lock_key,
+            shutdown.child_token(),
+        );
         tasks.push(task);
         info!(group = %settings.cluster.group, "cluster mode: shared subscriptions, scheduler by election");
         leadership

@@ -180,6 +180,9 @@ pub struct FleetParts {
     pub clustered: bool,
 }
 
+/// The fleet summary is published at most this often.
+const SUMMARY_EVERY: Duration = Duration::from_millis(500);
+
 /// Starts the fleet task.
 pub fn spawn(
     parts: FleetParts,
@@ -197,6 +200,7 @@ pub fn spawn(
         enforcer: parts.enforcer,
         stale_verdicts: !parts.clustered,
         summary_due: false,
+        summary_sent: std::time::Instant::now() - SUMMARY_EVERY,
         boots: HashMap::new(),
         dirty: BTreeMap::new(),
         events: Vec::new(),
@@ -220,8 +224,10 @@ struct Actor {
     enforcer: Option<crate::enforcer::EnforcerHandle>,
     /// Whether a silent device is declared stale (single node only).
     stale_verdicts: bool,
-    /// The summary changed since the last tick.
+    /// The summary changed since it was last published.
     summary_due: bool,
+    /// When the summary was last published.
+    summary_sent: std::time::Instant,
     /// Last boot id seen per device (a new one is an agent start).
     boots: HashMap<DeviceId, String>,
     dirty: BTreeMap<DeviceId, DeviceRecord>,
@@ -332,15 +338,22 @@ impl Actor {
                 }
             }
         }
-        self.summary_due |= summary_changed;
+        if summary_changed {
+            self.summary_due = true;
+            if self.summary_sent.elapsed() >= SUMMARY_EVERY {
+                self.publish_summary();
+            }
+        }
     }
 
-    /// Publishes the fleet summary if it changed since the last tick.
+    /// Publishes the fleet summary if it changed since it was last published.
     ///
     /// Design: the summary walks every device (O(n)); computing it per birth made
-    /// registering 50,000 devices quadratic, so it is computed at most once per tick.
+    /// registering 50,000 devices quadratic. A change is published at once unless one was
+    /// published within `SUMMARY_EVERY`; then the next tick publishes it.
     fn publish_summary(&mut self) {
         if std::mem::take(&mut self.summary_due) {
+            self.summary_sent = std::time::Instant::now();
             self.update_gauges();
             let _ = self.push.send(Push::Summary(self.fleet.summary()));
         }

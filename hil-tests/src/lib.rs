@@ -18,6 +18,7 @@
 //! Recording: [`media`] (simulated RTSP cameras and audio hosts, the recorder process,
 //! `ffprobe`).
 
+pub mod fleet_sim;
 pub mod media;
 pub mod onvif_stub;
 pub mod serial_peers;
@@ -32,6 +33,10 @@ use serde_json::Value;
 
 /// Path of a workspace binary built next to this test executable.
 pub fn bin(name: &str) -> PathBuf {
+    // `GAVEL_TEST_BIN_DIR` points elsewhere (e.g. release binaries for a dev-built bench).
+    if let Ok(dir) = std::env::var("GAVEL_TEST_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe

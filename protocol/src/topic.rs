@@ -175,6 +175,35 @@ pub mod filter {
     pub fn acl_device_prefix() -> String {
         format!("{ROOT}/{TOPIC_VERSION}/dev/%u/#")
     }
+
+    /// A clustered controller's ingest subscriptions. The bulk of device traffic, health
+    /// and events, goes through MQTT shared subscriptions in `group` (each message to one
+    /// instance of the group). Births, statuses and acks go to every instance: they are
+    /// few (one per connection or command), retained births and statuses give a starting
+    /// instance the whole registry (shared subscriptions get no retained messages), every
+    /// instance then knows each device's room and presence, and an API call waiting for
+    /// an ack may run on any instance.
+    pub fn cluster_ingest(group: &str) -> Vec<String> {
+        let shared = [Channel::Health, Channel::Event]
+            .into_iter()
+            .map(|c| format!("$share/{group}/{ROOT}/{TOPIC_VERSION}/dev/+/{c}"));
+        let every = [Channel::Birth, Channel::Status, Channel::Ack]
+            .into_iter()
+            .map(|c| format!("{ROOT}/{TOPIC_VERSION}/dev/+/{c}"));
+        shared.chain(every).collect()
+    }
+
+    /// Controller to controller: enforcement inputs every instance forwards to the elected
+    /// scheduler (QoS 1, not retained; a JSON array of inputs).
+    pub fn cluster_inputs() -> String {
+        format!("{ROOT}/{TOPIC_VERSION}/ctl/enforce")
+    }
+
+    /// Controller to controller: alarm changes the scheduler announces to every instance's
+    /// dashboards (QoS 1, not retained).
+    pub fn cluster_alarms() -> String {
+        format!("{ROOT}/{TOPIC_VERSION}/ctl/alarm")
+    }
 }
 
 /// Why a topic string is not a Gavel device topic.
@@ -214,6 +243,24 @@ mod tests {
 
     fn dev(s: &str) -> DeviceId {
         DeviceId::new(s).expect("valid id")
+    }
+
+    #[test]
+    fn a_cluster_shares_health_and_events_but_every_instance_gets_births_statuses_acks() {
+        let filters = filter::cluster_ingest("g");
+        assert_eq!(
+            filters,
+            [
+                "$share/g/gavel/v1/dev/+/health",
+                "$share/g/gavel/v1/dev/+/event",
+                "gavel/v1/dev/+/birth",
+                "gavel/v1/dev/+/status",
+                "gavel/v1/dev/+/ack",
+            ]
+        );
+        // Controller-to-controller topics are outside the device prefix (and its ACL).
+        assert!(DeviceTopic::parse(&filter::cluster_inputs()).is_err());
+        assert!(DeviceTopic::parse(&filter::cluster_alarms()).is_err());
     }
 
     #[test]

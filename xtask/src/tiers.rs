@@ -77,6 +77,17 @@ pub fn bench() -> Result<(), String> {
     run(
         cargo(&["bench", "--locked", "-p", "gavel-hil", "--bench", "e2e"]),
         "end-to-end events/s vs broker ceiling",
+    )?;
+    run(
+        cargo(&[
+            "bench",
+            "--locked",
+            "-p",
+            "gavel-hil",
+            "--bench",
+            "hearings",
+        ]),
+        "alarm latency, 50,000 rooms and 25,000 hearings vs 1,000 rooms",
     )
 }
 

@@ -724,7 +724,7 @@ async fn alarm_history(
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     s.store
-        .alarm_history(q.limit.unwrap_or(100).clamp(1, 10_000))
+        .alarm_history(q.limit.unwrap_or(100).clamp(1, 100_000))
         .await
         .map(Json)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))

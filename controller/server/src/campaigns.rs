@@ -176,33 +176,33 @@ impl CampaignTask {
     }
 
     /// Spawns the task.
+    ///
+    /// Campaigns advance only while `leadership` says this instance is the scheduler; an
+    /// instance that becomes the scheduler reloads them from the database first.
     pub fn spawn(
         mut self,
+        leadership: crate::election::Leadership,
         shutdown: CancellationToken,
     ) -> (CampaignsHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel(1024);
         let handle = CampaignsHandle { tx: tx.clone() };
         let task = tokio::spawn(async move {
-            match self.store.load_campaigns().await {
-                Ok(list) => {
-                    for json in list {
-                        match serde_json::from_str::<Stored>(&json) {
-                            Ok(s) => {
-                                self.campaigns.insert(s.campaign.spec.id.clone(), s);
-                            }
-                            Err(e) => warn!(error = %e, "stored campaign does not parse; skipped"),
-                        }
-                    }
-                }
-                Err(e) => warn!(error = %e, "cannot load campaigns"),
-            }
             let mut events = self.push.subscribe();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut leading = false;
             loop {
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
                     _ = tick.tick() => {
+                        let now_leading = *leadership.borrow();
+                        if now_leading && !leading {
+                            self.reload().await;
+                        }
+                        leading = now_leading;
+                        if !leading {
+                            continue;
+                        }
                         let now = OffsetDateTime::now_utc();
                         let ids: Vec<String> = self.campaigns.keys().cloned().collect();
                         for id in ids {
@@ -225,6 +225,24 @@ impl CampaignTask {
             self.persist().await;
         });
         (handle, task)
+    }
+
+    /// Replaces the campaigns in memory with the stored ones.
+    async fn reload(&mut self) {
+        match self.store.load_campaigns().await {
+            Ok(list) => {
+                self.campaigns.clear();
+                for json in list {
+                    match serde_json::from_str::<Stored>(&json) {
+                        Ok(s) => {
+                            self.campaigns.insert(s.campaign.spec.id.clone(), s);
+                        }
+                        Err(e) => warn!(error = %e, "stored campaign does not parse; skipped"),
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot load campaigns"),
+        }
     }
 
     fn view(s: &Stored) -> CampaignView {

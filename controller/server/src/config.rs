@@ -47,6 +47,8 @@ pub struct Settings {
     pub enforcement: EnforcementSettings,
     /// The schedules pushed to recording devices.
     pub schedule: ScheduleSettings,
+    /// Several instances against one PostgreSQL and one external broker.
+    pub cluster: ClusterSettings,
 }
 
 /// What recording devices are told about their room's hearings.
@@ -69,6 +71,28 @@ impl ScheduleSettings {
         gavel_fleet::schedule::Settings {
             pre_roll: time::Duration::seconds(i64::from(self.pre_roll_s)),
             ..gavel_fleet::schedule::Settings::default()
+        }
+    }
+}
+
+/// Scale-out: instances share the device traffic and elect one scheduler (see ADR 0007).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Run as one instance of several. Needs PostgreSQL and an external broker.
+    pub enabled: bool,
+    /// Shared-subscription group the instances split device traffic in.
+    pub group: String,
+    /// PostgreSQL advisory lock key that elects the scheduler.
+    pub lock_key: i64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            group: "gavel-controllers".into(),
+            lock_key: 0x6761_7665_6c00,
         }
     }
 }
@@ -133,6 +157,7 @@ impl Default for Settings {
             ota_base_url: String::new(),
             enforcement: EnforcementSettings::default(),
             schedule: ScheduleSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -200,6 +225,14 @@ impl Settings {
                         .map_err(|_| invalid(&key, &value, "expected seconds"))?
                 }
                 "GAVEL_DATA_DIR" => self.data_dir = value.into(),
+                "GAVEL_CLUSTER" => {
+                    self.cluster.enabled = match value.as_str() {
+                        "1" | "true" | "yes" => true,
+                        "0" | "false" | "no" | "" => false,
+                        _ => return Err(invalid(&key, &value, "expected true or false")),
+                    }
+                }
+                "GAVEL_CLUSTER_GROUP" => self.cluster.group = value,
                 "GAVEL_OTA_BASE_URL" => self.ota_base_url = value,
                 "GAVEL_MQTT_LISTEN" => {
                     let listen = value
@@ -277,6 +310,30 @@ impl Settings {
                 "must be 1-600000",
             ));
         }
+        if self.cluster.enabled {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid(
+                    "database_url",
+                    &self.database_url,
+                    "cluster.enabled needs a shared PostgreSQL database (postgres://...)",
+                ));
+            }
+            if matches!(self.broker, BrokerSettings::Embedded { .. }) {
+                return Err(invalid(
+                    "broker",
+                    "embedded",
+                    "cluster.enabled needs an external broker that every instance shares",
+                ));
+            }
+            let group = &self.cluster.group;
+            if group.is_empty() || group.contains(['/', '+', '#']) {
+                return Err(invalid(
+                    "cluster.group",
+                    group,
+                    "must be non-empty without '/', '+' or '#'",
+                ));
+            }
+        }
         match &self.broker {
             BrokerSettings::Embedded {
                 max_payload_bytes, ..
@@ -334,6 +391,23 @@ mod tests {
                 port: 1883
             }
         );
+    }
+
+    #[test]
+    fn a_cluster_needs_postgres_and_an_external_broker() {
+        let mut s = Settings::default();
+        s.apply_env([("GAVEL_CLUSTER".to_string(), "true".to_string())])
+            .expect("ok");
+        let err = s.validate().expect_err("sqlite").to_string();
+        assert!(err.contains("PostgreSQL"), "{err}");
+        s.database_url = "postgres://u@h/db".into();
+        let err = s.validate().expect_err("embedded").to_string();
+        assert!(err.contains("external broker"), "{err}");
+        s.broker = BrokerSettings::External {
+            host: "127.0.0.1".into(),
+            port: 1883,
+        };
+        s.validate().expect("valid cluster");
     }
 
     #[test]

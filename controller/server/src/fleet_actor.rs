@@ -59,6 +59,9 @@ enum Request {
 #[derive(Clone)]
 pub struct FleetHandle {
     tx: mpsc::Sender<Request>,
+    /// In a cluster: the registry every instance writes, read instead of this instance's
+    /// partial view (it sees only its share of the device traffic).
+    shared: Option<Store>,
 }
 
 impl FleetHandle {
@@ -71,12 +74,21 @@ impl FleetHandle {
     }
 
     pub async fn list(&self) -> Vec<DeviceRecord> {
+        if let Some(store) = &self.shared {
+            return shared_devices(store).await;
+        }
         let (tx, rx) = oneshot::channel();
         let _ = self.tx.send(Request::List(tx)).await;
         rx.await.unwrap_or_default()
     }
 
     pub async fn get(&self, id: DeviceId) -> Option<DeviceRecord> {
+        if let Some(store) = &self.shared {
+            return store.load_device(&id).await.unwrap_or_else(|e| {
+                warn!(error = %e, "loading a device from the shared registry failed");
+                None
+            });
+        }
         let (tx, rx) = oneshot::channel();
         let _ = self.tx.send(Request::Get(id, tx)).await;
         rx.await.ok().flatten()
@@ -90,10 +102,22 @@ impl FleetHandle {
     }
 
     pub async fn snapshot(&self) -> (Summary, Vec<DeviceRecord>) {
+        if let Some(store) = &self.shared {
+            let devices = shared_devices(store).await;
+            let summary = Fleet::restore(devices.clone()).summary();
+            return (summary, devices);
+        }
         let (tx, rx) = oneshot::channel();
         let _ = self.tx.send(Request::Snapshot(tx)).await;
         rx.await.unwrap_or_default()
     }
+}
+
+async fn shared_devices(store: &Store) -> Vec<DeviceRecord> {
+    store.load_devices().await.unwrap_or_else(|e| {
+        warn!(error = %e, "loading the shared device registry failed");
+        Vec::new()
+    })
 }
 
 /// Who waits for which ack: correlation id -> (device, reply channel).
@@ -156,7 +180,14 @@ pub struct FleetParts {
     pub compliance: Option<crate::compliance::ComplianceTrigger>,
     /// Told of every birth, so a recording device gets its room's schedule.
     pub schedules: Option<crate::schedules::SchedulePublisher>,
+    /// One instance of a cluster: reads go to the shared registry, and silence is no
+    /// verdict (this instance sees only part of each device's traffic; the broker's last
+    /// will reports a dead device).
+    pub clustered: bool,
 }
+
+/// The fleet summary is published at most this often.
+const SUMMARY_EVERY: Duration = Duration::from_millis(500);
 
 /// Starts the fleet task.
 pub fn spawn(
@@ -175,12 +206,19 @@ pub fn spawn(
         enforcer: parts.enforcer,
         compliance: parts.compliance,
         schedules: parts.schedules,
+        stale_verdicts: !parts.clustered,
+        summary_due: false,
+        summary_sent: std::time::Instant::now() - SUMMARY_EVERY,
         boots: HashMap::new(),
         dirty: BTreeMap::new(),
         events: Vec::new(),
         cursors: Vec::new(),
     };
-    (FleetHandle { tx }, tokio::spawn(actor.run(rx, shutdown)))
+    let shared = parts.clustered.then(|| actor.store.clone());
+    (
+        FleetHandle { tx, shared },
+        tokio::spawn(actor.run(rx, shutdown)),
+    )
 }
 
 struct Actor {
@@ -194,6 +232,12 @@ struct Actor {
     enforcer: Option<crate::enforcer::EnforcerHandle>,
     compliance: Option<crate::compliance::ComplianceTrigger>,
     schedules: Option<crate::schedules::SchedulePublisher>,
+    /// Whether a silent device is declared stale (single node only).
+    stale_verdicts: bool,
+    /// The summary changed since it was last published.
+    summary_due: bool,
+    /// When the summary was last published.
+    summary_sent: std::time::Instant,
     /// Last boot id seen per device (a new one is an agent start).
     boots: HashMap<DeviceId, String>,
     dirty: BTreeMap<DeviceId, DeviceRecord>,
@@ -214,10 +258,13 @@ impl Actor {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
                     let now = OffsetDateTime::now_utc();
-                    let out = self.fleet.handle(now, Input::Tick);
-                    self.apply(out);
+                    if self.stale_verdicts {
+                        let out = self.fleet.handle(now, Input::Tick);
+                        self.apply(out);
+                    }
                     let seq_out = self.sequencer.tick(now);
                     self.apply_sequenced(seq_out);
+                    self.publish_summary();
                     self.flush().await;
                 }
                 request = rx.recv() => match request {
@@ -305,6 +352,21 @@ impl Actor {
             }
         }
         if summary_changed {
+            self.summary_due = true;
+            if self.summary_sent.elapsed() >= SUMMARY_EVERY {
+                self.publish_summary();
+            }
+        }
+    }
+
+    /// Publishes the fleet summary if it changed since it was last published.
+    ///
+    /// Design: the summary walks every device (O(n)); computing it per birth made
+    /// registering 50,000 devices quadratic. A change is published at once unless one was
+    /// published within `SUMMARY_EVERY`; then the next tick publishes it.
+    fn publish_summary(&mut self) {
+        if std::mem::take(&mut self.summary_due) {
+            self.summary_sent = std::time::Instant::now();
             self.update_gauges();
             let _ = self.push.send(Push::Summary(self.fleet.summary()));
         }
@@ -313,7 +375,7 @@ impl Actor {
     /// Tells the enforcement engine what matters to it: presence in a room, agent starts,
     /// health facts.
     fn enforce(&mut self, kind: ChangeKind, record: &DeviceRecord) {
-        use gavel_fleet::enforcement::{DeviceHealth, Input as E};
+        use gavel_fleet::enforcement::Input as E;
         let Some(enforcer) = &self.enforcer else {
             return;
         };
@@ -332,27 +394,16 @@ impl Actor {
                     && record.online
                     && self.boots.insert(record.id.clone(), boot.clone()).as_ref() != Some(boot)
                 {
-                    enforcer.try_input(E::Boot { device });
+                    enforcer.try_input(E::Boot {
+                        device,
+                        boot_id: Some(boot.clone()),
+                    });
                 }
             }
             ChangeKind::Health => {
-                let Some(h) = &record.health else { return };
-                // The recording volume if reported, else the fullest one.
-                let volume = h
-                    .volumes
-                    .iter()
-                    .find(|v| v.mount == "/data")
-                    .or_else(|| h.volumes.iter().min_by_key(|v| v.free_bytes));
-                enforcer.try_input(E::Health(DeviceHealth {
-                    device,
-                    court: record.court.clone(),
-                    room: record.room.clone(),
-                    disk_free: volume.map_or(0, |v| v.free_bytes),
-                    disk_total: volume.map_or(0, |v| v.total_bytes),
-                    write_rate: 0,
-                    max_temperature: h.temperatures.iter().map(|t| t.celsius).reduce(f64::max),
-                    clock_offset_ms: h.clock.offset_ms,
-                }));
+                if let Some(input) = crate::enforcer::health_input(record) {
+                    enforcer.try_input(input);
+                }
             }
             ChangeKind::Appeared | ChangeKind::Birth => {}
         }
@@ -360,8 +411,6 @@ impl Actor {
 
     /// Recording events tell the enforcement engine whether a room records.
     fn enforce_recording(&self, device: &DeviceId, event: &Event) {
-        use gavel_fleet::enforcement::{Input as E, RoomRecording};
-        use gavel_protocol::RecordingState;
         let Some(enforcer) = &self.enforcer else {
             return;
         };
@@ -371,19 +420,8 @@ impl Actor {
         let (Some(court), Some(room)) = (record.court.clone(), record.room.clone()) else {
             return;
         };
-        match &event.body {
-            EventBody::Recording { state, lost, .. } => {
-                let state = match state {
-                    RecordingState::Idle | RecordingState::Stopping => RoomRecording::Idle,
-                    RecordingState::Starting | RecordingState::Recording => {
-                        RoomRecording::Recording
-                    }
-                    RecordingState::Degraded => RoomRecording::Degraded { lost: lost.clone() },
-                };
-                enforcer.try_input(E::Room { court, room, state });
-            }
-            EventBody::Segment { .. } => enforcer.try_input(E::Segment { court, room }),
-            _ => {}
+        if let Some(input) = crate::enforcer::recording_input(court, room, event) {
+            enforcer.try_input(input);
         }
     }
 

@@ -64,7 +64,7 @@ fn refused(e: UpsertError) -> Response {
         e @ UpsertError::Store(_) => {
             ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
         }
-        e @ UpsertError::Stopped => {
+        e @ (UpsertError::Stopped | UpsertError::NotScheduler) => {
             ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
         }
     }

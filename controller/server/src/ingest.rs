@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gavel_protocol::{IngestError, decode_device_message, filter};
+use gavel_protocol::{IngestError, decode_device_message};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -119,6 +119,15 @@ impl RejectLog {
     }
 }
 
+/// What ingest subscribes to: every device topic, or in a cluster the shared subscriptions
+/// of `group` (see [`gavel_protocol::filter::cluster_ingest`]).
+pub fn subscriptions(cluster_group: Option<&str>) -> Vec<String> {
+    match cluster_group {
+        Some(group) => gavel_protocol::filter::cluster_ingest(group),
+        None => vec![gavel_protocol::filter::all_devices()],
+    }
+}
+
 /// Connects the controller's MQTT client; returns the client (for commands) and the
 /// event loop that [`run`] drives.
 pub fn client(host: &str, port: u16) -> (AsyncClient, EventLoop) {
@@ -137,6 +146,7 @@ pub fn client(host: &str, port: u16) -> (AsyncClient, EventLoop) {
 pub async fn run(
     client: AsyncClient,
     mut eventloop: EventLoop,
+    subscriptions: Vec<String>,
     fleet: FleetHandle,
     rejects: RejectLog,
     metrics: Arc<Metrics>,
@@ -152,9 +162,11 @@ pub async fn run(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 failures = 0;
                 metrics.broker_connected.set(1);
-                info!("controller connected to broker; subscribing to device topics");
-                if let Err(e) = client.try_subscribe(filter::all_devices(), QoS::AtLeastOnce) {
-                    warn!(error = %e, "could not subscribe to device topics");
+                info!(filters = ?subscriptions, "controller connected to broker; subscribing to device topics");
+                for f in &subscriptions {
+                    if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
+                        warn!(error = %e, filter = %f, "could not subscribe to device topics");
+                    }
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {

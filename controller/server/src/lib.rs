@@ -13,6 +13,7 @@ pub mod broker;
 pub mod campaigns;
 pub mod compliance;
 pub mod config;
+pub mod election;
 pub mod enforcer;
 pub mod fleet_actor;
 pub mod hearings_api;
@@ -79,7 +80,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .load_cursors()
         .await
         .context("loading event stream positions")?;
-    let hearings = store.load_hearings().await.context("loading hearings")?;
     info!(devices = restored.len(), backend = ?store.backend(), "fleet registry loaded");
 
     let mqtt = match &settings.broker {
@@ -103,13 +103,30 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let rejects = ingest::RejectLog::default();
     let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1);
     let (schedules, schedule_inbox) = schedules::channel();
+    let clustered = settings.cluster.enabled;
+    let mut tasks = Vec::new();
+    let leadership = if clustered {
+        let (leadership, task) = election::spawn(
+            url.clone(),
+            settings.cluster.lock_key,
+            shutdown.child_token(),
+        );
+        tasks.push(task);
+        info!(group = %settings.cluster.group, "cluster mode: shared subscriptions, scheduler by election");
+        leadership
+    } else {
+        election::always()
+    };
     let (enforcer, enforcer_task) = enforcer::spawn(
-        gavel_fleet::enforcement::Engine::new(settings.enforcement.engine()),
-        hearings,
-        store.clone(),
-        push.clone(),
-        metrics.clone(),
-        schedules.clone(),
+        enforcer::EnforcerParts {
+            settings: settings.enforcement.engine(),
+            store: store.clone(),
+            push: push.clone(),
+            metrics: metrics.clone(),
+            leadership: leadership.clone(),
+            cluster_broker: clustered.then(|| mqtt.clone()),
+            schedules: schedules.clone(),
+        },
         shutdown.child_token(),
     );
     let (compliance_trigger, compliance_rx) = compliance::channel();
@@ -125,6 +142,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             enforcer: Some(enforcer.clone()),
             compliance: Some(compliance_trigger.clone()),
             schedules: Some(schedules.clone()),
+            clustered,
         },
         shutdown.child_token(),
     );
@@ -150,6 +168,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let ingest_task = tokio::spawn(ingest::run(
         client.clone(),
         eventloop,
+        ingest::subscriptions(clustered.then_some(settings.cluster.group.as_str())),
         fleet.clone(),
         rejects.clone(),
         metrics.clone(),
@@ -184,7 +203,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         enforcer.clone(),
         time::Duration::seconds(i64::from(settings.schedule.pre_roll_s)),
     )
-    .spawn(shutdown.child_token());
+    .spawn(leadership, shutdown.child_token());
     // The campaigns keep clear of rooms in session and of their coming hearings.
     let rooms_task = campaigns::follow_hearings(
         campaigns.clone(),
@@ -227,8 +246,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         mqtt,
         shutdown,
         // Order matters: HTTP first, then campaigns (persist), ingest, the fleet flush,
-        // enforcement.
-        tasks: vec![
+        // enforcement, and last the election (its connection holds the scheduler lock).
+        tasks: [
             http_task,
             campaign_task,
             rooms_task,
@@ -237,7 +256,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             fleet_task,
             enforcer_task,
             compliance_task,
-        ],
+        ]
+        .into_iter()
+        .chain(tasks)
+        .collect(),
         store,
     })
 }

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub alarms_raised: Counter,
     /// Alarms open now.
     pub alarms_open: Gauge,
+    /// 1 while this instance is the scheduler (runs enforcement and campaigns).
+    pub scheduler: Gauge,
 }
 
 impl Metrics {
@@ -73,6 +75,7 @@ impl Metrics {
             events_lost: Counter::default(),
             alarms_raised: Counter::default(),
             alarms_open: Gauge::default(),
+            scheduler: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -129,6 +132,11 @@ impl Metrics {
         );
         registry.register("alarms_raised", "Alarms raised", m.alarms_raised.clone());
         registry.register("alarms_open", "Alarms open now", m.alarms_open.clone());
+        registry.register(
+            "scheduler",
+            "1 while this instance is the elected scheduler",
+            m.scheduler.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -85,6 +85,11 @@ const HEARINGS_AND_ALARMS: &str = "CREATE TABLE IF NOT EXISTS hearings (
             record TEXT NOT NULL
         )";
 
+/// One open alarm per condition across every controller instance: the key names the
+/// condition (kind and subject); a second raise of a condition already open is refused.
+const ONE_OPEN_ALARM: &str = "ALTER TABLE alarms ADD COLUMN alarm_key TEXT;
+        CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_open ON alarms (alarm_key) WHERE open = 1";
+
 /// (version, SQLite, PostgreSQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -147,6 +152,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         )",
     ),
     (5, COMPLIANCE, COMPLIANCE),
+    (6, ONE_OPEN_ALARM, ONE_OPEN_ALARM),
 ];
 
 /// Hearing-scoped events (recording, segment, source lost, seal), compliance records and
@@ -167,6 +173,13 @@ const COMPLIANCE: &str = "ALTER TABLE device_events ADD COLUMN hearing_id TEXT;
             public_key TEXT NOT NULL,
             first_seen_ms BIGINT NOT NULL
         )";
+
+/// The condition an alarm is about, as stored in `alarms.alarm_key`.
+pub fn alarm_key(a: &Alarm) -> String {
+    let subject = serde_json::to_string(&a.subject).unwrap_or_default();
+    let kind = serde_json::to_string(&a.kind).unwrap_or_default();
+    format!("{kind}:{subject}")
+}
 
 fn millis(ts: OffsetDateTime) -> i64 {
     (ts.unix_timestamp_nanos() / 1_000_000) as i64
@@ -375,27 +388,76 @@ impl Store {
             .collect()
     }
 
-    /// Inserts or replaces alarms (open and closed).
-    pub async fn save_alarms(&self, alarms: &[Alarm]) -> Result<(), StoreError> {
+    /// Stores alarm changes in one transaction: a `raised` alarm is inserted unless its
+    /// condition already has an open alarm (raised by another leader); others are updated.
+    /// Returns the raised alarms that were refused as duplicates.
+    pub async fn save_alarms(&self, alarms: &[(bool, Alarm)]) -> Result<Vec<Alarm>, StoreError> {
+        let mut refused = Vec::new();
         let mut tx = self.pool.begin().await?;
-        for a in alarms {
+        for (raised, a) in alarms {
             let json = serde_json::to_string(a).map_err(|e| StoreError::Corrupt {
                 device: a.id.clone(),
                 message: e.to_string(),
             })?;
-            sqlx::query(
-                "INSERT INTO alarms (id, open, raised_ms, record) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (id) DO UPDATE SET open = excluded.open, record = excluded.record",
-            )
-            .bind(a.id.clone())
-            .bind(i64::from(a.resolved.is_none()))
-            .bind(millis(a.raised_at))
-            .bind(json)
-            .execute(&mut *tx)
-            .await?;
+            if *raised {
+                // Design: no conflict target, so both the id and the one-open-alarm index
+                // refuse a duplicate raise silently; the caller adopts the stored alarm.
+                let done = sqlx::query(
+                    "INSERT INTO alarms (id, open, raised_ms, record, alarm_key) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(a.id.clone())
+                .bind(i64::from(a.resolved.is_none()))
+                .bind(millis(a.raised_at))
+                .bind(json)
+                .bind(alarm_key(a))
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    refused.push(a.clone());
+                }
+            } else {
+                sqlx::query("UPDATE alarms SET open = $1, record = $2 WHERE id = $3")
+                    .bind(i64::from(a.resolved.is_none()))
+                    .bind(json)
+                    .bind(a.id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(refused)
+    }
+
+    /// Every open alarm.
+    pub async fn open_alarms(&self) -> Result<Vec<Alarm>, StoreError> {
+        self.load_records("SELECT id, record FROM alarms WHERE open = 1 ORDER BY raised_ms")
+            .await
+    }
+
+    /// The latest recording event of every device that has a room: (court, room, event),
+    /// oldest first, for a new leader to learn what each room is doing.
+    pub async fn latest_recording_events(
+        &self,
+    ) -> Result<Vec<(String, String, Event)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.court AS court, d.room AS room, e.body AS body FROM device_events e
+             JOIN devices d ON d.id = e.device_id
+             WHERE e.id IN (SELECT MAX(id) FROM device_events WHERE kind = 'recording' GROUP BY device_id)
+               AND d.court IS NOT NULL AND d.room IS NOT NULL
+             ORDER BY e.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let body: String = row.try_get("body")?;
+            match gavel_protocol::decode::<Event>(body.as_bytes()) {
+                Ok(event) => out.push((row.try_get("court")?, row.try_get("room")?, event)),
+                Err(e) => tracing::warn!(error = %e, "stored recording event unreadable; skipped"),
+            }
+        }
+        Ok(out)
     }
 
     /// The latest `limit` alarms, open and closed, newest first.
@@ -460,6 +522,22 @@ impl Store {
     pub async fn load_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         self.load_records("SELECT id, record FROM devices ORDER BY id")
             .await
+    }
+
+    /// One stored device record.
+    pub async fn load_device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        let row = sqlx::query("SELECT record FROM devices WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let json: String = row.try_get("record")?;
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                device: id.to_string(),
+                message: e.to_string(),
+            })
     }
 
     /// Appends events to the event log (duplicates skipped).

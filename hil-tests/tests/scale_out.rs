@@ -126,12 +126,13 @@ async fn kill_one_instance_mid_run(victim: Victim) {
     let second = start_instance(&dir.path().join("b").tap_mkdir(), &broker, &db);
     assert_eq!(second.metric("gavel_scheduler").await, 0, "two schedulers");
 
-    // Agents in six rooms; none ever records.
+    // Agents in six rooms; none ever records (cameras: the room's recorder is missing, so a
+    // courtroom terminal's schedule-driven start cannot hide the condition).
     let court = "test-court";
     let rooms: Vec<String> = (0..6).map(|i| unique(&format!("room{i}"))).collect();
     let mut agents: Vec<(AgentSpec, Proc)> = Vec::new();
     for room in &rooms {
-        let mut spec = AgentSpec::new(&unique("term"), "courtroom-terminal");
+        let mut spec = AgentSpec::new(&unique("cam"), "ip-camera");
         spec.court = court.into();
         spec.room = room.clone();
         let proc =

@@ -262,6 +262,14 @@ async fn kill_one_instance_mid_run(victim: Victim) {
         seen_after, seen_before,
         "device messages keep arriving (through the survivor)"
     );
+    // Every instance gets every device's whole event stream: nothing lost, no replays.
+    assert!(survivor.metric("gavel_events_applied_total").await > 0);
+    assert_eq!(
+        survivor.metric("gavel_events_replay_requests_total").await,
+        0,
+        "a split event stream would show as gaps"
+    );
+    assert_eq!(survivor.metric("gavel_events_lost_total").await, 0);
     drop(dead);
     drop(agents);
 }

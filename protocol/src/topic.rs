@@ -177,19 +177,25 @@ pub mod filter {
     }
 
     /// A clustered controller's ingest subscriptions. The bulk of device traffic, health
-    /// and events, goes through MQTT shared subscriptions in `group` (each message to one
-    /// instance of the group). Births, statuses and acks go to every instance: they are
-    /// few (one per connection or command), retained births and statuses give a starting
-    /// instance the whole registry (shared subscriptions get no retained messages), every
-    /// instance then knows each device's room and presence, and an API call waiting for
-    /// an ack may run on any instance.
+    /// telemetry, goes through an MQTT shared subscription in `group` (each message to one
+    /// instance of the group). Births, statuses, events and acks go to every instance:
+    /// births and statuses are few and retained (they give a starting instance the whole
+    /// registry; shared subscriptions get no retained messages); events are sequenced per
+    /// device and boot, so each instance needs the whole stream (a split stream is a gap
+    /// to every instance), and the database's unique `(device, boot, seq)` stores each
+    /// once; an API call waiting for an ack may run on any instance.
     pub fn cluster_ingest(group: &str) -> Vec<String> {
-        let shared = [Channel::Health, Channel::Event]
+        let shared = [Channel::Health]
             .into_iter()
             .map(|c| format!("$share/{group}/{ROOT}/{TOPIC_VERSION}/dev/+/{c}"));
-        let every = [Channel::Birth, Channel::Status, Channel::Ack]
-            .into_iter()
-            .map(|c| format!("{ROOT}/{TOPIC_VERSION}/dev/+/{c}"));
+        let every = [
+            Channel::Birth,
+            Channel::Status,
+            Channel::Event,
+            Channel::Ack,
+        ]
+        .into_iter()
+        .map(|c| format!("{ROOT}/{TOPIC_VERSION}/dev/+/{c}"));
         shared.chain(every).collect()
     }
 
@@ -246,15 +252,15 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_shares_health_and_events_but_every_instance_gets_births_statuses_acks() {
+    fn a_cluster_shares_health_but_every_instance_gets_births_statuses_events_acks() {
         let filters = filter::cluster_ingest("g");
         assert_eq!(
             filters,
             [
                 "$share/g/gavel/v1/dev/+/health",
-                "$share/g/gavel/v1/dev/+/event",
                 "gavel/v1/dev/+/birth",
                 "gavel/v1/dev/+/status",
+                "gavel/v1/dev/+/event",
                 "gavel/v1/dev/+/ack",
             ]
         );

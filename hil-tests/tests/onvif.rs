@@ -180,3 +180,132 @@ async fn wrong_credentials_give_a_clean_error_naming_camera_and_user() {
     .expect_err("refused");
     assert!(err.to_string().contains("\"intruder\""), "{err}");
 }
+
+/// The technician's command on the device: `gavel-agent cameras discover` finds the stub
+/// cameras, `gavel-agent cameras configure` assigns them to the profile's sources in the
+/// agent config (comments kept) and keeps their details; an unreachable camera or a wrong
+/// password fails with a clear error and writes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn gavel_agent_cameras_writes_discovered_cameras_into_the_device_configuration() {
+    let judge = StubCamera::new("Judge Camera", "DS-JUDGE-0003");
+    let mut overview = StubCamera::new("Overview Camera", "DS-OVERVIEW-0004");
+    overview.clock_skew_s = 90;
+    let a = OnvifStub::start(judge.clone()).await.expect("stub a");
+    let b = OnvifStub::start(overview.clone()).await.expect("stub b");
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "# room 101 terminal\nsimulate_hardware = false\n").expect("config");
+    let data = dir.path().join("data");
+    let agent = |args: &[String], password: &str| {
+        let out = std::process::Command::new(gavel_hil::bin("gavel-agent"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env("GAVEL_CAMERA_PASSWORD", password)
+            .output()
+            .expect("gavel-agent runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+
+    let (ok, out, err) = agent(
+        &s(&[
+            "cameras",
+            "discover",
+            "--probe",
+            &a.discovery.to_string(),
+            "--probe",
+            &b.discovery.to_string(),
+            "--wait",
+            "1",
+        ]),
+        "",
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Judge Camera") && out.contains(&a.device_url),
+        "{out}"
+    );
+    assert!(
+        out.contains("Overview Camera") && out.contains(&b.device_url),
+        "{out}"
+    );
+
+    // Wrong password: a clear error, nothing written.
+    let configure = s(&[
+        "cameras",
+        "configure",
+        "--camera",
+        &format!("cam-judge={}", a.device_url),
+        "--camera",
+        &format!("cam-overview={}", b.device_url),
+        "--user",
+        &judge.user,
+    ]);
+    let (ok, _, err) = agent(&configure, "wrong");
+    assert!(!ok);
+    assert!(err.contains("credentials refused"), "{err}");
+    assert!(!data.join("cameras.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(&config).expect("config"),
+        "# room 101 terminal\nsimulate_hardware = false\n"
+    );
+
+    let (ok, out, err) = agent(&configure, &judge.password);
+    assert!(ok, "{err}");
+    assert!(out.contains("cam-overview: HIKVISION"), "{out}");
+    assert!(
+        out.contains("clock OFF by +"),
+        "the overview camera's clock is reported: {out}"
+    );
+    let written = std::fs::read_to_string(&config).expect("config");
+    assert!(written.starts_with("# room 101 terminal\n"), "{written}");
+    let parsed = gavel_agent_config(&written);
+    assert_eq!(
+        parsed["media"]["cam-judge"]["url"].as_str(),
+        Some(
+            "rtsp://admin:Court%232026@127.0.0.1:554/Streaming/Channels/101?transportmode=unicast&profile=Profile_1"
+        ),
+        "{written}"
+    );
+    assert_eq!(
+        parsed["media"]["cam-overview"]["kind"].as_str(),
+        Some("rtsp")
+    );
+    let details: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("cameras.json")).expect("details"))
+            .expect("json");
+    assert_eq!(details["cam-judge"]["serial"], "DS-JUDGE-0003");
+    assert_eq!(details["cam-overview"]["clock"]["in_tolerance"], false);
+
+    // An unreachable camera: named, and the config is not touched again.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let gone = format!("http://127.0.0.1:{port}/onvif/device_service");
+    let (ok, _, err) = agent(
+        &s(&[
+            "cameras",
+            "configure",
+            "--camera",
+            &format!("cam-judge={gone}"),
+            "--user",
+            "admin",
+        ]),
+        &judge.password,
+    );
+    assert!(!ok);
+    assert!(err.contains(&gone) && err.contains("unreachable"), "{err}");
+    assert_eq!(std::fs::read_to_string(&config).expect("config"), written);
+}
+
+fn gavel_agent_config(text: &str) -> toml::Value {
+    toml::from_str(text).expect("the written config is TOML")
+}

@@ -4,6 +4,7 @@
 //! and command handling. Each capability lives in its own crate; this crate only connects
 //! them.
 
+pub mod cameras;
 pub mod clerk;
 pub mod commands;
 pub mod config;

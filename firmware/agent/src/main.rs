@@ -77,6 +77,45 @@ enum Sub {
     /// controller.
     #[command(subcommand)]
     Clerk(Clerk),
+    /// The room's ONVIF cameras: find them on the network, and write their streams into
+    /// this device's configuration (no stream address typed by hand).
+    #[command(subcommand)]
+    Cameras(Cameras),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Cameras {
+    /// Find ONVIF cameras (WS-Discovery on the local network, or probes to given
+    /// addresses).
+    Discover {
+        /// Probe this address (HOST:PORT, repeatable) instead of multicast.
+        #[arg(long = "probe", value_name = "HOST:PORT")]
+        probes: Vec<std::net::SocketAddr>,
+        /// Seconds to wait for answers.
+        #[arg(long, default_value_t = 3)]
+        wait: u64,
+    },
+    /// Read each camera (identity, stream profiles, clock) and assign it to a recorded
+    /// source of the profile: `[media.<source>]` in the config, details in
+    /// `<data_dir>/cameras.json`.
+    Configure {
+        /// SOURCE=DEVICE-SERVICE-URL, e.g.
+        /// cam-judge=http://10.0.0.6/onvif/device_service (repeatable).
+        #[arg(long = "camera", value_name = "SOURCE=URL", required = true, value_parser = gavel_agent::cameras::parse_assignment)]
+        cameras: Vec<(String, String)>,
+        /// ONVIF user of the cameras.
+        #[arg(long)]
+        user: String,
+        /// Environment variable holding the cameras' password (kept off the command line).
+        #[arg(long, value_name = "VAR", default_value = "GAVEL_CAMERA_PASSWORD")]
+        password_env: String,
+        /// Most clock difference accepted, in seconds (larger is reported).
+        #[arg(long, default_value_t = 2)]
+        clock_tolerance: u64,
+        /// Only show what was found; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -176,10 +215,15 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_env("GAVEL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // Logs on stderr: stdout is for what a subcommand answers (`clerk status --json`).
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     if let Some(Sub::Clerk(c)) = &args.command {
         return clerk(&args, c).await;
+    }
+    if let Some(Sub::Cameras(c)) = &args.command {
+        return cameras(&args, c).await;
     }
     let config = config(&args)?;
     let profile = gavel_profile::load_named(&config.profiles_dir, &config.profile)?;
@@ -196,6 +240,106 @@ async fn main() -> anyhow::Result<()> {
         Exit::Shutdown => {}
     }
     Ok(())
+}
+
+/// `gavel-agent cameras ...`.
+async fn cameras(args: &Args, command: &Cameras) -> anyhow::Result<()> {
+    use gavel_devices::onvif;
+    match command {
+        Cameras::Discover { probes, wait } => {
+            let found = onvif::discover(
+                probes,
+                probes.is_empty(),
+                std::time::Duration::from_secs(*wait),
+            )
+            .await?;
+            if found.is_empty() {
+                println!("no ONVIF camera answered within {wait} s");
+            }
+            for d in &found {
+                println!(
+                    "{}  {}  {}",
+                    d.endpoint,
+                    d.name().unwrap_or_else(|| "-".into()),
+                    d.xaddrs.join(" ")
+                );
+            }
+            Ok(())
+        }
+        Cameras::Configure {
+            cameras,
+            user,
+            password_env,
+            clock_tolerance,
+            dry_run,
+        } => {
+            let password = std::env::var(password_env).with_context(|| {
+                format!("set the cameras' password in the environment variable {password_env}")
+            })?;
+            let creds = onvif::Credentials {
+                user: user.clone(),
+                password,
+            };
+            let mut c = match &args.config {
+                Some(file) => AgentConfig::from_file(file)?,
+                None => AgentConfig::default(),
+            };
+            c.apply_env(std::env::vars())?;
+            if let Some(v) = &args.data_dir {
+                c.data_dir = v.clone();
+            }
+            let now = time::OffsetDateTime::now_utc();
+            let tolerance = std::time::Duration::from_secs(*clock_tolerance);
+            let mut configured = Vec::new();
+            let mut media = Vec::new();
+            for (source, url) in cameras {
+                let camera = onvif::configure(url, &creds, now, tolerance).await?;
+                let stream = gavel_agent::cameras::record_url(&camera, &creds)?;
+                println!(
+                    "{source}: {} {} (serial {}), {} profile(s), main stream {}, PTZ {}, clock {}",
+                    camera.manufacturer,
+                    camera.model,
+                    camera.serial,
+                    camera.profiles.len(),
+                    camera.profiles.first().map_or("-", |p| p.uri.as_str()),
+                    if camera.ptz_url.is_some() {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    if camera.clock.in_tolerance {
+                        format!("ok ({:+} s)", camera.clock.offset_s)
+                    } else {
+                        format!(
+                            "OFF by {:+} s: set the camera's NTP server (recordings are timed by ours)",
+                            camera.clock.offset_s
+                        )
+                    }
+                );
+                media.push((source.clone(), stream));
+                configured.push((source.clone(), camera));
+            }
+            if *dry_run {
+                return Ok(());
+            }
+            let Some(file) = &args.config else {
+                anyhow::bail!(
+                    "name the agent config to write with --config (or GAVEL_AGENT_CONFIG)"
+                );
+            };
+            gavel_agent::cameras::write_media(file, &media)?;
+            gavel_agent::cameras::write_details(&c.data_dir, &configured)?;
+            println!(
+                "wrote [media] for {} source(s) into {} and camera details into {}",
+                media.len(),
+                file.display(),
+                c.data_dir
+                    .join(gavel_agent::cameras::CAMERAS_FILE)
+                    .display()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// `gavel-agent clerk ...`: one request to the running agent.

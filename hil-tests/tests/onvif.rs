@@ -284,6 +284,41 @@ async fn gavel_agent_cameras_writes_discovered_cameras_into_the_device_configura
     assert_eq!(details["cam-judge"]["serial"], "DS-JUDGE-0003");
     assert_eq!(details["cam-overview"]["clock"]["in_tolerance"], false);
 
+    // PTZ presets through the configured camera, by source.
+    let preset = |action: &[&str]| {
+        let mut a = s(&[
+            "cameras",
+            "preset",
+            "--source",
+            "cam-overview",
+            "--user",
+            "admin",
+        ]);
+        a.extend(s(action));
+        a
+    };
+    let (ok, out, err) = agent(&preset(&["set", "judge", "--token", "2"]), &judge.password);
+    assert!(ok, "{err}");
+    assert!(out.contains("saved as 2"), "{out}");
+    let (ok, _, err) = agent(&preset(&["goto", "2"]), &judge.password);
+    assert!(ok, "{err}");
+    assert_eq!(b.gotos(), ["2"], "the overview camera moved");
+    assert!(a.gotos().is_empty(), "the judge camera did not");
+    let (ok, out, err) = agent(&preset(&["ls"]), &judge.password);
+    assert!(ok, "{err}");
+    assert!(out.contains("2\tjudge"), "{out}");
+    let (ok, _, err) = agent(
+        &s(&[
+            "cameras", "preset", "--source", "cam-nope", "--user", "admin", "ls",
+        ]),
+        &judge.password,
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("no camera configured for source \"cam-nope\""),
+        "{err}"
+    );
+
     // An unreachable camera: named, and the config is not touched again.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

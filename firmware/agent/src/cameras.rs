@@ -94,6 +94,25 @@ pub fn write_details(data_dir: &Path, cameras: &[(String, CameraConfig)]) -> any
     Ok(())
 }
 
+/// The configured camera of `source` (from `<data_dir>/cameras.json`).
+pub fn load(data_dir: &Path, source: &str) -> anyhow::Result<CameraConfig> {
+    let path = data_dir.join(CAMERAS_FILE);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {} (configure the cameras first: gavel-agent cameras configure)",
+            path.display()
+        )
+    })?;
+    let mut all: std::collections::BTreeMap<String, CameraConfig> = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a cameras file", path.display()))?;
+    all.remove(source).with_context(|| {
+        format!(
+            "no camera configured for source {source:?} in {}",
+            path.display()
+        )
+    })
+}
+
 /// Parses `SOURCE=URL`.
 pub fn parse_assignment(s: &str) -> Result<(String, String), String> {
     let (source, url) = s

@@ -116,6 +116,35 @@ enum Cameras {
         #[arg(long)]
         dry_run: bool,
     },
+    /// PTZ presets of a configured camera (through its main profile): list, save the
+    /// current position under a name, or move to one.
+    Preset {
+        /// Source id of the camera (as configured).
+        #[arg(long)]
+        source: String,
+        /// ONVIF user of the camera.
+        #[arg(long)]
+        user: String,
+        /// Environment variable holding the camera's password.
+        #[arg(long, value_name = "VAR", default_value = "GAVEL_CAMERA_PASSWORD")]
+        password_env: String,
+        #[command(subcommand)]
+        action: PresetAction,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum PresetAction {
+    /// List the camera's presets.
+    Ls,
+    /// Save the current position as preset NAME (optionally overwriting TOKEN).
+    Set {
+        name: String,
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Move to preset TOKEN.
+    Goto { token: String },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -263,6 +292,52 @@ async fn cameras(args: &Args, command: &Cameras) -> anyhow::Result<()> {
                     d.name().unwrap_or_else(|| "-".into()),
                     d.xaddrs.join(" ")
                 );
+            }
+            Ok(())
+        }
+        Cameras::Preset {
+            source,
+            user,
+            password_env,
+            action,
+        } => {
+            let password = std::env::var(password_env).with_context(|| {
+                format!("set the camera's password in the environment variable {password_env}")
+            })?;
+            let creds = onvif::Credentials {
+                user: user.clone(),
+                password,
+            };
+            let mut c = match &args.config {
+                Some(file) => AgentConfig::from_file(file)?,
+                None => AgentConfig::default(),
+            };
+            c.apply_env(std::env::vars())?;
+            if let Some(v) = &args.data_dir {
+                c.data_dir = v.clone();
+            }
+            let config = gavel_agent::cameras::load(&c.data_dir, source)?;
+            let profile = config
+                .profiles
+                .iter()
+                .find(|p| p.ptz)
+                .or(config.profiles.first())
+                .with_context(|| format!("camera {} has no media profile", config.device_url))?;
+            let camera = onvif::Camera::new(&config, &creds, &profile.token)?;
+            match action {
+                PresetAction::Ls => {
+                    for (token, name) in camera.presets().await? {
+                        println!("{token}\t{name}");
+                    }
+                }
+                PresetAction::Set { name, token } => {
+                    let token = camera.set_preset(name, token.as_deref()).await?;
+                    println!("{source}: preset {name:?} saved as {token}");
+                }
+                PresetAction::Goto { token } => {
+                    camera.goto_preset(token).await?;
+                    println!("{source}: moved to preset {token}");
+                }
             }
             Ok(())
         }

@@ -306,6 +306,20 @@ impl Controller {
         )
     }
 
+    /// The id the controller gave the hearing of case `case` (panics when there is none).
+    pub fn hearing_id(&self, case: &str) -> String {
+        let (ok, out, err) = self.gavelctl(&["--json", "hearings", "ls"]);
+        assert!(ok, "{err}");
+        let list: Value = serde_json::from_str(&out).expect("hearing list is JSON");
+        list.as_array()
+            .expect("a list")
+            .iter()
+            .find(|h| h["case_number"] == case)
+            .and_then(|h| h["id"].as_str())
+            .unwrap_or_else(|| panic!("no hearing of case {case}: {list}"))
+            .to_owned()
+    }
+
     /// The device record, if known.
     pub async fn device(&self, id: &str) -> Option<Value> {
         self.get(&format!("/api/v1/devices/{id}"))

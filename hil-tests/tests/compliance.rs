@@ -50,16 +50,7 @@ fn import(c: &Controller, dir: &Path, case: &str, room: &str, start: i64, end: i
     let (ok, out, err) = c.gavelctl(&["hearings", "import", &csv.to_string_lossy()]);
     assert!(ok, "{err}");
     assert!(out.contains("imported 1 hearings"), "{out}");
-    let (ok, out, err) = c.gavelctl(&["--json", "hearings", "ls"]);
-    assert!(ok, "{err}");
-    let list: Value = serde_json::from_str(&out).expect("json");
-    list.as_array()
-        .expect("list")
-        .iter()
-        .find(|h| h["case_number"] == case)
-        .and_then(|h| h["id"].as_str())
-        .expect("imported hearing")
-        .to_owned()
+    c.hearing_id(case)
 }
 
 async fn wait_compliance(c: &Controller, id: &str, timeout: Duration) -> Value {

@@ -112,17 +112,7 @@ fn import(
     .expect("csv");
     let (ok, out, err) = c.gavelctl(&["hearings", "import", &csv.to_string_lossy()]);
     assert!(ok, "{out}{err}");
-    // The id the controller gave it.
-    let (ok, out, err) = c.gavelctl(&["--json", "hearings", "ls"]);
-    assert!(ok, "{err}");
-    let list: Value = serde_json::from_str(&out).expect("json");
-    list.as_array()
-        .expect("list")
-        .iter()
-        .find(|h| h["case_number"] == case)
-        .and_then(|h| h["id"].as_str())
-        .expect("imported hearing")
-        .to_owned()
+    c.hearing_id(case)
 }
 
 /// Publishes one QoS 1 message to the broker and waits for its acknowledgement.

@@ -271,6 +271,32 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cameras' credentials (password from the environment) and the agent config.
+fn camera_access(
+    args: &Args,
+    user: &str,
+    password_env: &str,
+) -> anyhow::Result<(gavel_devices::onvif::Credentials, AgentConfig)> {
+    let password = std::env::var(password_env).with_context(|| {
+        format!("set the cameras' password in the environment variable {password_env}")
+    })?;
+    let mut c = match &args.config {
+        Some(file) => AgentConfig::from_file(file)?,
+        None => AgentConfig::default(),
+    };
+    c.apply_env(std::env::vars())?;
+    if let Some(v) = &args.data_dir {
+        c.data_dir = v.clone();
+    }
+    Ok((
+        gavel_devices::onvif::Credentials {
+            user: user.to_owned(),
+            password,
+        },
+        c,
+    ))
+}
+
 /// `gavel-agent cameras ...`.
 async fn cameras(args: &Args, command: &Cameras) -> anyhow::Result<()> {
     use gavel_devices::onvif;
@@ -301,21 +327,7 @@ async fn cameras(args: &Args, command: &Cameras) -> anyhow::Result<()> {
             password_env,
             action,
         } => {
-            let password = std::env::var(password_env).with_context(|| {
-                format!("set the camera's password in the environment variable {password_env}")
-            })?;
-            let creds = onvif::Credentials {
-                user: user.clone(),
-                password,
-            };
-            let mut c = match &args.config {
-                Some(file) => AgentConfig::from_file(file)?,
-                None => AgentConfig::default(),
-            };
-            c.apply_env(std::env::vars())?;
-            if let Some(v) = &args.data_dir {
-                c.data_dir = v.clone();
-            }
+            let (creds, c) = camera_access(args, user, password_env)?;
             let config = gavel_agent::cameras::load(&c.data_dir, source)?;
             let profile = config
                 .profiles
@@ -348,21 +360,7 @@ async fn cameras(args: &Args, command: &Cameras) -> anyhow::Result<()> {
             clock_tolerance,
             dry_run,
         } => {
-            let password = std::env::var(password_env).with_context(|| {
-                format!("set the cameras' password in the environment variable {password_env}")
-            })?;
-            let creds = onvif::Credentials {
-                user: user.clone(),
-                password,
-            };
-            let mut c = match &args.config {
-                Some(file) => AgentConfig::from_file(file)?,
-                None => AgentConfig::default(),
-            };
-            c.apply_env(std::env::vars())?;
-            if let Some(v) = &args.data_dir {
-                c.data_dir = v.clone();
-            }
+            let (creds, c) = camera_access(args, user, password_env)?;
             let now = time::OffsetDateTime::now_utc();
             let tolerance = std::time::Duration::from_secs(*clock_tolerance);
             let mut configured = Vec::new();

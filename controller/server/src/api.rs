@@ -468,15 +468,6 @@ pub struct Actor {
     pub by: String,
 }
 
-async fn find_hearing(s: &AppState, id: &str) -> Result<gavel_fleet::hearings::Hearing, ApiError> {
-    s.enforcer
-        .hearings()
-        .await
-        .into_iter()
-        .find(|h| h.id == id)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no hearing {id}")))
-}
-
 /// A hearing's compliance record: scheduled against recorded coverage per source, gaps
 /// with reasons, hash chain and seal per device, transcript. The stored record once the
 /// hearing is closed and assessed; assessed on the spot (verdict `open`) before that.
@@ -486,7 +477,11 @@ async fn hearing_compliance(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<gavel_fleet::compliance::Compliance>, ApiError> {
-    let h = find_hearing(&s, &id).await?;
+    let h = s
+        .enforcer
+        .hearing(&id)
+        .await
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no hearing {id}")))?;
     let stored = s.store.compliance(&id).await.map_err(internal)?;
     match stored {
         Some(c)
@@ -639,6 +634,7 @@ async fn timeline(
         .map(|c| (c.hearing_id.clone(), c))
         .collect();
     let now = time::OffsetDateTime::now_utc();
+    let devices = s.fleet.list().await;
     let mut rooms: std::collections::BTreeMap<(String, String), Vec<TimelineHearing>> =
         Default::default();
     for h in s.enforcer.hearings().await {
@@ -657,7 +653,7 @@ async fn timeline(
             None if h.status == St::InProgress
                 || (h.status == St::Scheduled && h.scheduled_start <= now) =>
             {
-                s.compliance.assess(&h).await.ok()
+                s.compliance.assess_with(&h, &devices).await.ok()
             }
             None => None,
         };

@@ -61,7 +61,16 @@ impl Sources {
     /// Gathers the evidence of `hearing` and assesses it now.
     pub async fn assess(&self, hearing: &Hearing) -> Result<Compliance, StoreError> {
         let devices = self.fleet.list().await;
-        let mut evidence = evidence(hearing, &devices);
+        self.assess_with(hearing, &devices).await
+    }
+
+    /// Like [`Sources::assess`], with the registry already read (one read per pass).
+    pub async fn assess_with(
+        &self,
+        hearing: &Hearing,
+        devices: &[DeviceRecord],
+    ) -> Result<Compliance, StoreError> {
+        let mut evidence = evidence(hearing, devices);
         for (device, received, event) in self.store.hearing_events(&hearing.id).await? {
             add_event(&mut evidence, &device, received, event.body);
         }
@@ -78,14 +87,6 @@ impl Sources {
             Settings::default(),
             OffsetDateTime::now_utc(),
         ))
-    }
-
-    async fn hearing(&self, id: &str) -> Option<Hearing> {
-        self.enforcer
-            .hearings()
-            .await
-            .into_iter()
-            .find(|h| h.id == id)
     }
 }
 
@@ -223,16 +224,29 @@ pub fn spawn(
                 _ = sweep.tick() => due(&sources, &last).await,
             };
             let ids: BTreeSet<String> = ids.into_iter().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            // One read of the hearings and the registry per pass; events are stored in
+            // batches every 500 ms, so flush first to have what arrived.
+            let mut hearings: BTreeMap<String, Hearing> = sources
+                .enforcer
+                .hearings()
+                .await
+                .into_iter()
+                .filter(|h| ids.contains(&h.id))
+                .map(|h| (h.id.clone(), h))
+                .collect();
+            sources.fleet.flush().await;
+            let devices = sources.fleet.list().await;
             for id in ids {
-                let Some(h) = sources.hearing(&id).await else {
+                let Some(h) = hearings.remove(&id) else {
                     continue;
                 };
                 if h.status != HearingStatus::Closed && h.status != HearingStatus::Cancelled {
                     continue;
                 }
-                // Events are stored in batches every 500 ms: make sure what arrived is in.
-                sources.fleet.flush().await;
-                match sources.assess(&h).await {
+                match sources.assess_with(&h, &devices).await {
                     Ok(c) => {
                         if let Err(e) = sources.store.save_compliance(&c).await {
                             warn!(hearing = %id, error = %e, "storing the compliance record failed");

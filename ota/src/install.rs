@@ -99,6 +99,12 @@ pub enum InstallError {
     /// There is no install waiting for commit.
     #[error("nothing to commit: {0}")]
     NothingPending(String),
+    /// RAUC refused or failed (its own words are in the error).
+    #[error(transparent)]
+    Rauc(#[from] crate::rauc::RaucError),
+    /// The bundle's version is not `MAJOR.MINOR.PATCH` (RAUC manifests are free text).
+    #[error("bundle version `{0}` is not MAJOR.MINOR.PATCH")]
+    BadVersion(String),
 }
 
 /// Options of one install.
@@ -174,6 +180,14 @@ pub enum BootOutcome {
     PendingCommit {
         /// The version on trial.
         version: Version,
+    },
+    /// The new slot is written and is the boot target, but the device has not rebooted
+    /// into it yet (the agent restarted in between): reboot when the room allows.
+    PendingReboot {
+        /// The version waiting.
+        version: Version,
+        /// The slot it was written to.
+        slot: SlotName,
     },
     /// An install was cut off before activation; the old slot still runs.
     Interrupted(Journal),
@@ -262,22 +276,11 @@ impl<B: Bootloader> Installer<B> {
 
     /// The journal, if any install was ever started.
     pub fn journal(&self) -> Result<Option<Journal>, InstallError> {
-        match fs::read(&self.journal_path) {
-            Ok(b) => Ok(serde_json::from_slice(&b).ok()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(InstallError::Journal {
-                path: self.journal_path.clone(),
-                source,
-            }),
-        }
+        read_journal(&self.journal_path)
     }
 
     fn set_journal(&self, j: &Journal) -> Result<(), InstallError> {
-        let bytes = serde_json::to_vec_pretty(j).unwrap_or_default();
-        fsutil::write_atomic(&self.journal_path, &bytes).map_err(|source| InstallError::Journal {
-            path: self.journal_path.clone(),
-            source,
-        })
+        write_journal(&self.journal_path, j)
     }
 
     /// Every check an install makes, without writing anything anywhere.
@@ -481,6 +484,15 @@ impl<B: Bootloader> Installer<B> {
                 self.set_journal(&j)?;
                 Ok(BootOutcome::Settled(j))
             }
+            // Design: the chooser tries the primary slot first while it has attempts, and
+            // makes it unbootable when they run out. So a bootable primary target that is
+            // not the booted slot was never booted: the agent restarted without a reboot.
+            Stage::Activated if state.primary == j.slot && state.slot(j.slot).bootable => {
+                Ok(BootOutcome::PendingReboot {
+                    version: j.version,
+                    slot: j.slot,
+                })
+            }
             Stage::Activated => {
                 self.boot.update(&mut |s| s.mark_bad(j.slot))?;
                 let j = Journal {
@@ -540,6 +552,27 @@ impl<B: Bootloader> Installer<B> {
         tracing::warn!(version = %j.version, reason, "rolled back");
         Ok(j)
     }
+}
+
+/// Reads an install journal; `None` when there is none (or it cannot be understood).
+pub(crate) fn read_journal(path: &Path) -> Result<Option<Journal>, InstallError> {
+    match fs::read(path) {
+        Ok(b) => Ok(serde_json::from_slice(&b).ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(InstallError::Journal {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Replaces an install journal atomically.
+pub(crate) fn write_journal(path: &Path, j: &Journal) -> Result<(), InstallError> {
+    let bytes = serde_json::to_vec_pretty(j).unwrap_or_default();
+    fsutil::write_atomic(path, &bytes).map_err(|source| InstallError::Journal {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Reads a whole file, for callers that hold small images in memory.

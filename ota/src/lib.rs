@@ -12,7 +12,8 @@
 //! | [`bootchooser`] | bootchooser | the [`bootchooser::Bootloader`] interface and a file-backed stub |
 //! | [`install`] | installer | verify everything, then write the inactive slot, switch, commit or roll back |
 //! | [`health`] | mark-good / mark-bad | the post-boot health gate with a deadline (sans-I/O) |
-//! | [`rauc`] | — | a thin driver that shells out to `rauc` on image-based devices |
+//! | [`backend`] | — | [`backend::UpdateBackend`]: one interface over the file-slot installer and RAUC |
+//! | [`rauc`] | — | a thin `rauc` driver and [`rauc::RaucInstaller`], the backend for image-based devices |
 //! | `download` | — | resumable (HTTP Range), rate-capped bundle download (feature `download`) |
 //! | [`throttle`] | — | token bucket for the per-device bandwidth cap (sans-I/O) |
 //! | [`updater`] | — | the device update flow around hearings (sans-I/O) |
@@ -21,6 +22,7 @@
 //! Design: nothing is written to any slot until the bundle's signature, manifest,
 //! compatibility, version and payload (including a dry run of a delta) have been checked.
 
+pub mod backend;
 pub mod bootchooser;
 pub mod bundle;
 pub mod delta;
@@ -38,6 +40,7 @@ pub mod window;
 
 mod fsutil;
 
+pub use backend::{Running, UpdateBackend};
 pub use bundle::{Bundle, BundleError};
 pub use install::{InstallError, Installer};
 pub use manifest::{Manifest, Version};

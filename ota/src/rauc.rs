@@ -1,13 +1,32 @@
-//! A thin driver for RAUC on image-based devices: RAUC verifies (CMS), writes slots and
-//! talks to the real bootloader; this module only runs `rauc` and reads its JSON.
+//! RAUC on image-based devices: RAUC verifies (CMS), writes slots and talks to the real
+//! bootloader; this module only runs `rauc` and reads its JSON.
 //!
-//! It offers the same operations as [`crate::install::Installer`] (install, commit,
-//! roll back, read what runs), so the agent's update logic does not care which is used.
+//! [`Rauc`] is the thin CLI driver (`info`, `install`, `status`, `mark-good|bad|active`).
+//! [`RaucInstaller`] maps it onto [`crate::backend::UpdateBackend`], the interface the
+//! agent drives, with the same journal and stages as [`crate::install::Installer`]:
+//!
+//! | step | RAUC |
+//! |---|---|
+//! | check | `rauc info` (signature against the system keyring), then the bundle's `compatible` against the system's and its version against the booted slot's |
+//! | install | journal `Writing`, `rauc install` (RAUC marks the target bad, writes it, makes it primary), journal `Activated` |
+//! | running | `rauc status`: `booted` (bootname `A`/`B`), the slot's `bundle.version` |
+//! | commit | `rauc status mark-good booted` |
+//! | rollback | `rauc status mark-bad <new slot>`, then `mark-active <old slot>` |
+//! | after a start | journal + `boot_primary` + `boot_status` say pending commit, pending reboot, or fell back |
+//!
 //! RAUC bundles (`.raucb`, CMS-signed) are built with `rauc bundle`, not by
-//! [`crate::bundle`].
+//! [`crate::bundle`]. `rauc install` and `rauc status` talk to `rauc service` over the
+//! D-Bus system bus (`DBUS_SYSTEM_BUS_ADDRESS` picks another bus, as the tests do).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::backend::{Running, UpdateBackend};
+use crate::install::{
+    self, BootOutcome, InstallError, InstallOptions, InstallReport, Journal, Stage,
+};
+use crate::manifest::Version;
+use crate::slot::SlotName;
 
 /// A `rauc` invocation failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,22 +68,124 @@ pub struct RaucBundleInfo {
     pub version: String,
 }
 
+/// One slot in `rauc status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaucSlot {
+    /// Slot name (`rootfs.0`).
+    pub name: String,
+    /// Slot class (`rootfs`).
+    pub class: String,
+    /// Bootloader name of the slot (`A`), for bootable slots.
+    pub bootname: Option<String>,
+    /// `booted`, `active` or `inactive`.
+    pub state: String,
+    /// What the bootloader says: `good` or `bad`.
+    pub boot_status: Option<String>,
+    /// Version of the bundle last installed into it (from RAUC's slot status).
+    pub version: Option<String>,
+    /// Image bytes written at the last install.
+    pub size: Option<u64>,
+}
+
+/// What `rauc status --detailed` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaucStatus {
+    /// The system's `compatible` (system.conf).
+    pub compatible: String,
+    /// Bootname of the booted slot.
+    pub booted: String,
+    /// Name of the slot the bootloader starts next (`rootfs.1`).
+    pub boot_primary: Option<String>,
+    /// Every slot.
+    pub slots: Vec<RaucSlot>,
+}
+
+impl RaucStatus {
+    /// Parses `rauc status --detailed --output-format=json`.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let text =
+            |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        let mut slots = Vec::new();
+        for entry in v
+            .get("slots")
+            .and_then(|s| s.as_array())
+            .ok_or("no `slots`")?
+        {
+            let obj = entry.as_object().ok_or("a slot entry is not an object")?;
+            for (name, slot) in obj {
+                let status = slot.get("slot_status");
+                slots.push(RaucSlot {
+                    name: name.clone(),
+                    class: text(slot, "class").unwrap_or_default(),
+                    bootname: text(slot, "bootname"),
+                    state: text(slot, "state").unwrap_or_default(),
+                    boot_status: text(slot, "boot_status"),
+                    version: status
+                        .and_then(|s| s.get("bundle"))
+                        .and_then(|b| text(b, "version")),
+                    size: status
+                        .and_then(|s| s.get("checksum"))
+                        .and_then(|c| c.get("size"))
+                        .and_then(|x| x.as_u64()),
+                });
+            }
+        }
+        Ok(Self {
+            compatible: text(&v, "compatible").ok_or("no `compatible`")?,
+            booted: text(&v, "booted").ok_or("no `booted` slot")?,
+            boot_primary: text(&v, "boot_primary"),
+            slots,
+        })
+    }
+
+    /// The slot of `class` with bootname `bootname` (case-insensitive).
+    pub fn slot(&self, class: &str, bootname: &str) -> Option<&RaucSlot> {
+        self.slots.iter().find(|s| {
+            s.class == class
+                && s.bootname
+                    .as_deref()
+                    .is_some_and(|b| b.eq_ignore_ascii_case(bootname))
+        })
+    }
+}
+
 /// The driver.
 #[derive(Debug, Clone)]
 pub struct Rauc {
     program: PathBuf,
     keyring: Option<PathBuf>,
     conf: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl Rauc {
+    /// Runs this `rauc` program (default `rauc` from `PATH`).
+    pub fn with_program(mut self, program: &Path) -> Self {
+        self.program = program.to_owned();
+        self
+    }
+
     /// Runs `rauc` from `PATH` with its system configuration.
     pub fn system() -> Self {
         Self {
             program: PathBuf::from("rauc"),
             keyring: None,
             conf: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for every `rauc` run (e.g. `DBUS_SYSTEM_BUS_ADDRESS`
+    /// to reach a service on another bus).
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The `system.conf` in use, if one was named.
+    pub fn conf(&self) -> Option<&Path> {
+        self.conf.as_deref()
     }
 
     /// Uses this keyring (PEM certificates) instead of the system configuration's.
@@ -81,6 +202,7 @@ impl Rauc {
 
     fn run(&self, args: &[&str]) -> Result<String, RaucError> {
         let mut cmd = Command::new(&self.program);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(c) = &self.conf {
             cmd.arg(format!("--conf={}", c.display()));
         }
@@ -95,7 +217,7 @@ impl Rauc {
             return Err(RaucError::Failed {
                 args: args.join(" "),
                 status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                stderr: failure_text(&out.stderr, &out.stdout),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -124,10 +246,27 @@ impl Rauc {
         })
     }
 
-    /// Installs a bundle into the inactive slot group (`rauc install`).
+    /// Installs a bundle into the inactive slot group (`rauc install`, through the
+    /// service); the path is made absolute, as the service resolves it on its own.
     pub fn install(&self, bundle: &Path) -> Result<(), RaucError> {
-        self.run(&["install", &bundle.display().to_string()])
+        let abs = std::path::absolute(bundle).unwrap_or_else(|_| bundle.to_owned());
+        self.run(&["install", &abs.display().to_string()])
             .map(|_| ())
+    }
+
+    /// `rauc status mark-good|mark-bad|mark-active <slot>` (`booted`, `other` or a name).
+    pub fn mark(&self, how: &str, slot: &str) -> Result<(), RaucError> {
+        self.run(&["status", how, slot]).map(|_| ())
+    }
+
+    /// `rauc status --detailed`, parsed.
+    pub fn status_detailed(&self) -> Result<RaucStatus, RaucError> {
+        let args = ["status", "--detailed", "--output-format=json"];
+        let out = self.run(&args)?;
+        RaucStatus::parse(&out).map_err(|reason| RaucError::Output {
+            args: args.join(" "),
+            reason,
+        })
     }
 
     /// Commits the booted slot (`rauc status mark-good`).
@@ -148,5 +287,358 @@ impl Rauc {
             args: args.join(" "),
             reason: e.to_string(),
         })
+    }
+}
+
+/// What a failed `rauc` said: stderr without its informational `rauc-Message:` lines, or
+/// the end of stdout (`rauc install` prints `LastError: ...` there).
+fn failure_text(stderr: &[u8], stdout: &[u8]) -> String {
+    let keep = |b: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("rauc-Message:"))
+            .filter(|l| !l.ends_with('%') && !l.starts_with(|c: char| c.is_ascii_digit()))
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut lines = keep(stderr);
+    lines.extend(keep(stdout));
+    let tail: Vec<String> = lines.iter().rev().take(4).rev().cloned().collect();
+    if tail.is_empty() {
+        String::from_utf8_lossy(stderr).trim().to_owned()
+    } else {
+        tail.join("; ")
+    }
+}
+
+/// The update backend for image-based devices: RAUC does the verifying and writing;
+/// this keeps the journal and maps RAUC's status onto the shared stages. The slot group
+/// of `class` (default `rootfs`) must have bootnames `A` and `B`.
+#[derive(Debug, Clone)]
+pub struct RaucInstaller {
+    rauc: Rauc,
+    class: String,
+    journal_path: PathBuf,
+    factory_version: Option<Version>,
+}
+
+fn bootname_slot(bootname: &str) -> Result<SlotName, InstallError> {
+    match bootname {
+        "A" | "a" => Ok(SlotName::A),
+        "B" | "b" => Ok(SlotName::B),
+        other => Err(InstallError::Rauc(RaucError::Output {
+            args: "status".into(),
+            reason: format!(
+                "booted slot has bootname `{other}`; the agent needs the bootnames A and B"
+            ),
+        })),
+    }
+}
+
+fn parse_version(v: &str) -> Result<Version, InstallError> {
+    v.parse()
+        .map_err(|_| InstallError::BadVersion(v.to_owned()))
+}
+
+impl RaucInstaller {
+    /// Drives `rauc`, keeping the journal in `state_dir`.
+    pub fn new(rauc: Rauc, state_dir: &Path) -> Self {
+        Self {
+            rauc,
+            class: "rootfs".into(),
+            journal_path: state_dir.join("install.json"),
+            factory_version: None,
+        }
+    }
+
+    /// The version of a booted slot that RAUC never installed (the factory image): the
+    /// agent passes its own build's version.
+    pub fn with_factory_version(mut self, v: Version) -> Self {
+        self.factory_version = Some(v);
+        self
+    }
+
+    /// The slot class whose A/B pair is updated (default `rootfs`).
+    pub fn with_class(mut self, class: &str) -> Self {
+        self.class = class.to_owned();
+        self
+    }
+
+    fn status(&self) -> Result<RaucStatus, InstallError> {
+        Ok(self.rauc.status_detailed()?)
+    }
+
+    fn slot<'a>(&self, st: &'a RaucStatus, s: SlotName) -> Result<&'a RaucSlot, InstallError> {
+        st.slot(&self.class, &s.to_string()).ok_or_else(|| {
+            InstallError::Rauc(RaucError::Output {
+                args: "status".into(),
+                reason: format!("no `{}` slot with bootname {s}", self.class),
+            })
+        })
+    }
+
+    fn set_journal(&self, j: &Journal) -> Result<(), InstallError> {
+        install::write_journal(&self.journal_path, j)
+    }
+
+    fn running_in(&self, st: &RaucStatus) -> Result<Running, InstallError> {
+        let slot = bootname_slot(&st.booted)?;
+        let version = match self.slot(st, slot)?.version.as_deref() {
+            Some(v) => v.parse().ok(),
+            None => self.factory_version,
+        };
+        Ok(Running { slot, version })
+    }
+}
+
+impl UpdateBackend for RaucInstaller {
+    fn name(&self) -> &'static str {
+        "rauc"
+    }
+
+    fn bundle_file_name(&self) -> &'static str {
+        "download.raucb"
+    }
+
+    fn running(&self) -> Result<Running, InstallError> {
+        self.running_in(&self.status()?)
+    }
+
+    fn check(&self, bundle: &Path, opts: &InstallOptions) -> Result<Version, InstallError> {
+        // Signature and manifest first (RAUC checks the CMS signature against the
+        // system's keyring before it reads the manifest).
+        let info = self.rauc.info(bundle)?;
+        let st = self.status()?;
+        if info.compatible != st.compatible {
+            return Err(InstallError::IncompatibleProfile {
+                device: st.compatible,
+                compatible: vec![info.compatible],
+            });
+        }
+        let offered = parse_version(&info.version)?;
+        if let Some(installed) = self.running_in(&st)?.version
+            && offered <= installed
+            && !opts.force
+        {
+            return Err(InstallError::Downgrade { installed, offered });
+        }
+        Ok(offered)
+    }
+
+    fn install(
+        &mut self,
+        bundle: &Path,
+        opts: &InstallOptions,
+    ) -> Result<InstallReport, InstallError> {
+        let version = self.check(bundle, opts)?;
+        let st = self.status()?;
+        let run = self.running_in(&st)?;
+        let target = run.slot.other();
+        let target_name = self.slot(&st, target)?.name.clone();
+        let previous = self.journal()?;
+        tracing::info!(%version, slot = %target, "installing with rauc");
+        self.set_journal(&Journal {
+            stage: Stage::Writing,
+            version,
+            from: run.version,
+            slot: target,
+        })?;
+        if let Err(e) = self.rauc.install(bundle) {
+            // RAUC verifies before it writes and marks the target bad before writing it,
+            // so a refused or failed install left the booted slot the boot target: the
+            // journal goes back to what it said before.
+            match &previous {
+                Some(j) => self.set_journal(j)?,
+                None => {
+                    let _ = std::fs::remove_file(&self.journal_path);
+                }
+            }
+            return Err(e.into());
+        }
+        let st = self.status()?;
+        if st.boot_primary.as_deref() != Some(target_name.as_str()) {
+            return Err(InstallError::Rauc(RaucError::Output {
+                args: "install".into(),
+                reason: format!(
+                    "rauc installed, but the boot target is {:?}, not {target_name}",
+                    st.boot_primary
+                ),
+            }));
+        }
+        let written = self.slot(&st, target)?.size.unwrap_or(0);
+        self.set_journal(&Journal {
+            stage: Stage::Activated,
+            version,
+            from: run.version,
+            slot: target,
+        })?;
+        tracing::info!(%version, slot = %target, "rauc installed; reboot to try it");
+        Ok(InstallReport {
+            slot: target,
+            version,
+            from: run.version,
+            written,
+        })
+    }
+
+    fn after_boot(&mut self) -> Result<BootOutcome, InstallError> {
+        let Some(j) = self.journal()? else {
+            return Ok(BootOutcome::Idle);
+        };
+        if !matches!(j.stage, Stage::Writing | Stage::Activated) {
+            return Ok(BootOutcome::Settled(j));
+        }
+        let st = self.status()?;
+        let booted = bootname_slot(&st.booted)?;
+        let target = self.slot(&st, j.slot)?;
+        let target_is_next = st.boot_primary.as_deref() == Some(target.name.as_str())
+            && target.boot_status.as_deref() == Some("good");
+        let j = if j.stage == Stage::Writing
+            && target_is_next
+            && target.version.as_deref() == Some(j.version.to_string().as_str())
+        {
+            // RAUC finished (it makes the target primary only after writing it); the
+            // power went before the journal said so.
+            let j = Journal {
+                stage: Stage::Activated,
+                ..j
+            };
+            self.set_journal(&j)?;
+            j
+        } else {
+            j
+        };
+        match j.stage {
+            Stage::Writing => {
+                let j = Journal {
+                    stage: Stage::Interrupted,
+                    ..j
+                };
+                self.set_journal(&j)?;
+                Ok(BootOutcome::Interrupted(j))
+            }
+            Stage::Activated if booted == j.slot => {
+                Ok(BootOutcome::PendingCommit { version: j.version })
+            }
+            Stage::Activated if target_is_next => Ok(BootOutcome::PendingReboot {
+                version: j.version,
+                slot: j.slot,
+            }),
+            _ => {
+                let name = target.name.clone();
+                if let Err(e) = self.rauc.mark("mark-bad", &name) {
+                    tracing::warn!(error = %e, slot = %name, "could not mark the abandoned slot bad");
+                }
+                let j = Journal {
+                    stage: Stage::RolledBack {
+                        reason: format!(
+                            "slot {} did not come up within its boot attempts; the bootloader fell back to {booted}",
+                            j.slot
+                        ),
+                    },
+                    ..j
+                };
+                self.set_journal(&j)?;
+                Ok(BootOutcome::RolledBack(j))
+            }
+        }
+    }
+
+    fn commit(&mut self) -> Result<Journal, InstallError> {
+        let j = self
+            .journal()?
+            .filter(|j| j.stage == Stage::Activated)
+            .ok_or_else(|| InstallError::NothingPending("no activated install".into()))?;
+        let booted = bootname_slot(&self.status()?.booted)?;
+        if booted != j.slot {
+            return Err(InstallError::NothingPending(format!(
+                "running slot {booted}, the install went to {}",
+                j.slot
+            )));
+        }
+        self.rauc.mark("mark-good", "booted")?;
+        let j = Journal {
+            stage: Stage::Committed,
+            ..j
+        };
+        self.set_journal(&j)?;
+        tracing::info!(version = %j.version, slot = %booted, "committed (rauc mark-good)");
+        Ok(j)
+    }
+
+    fn rollback(&mut self, reason: &str) -> Result<Journal, InstallError> {
+        let j = self
+            .journal()?
+            .filter(|j| j.stage == Stage::Activated)
+            .ok_or_else(|| InstallError::NothingPending("no activated install".into()))?;
+        let st = self.status()?;
+        let bad = self.slot(&st, j.slot)?.name.clone();
+        let good = self.slot(&st, j.slot.other())?.name.clone();
+        self.rauc.mark("mark-bad", &bad)?;
+        self.rauc.mark("mark-active", &good)?;
+        let j = Journal {
+            stage: Stage::RolledBack {
+                reason: reason.to_owned(),
+            },
+            ..j
+        };
+        self.set_journal(&j)?;
+        tracing::warn!(version = %j.version, reason, "rolled back (rauc mark-bad)");
+        Ok(j)
+    }
+
+    fn journal(&self) -> Result<Option<Journal>, InstallError> {
+        install::read_journal(&self.journal_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rauc_status_json_is_read_with_bootnames_versions_and_boot_state() {
+        let json = r#"{"compatible":"gavel-test","variant":"","booted":"B","boot_primary":"rootfs.0","slots":[{"rootfs.1":{"class":"rootfs","device":"/x/b.img","type":"raw","bootname":"B","state":"booted","parent":null,"mountpoint":null,"boot_status":"bad","slot_status":{"bundle":{"compatible":"gavel-test","version":"2.0.0"},"checksum":{"sha256":"c7","size":200000},"status":"ok"}}},{"rootfs.0":{"class":"rootfs","device":"/x/a.img","type":"raw","bootname":"A","state":"inactive","parent":null,"mountpoint":null,"boot_status":"good","slot_status":{"bundle":{"compatible":null}}}}]}"#;
+        let st = RaucStatus::parse(json).unwrap();
+        assert_eq!(st.compatible, "gavel-test");
+        assert_eq!(st.booted, "B");
+        assert_eq!(st.boot_primary.as_deref(), Some("rootfs.0"));
+        let b = st.slot("rootfs", "b").unwrap();
+        assert_eq!(b.name, "rootfs.1");
+        assert_eq!(b.version.as_deref(), Some("2.0.0"));
+        assert_eq!(b.size, Some(200_000));
+        assert_eq!(b.boot_status.as_deref(), Some("bad"));
+        let a = st.slot("rootfs", "A").unwrap();
+        assert_eq!(a.version, None);
+        assert!(st.slot("appfs", "A").is_none());
+    }
+
+    #[test]
+    fn rauc_failure_keeps_its_reason_and_drops_progress_and_chatter() {
+        let t = failure_text(
+            b"rauc-Message: 09:39:36.330: Reading bundle\nsignature verification failed: Verify error: self-signed certificate\n",
+            b"",
+        );
+        assert_eq!(
+            t,
+            "signature verification failed: Verify error: self-signed certificate"
+        );
+        let t = failure_text(
+            b"",
+            b"installing\n  0% Installing\n100% Installing failed.\nLastError: Compatible mismatch\nInstalling `/x.raucb` failed\n",
+        );
+        assert_eq!(
+            t,
+            "installing; LastError: Compatible mismatch; Installing `/x.raucb` failed"
+        );
+    }
+
+    #[test]
+    fn bootnames_other_than_a_and_b_are_refused_with_the_name() {
+        assert_eq!(bootname_slot("A").unwrap(), SlotName::A);
+        assert_eq!(bootname_slot("b").unwrap(), SlotName::B);
+        let e = bootname_slot("system0").unwrap_err().to_string();
+        assert!(e.contains("system0"), "{e}");
     }
 }

@@ -413,3 +413,57 @@ fn new_slot_that_never_comes_up_is_abandoned_by_the_bootloader_and_reported() {
         o => panic!("{o:?}"),
     }
 }
+
+/// The agent (not the device) restarts after the install and before the reboot: the next
+/// start finds the switch pending, touches nothing, and the reboot then tries the new slot.
+#[test]
+fn restart_between_install_and_reboot_finds_the_pending_reboot_and_keeps_the_state() {
+    let c = case();
+    let b = bundle(
+        &c.bundles,
+        "v2",
+        "2.0.0",
+        &c.v2,
+        &[PROFILE],
+        None,
+        "release",
+    );
+    let mut inst = reopen(&c.dev);
+    assert_eq!(
+        inst.boot.boot().unwrap(),
+        SlotName::A,
+        "running the old slot"
+    );
+    inst.install(&b, &InstallOptions::default(), &mut |_| {})
+        .unwrap();
+    let before = snapshot(&c.dev);
+
+    // Restart of the agent: no bootloader pass in between.
+    let mut inst = reopen(&c.dev);
+    assert_eq!(
+        inst.after_boot().unwrap(),
+        BootOutcome::PendingReboot {
+            version: "2.0.0".parse().unwrap(),
+            slot: SlotName::B
+        }
+    );
+    assert_eq!(inst.after_boot().unwrap(), inst.after_boot().unwrap());
+    assert_eq!(
+        snapshot(&c.dev),
+        before,
+        "finding a pending reboot changes nothing"
+    );
+    assert_eq!(inst.journal().unwrap().unwrap().stage, Stage::Activated);
+
+    // The reboot, when the room allows it, starts the new slot on trial.
+    assert_eq!(inst.boot.boot().unwrap(), SlotName::B);
+    assert!(matches!(
+        inst.after_boot().unwrap(),
+        BootOutcome::PendingCommit { .. }
+    ));
+    inst.commit().unwrap();
+    assert_eq!(
+        inst.installed_version().unwrap().unwrap().to_string(),
+        "2.0.0"
+    );
+}

@@ -194,6 +194,9 @@ fn run(mode: &str) {
                 format!("settled: {:?}", j.stage)
             }
             BootOutcome::RolledBack(j) => panic!("unexpected rollback {j:?}"),
+            BootOutcome::PendingReboot { version, slot } => {
+                panic!("kill {i}: after a boot, {version} in slot {slot} still waits for a reboot")
+            }
         };
         *outcomes.entry(label).or_default() += 1;
     }

@@ -1,8 +1,8 @@
 //! The RAUC driver against the real `rauc` tool (Debian package `rauc`): a bundle built
 //! with `rauc bundle` and a throw-away test certificate verifies; the same bundle is
 //! refused against another certificate. Skips (with a message) when `rauc`, `openssl` or
-//! `mksquashfs` is missing. Installing needs a device with configured slots, so it is not
-//! exercised here.
+//! `mksquashfs` is missing. Installing, committing and rolling back through RAUC with
+//! file-backed slots and a stub bootloader: `rauc_install.rs`.
 
 use std::path::Path;
 use std::process::Command;

@@ -28,6 +28,9 @@ pub enum Step {
 pub enum Input {
     /// An install was requested.
     Start,
+    /// An install was written and made the boot target before the agent restarted: only
+    /// the reboot is left (it waits for the room like any reboot).
+    Installed,
     /// The room's schedule changed.
     Schedule(RoomSchedule),
     /// The running step finished.
@@ -99,6 +102,12 @@ impl Updater {
             Input::Start => {
                 if matches!(self.phase, Phase::Idle | Phase::Done) {
                     self.phase = Phase::Waiting(Step::Download);
+                    self.last_deferral = None;
+                }
+            }
+            Input::Installed => {
+                if matches!(self.phase, Phase::Idle | Phase::Done) {
+                    self.phase = Phase::Waiting(Step::Reboot);
                     self.last_deferral = None;
                 }
             }
@@ -233,6 +242,32 @@ mod tests {
         assert_eq!(
             u.handle(5000, Input::Tick),
             vec![Action::Begin(Step::Install)]
+        );
+    }
+
+    #[test]
+    fn update_installed_before_a_restart_resumes_at_the_reboot_and_waits_for_the_room() {
+        let mut u = Updater::new(1800);
+        u.handle(0, in_session(true));
+        assert_eq!(
+            u.handle(0, Input::Installed),
+            vec![Action::Deferred(
+                Step::Reboot,
+                "a hearing is in progress".into()
+            )],
+            "no download or install again, and no reboot in session"
+        );
+        assert!(u.handle(30, Input::Tick).is_empty());
+        assert_eq!(
+            u.handle(600, in_session(false)),
+            vec![Action::Begin(Step::Reboot)]
+        );
+        assert!(u.finished());
+        // With the room free it reboots at once.
+        let mut u = Updater::new(1800);
+        assert_eq!(
+            u.handle(0, Input::Installed),
+            vec![Action::Begin(Step::Reboot)]
         );
     }
 

@@ -50,15 +50,39 @@ pub struct AgentConfig {
     pub schedule_overrun_s: u32,
 }
 
-/// The `[ota]` section: where the A/B slots are and whom to trust.
+/// Which installer carries out updates (`[ota] backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtaBackend {
+    /// `gavel-ota`'s own installer: ed25519-signed `.gota` bundles, file-backed (or
+    /// block-device) slots and the file-backed bootloader stub (simulated fleet, tests).
+    #[default]
+    Slots,
+    /// RAUC on image-based devices: CMS-signed `.raucb` bundles, RAUC's slots, keyring and
+    /// bootloader backend (`system.conf`); `rauc service` must run.
+    Rauc,
+}
+
+/// The `[ota]` section: which installer, where its state is and whom to trust.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtaConfig {
+    /// Which installer: `slots` (default) or `rauc`.
+    pub backend: OtaBackend,
     /// Folder of the A/B slots, their records, the boot state and the install journal
-    /// (default `<data_dir>/ota`).
+    /// (default `<data_dir>/ota`). With RAUC: the journal and the downloaded bundle only.
     pub slots_dir: Option<PathBuf>,
-    /// Public key files (`gavelctl ota keygen`) whose signatures the device accepts.
+    /// Public key files (`gavelctl ota keygen`) whose signatures the device accepts
+    /// (`slots` only; RAUC trusts the keyring its `system.conf` names).
     pub trusted_keys: Vec<PathBuf>,
+    /// RAUC's `system.conf` (default: RAUC's own, `/etc/rauc/system.conf`).
+    pub rauc_conf: Option<PathBuf>,
+    /// The RAUC slot class whose A/B pair is updated (default `rootfs`).
+    pub rauc_class: String,
+    /// What reboots the device after an install or rollback (the agent exits first).
+    /// Empty: nothing (a boot supervisor such as `gavel-simdevice` reboots on exit);
+    /// with `backend = "rauc"` empty means `["systemctl", "reboot"]`.
+    pub reboot_command: Vec<String>,
     /// Download cap in bits per second when the command names none (0: uncapped).
     pub max_bits_per_s: u64,
     /// After booting a new slot, commit only if healthy within this many seconds.
@@ -72,8 +96,12 @@ pub struct OtaConfig {
 impl Default for OtaConfig {
     fn default() -> Self {
         Self {
+            backend: OtaBackend::Slots,
             slots_dir: None,
             trusted_keys: Vec::new(),
+            rauc_conf: None,
+            rauc_class: "rootfs".into(),
+            reboot_command: Vec::new(),
             max_bits_per_s: 0,
             health_deadline_s: 120,
             guard_s: 1800,
@@ -88,6 +116,15 @@ impl OtaConfig {
         self.slots_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("ota"))
+    }
+
+    /// The command that reboots the device, if any (see [`OtaConfig::reboot_command`]).
+    pub fn reboot(&self) -> Option<Vec<String>> {
+        match (self.backend, self.reboot_command.is_empty()) {
+            (_, false) => Some(self.reboot_command.clone()),
+            (OtaBackend::Rauc, true) => Some(vec!["systemctl".into(), "reboot".into()]),
+            (OtaBackend::Slots, true) => None,
+        }
     }
 }
 
@@ -179,6 +216,13 @@ impl AgentConfig {
                 "GAVEL_OTA_DIR" => {
                     self.ota.get_or_insert_with(OtaConfig::default).slots_dir = Some(value.into())
                 }
+                "GAVEL_OTA_BACKEND" => {
+                    self.ota.get_or_insert_with(OtaConfig::default).backend = match value.as_str() {
+                        "slots" => OtaBackend::Slots,
+                        "rauc" => OtaBackend::Rauc,
+                        _ => return Err(invalid(&key, &value, "expected slots or rauc")),
+                    }
+                }
                 "GAVEL_OTA_KEYS" => {
                     self.ota.get_or_insert_with(OtaConfig::default).trusted_keys = value
                         .split(',')
@@ -267,7 +311,20 @@ impl AgentConfig {
             ));
         }
         if let Some(ota) = &self.ota {
-            if ota.trusted_keys.is_empty() {
+            if ota.backend == OtaBackend::Rauc {
+                if let Some(c) = &ota.rauc_conf
+                    && !c.is_file()
+                {
+                    return Err(invalid(
+                        "ota.rauc_conf",
+                        c.display(),
+                        "no such file (RAUC's system.conf)",
+                    ));
+                }
+                if ota.rauc_class.trim().is_empty() {
+                    return Err(invalid("ota.rauc_class", "\"\"", "name a slot class"));
+                }
+            } else if ota.trusted_keys.is_empty() {
                 return Err(invalid(
                     "ota.trusted_keys",
                     "[]",
@@ -358,5 +415,43 @@ mod tests {
         let ota = c.ota.as_ref().expect("ota");
         assert_eq!(ota.slots_dir(Path::new("/d")), PathBuf::from("/tmp/slots"));
         assert_eq!(ota.health_deadline_s, 120);
+    }
+
+    #[test]
+    fn ota_backend_rauc_is_chosen_in_the_config_needs_no_ed25519_key_and_reboots_the_system() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let conf = dir.path().join("system.conf");
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "device_id = \"term-1\"\nprofile = \"courtroom-terminal\"\n\n[ota]\nbackend = \"rauc\"\nrauc_conf = \"{}\"\n",
+                conf.display()
+            ),
+        )
+        .expect("write");
+        let c = AgentConfig::from_file(&file).unwrap_or_else(|e| panic!("{e}"));
+        let ota = c.ota.as_ref().expect("ota");
+        assert_eq!(ota.backend, OtaBackend::Rauc);
+        let err = c.validate().expect_err("no system.conf").to_string();
+        assert!(err.contains("ota.rauc_conf"), "{err}");
+        std::fs::write(&conf, "[system]\n").expect("conf");
+        c.validate().expect("valid without trusted_keys");
+        assert_eq!(
+            ota.reboot(),
+            Some(vec!["systemctl".to_string(), "reboot".to_string()])
+        );
+        let slots = OtaConfig::default();
+        assert_eq!(slots.backend, OtaBackend::Slots);
+        assert_eq!(slots.reboot(), None, "the boot supervisor reboots");
+        let mut env = AgentConfig::default();
+        let err = env
+            .apply_env([("GAVEL_OTA_BACKEND".into(), "swupdate".into())])
+            .expect_err("unknown backend")
+            .to_string();
+        assert!(
+            err.contains("GAVEL_OTA_BACKEND") && err.contains("swupdate"),
+            "{err}"
+        );
     }
 }

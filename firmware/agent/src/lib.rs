@@ -114,14 +114,29 @@ pub async fn run(
         .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
     // With `[ota]`: the slot running now, provisioning slot A from this binary on a first
     // boot; the birth reports the running slot's version.
-    let ota_running = match &config.ota {
-        Some(o) => {
-            let dir = o.slots_dir(&config.data_dir);
-            let exe = std::env::current_exe().context("finding the agent executable")?;
-            let version: gavel_ota::Version = env!("CARGO_PKG_VERSION")
+    let ota_settings = match &config.ota {
+        Some(o) => Some(ota::OtaSettings {
+            backend: o.backend,
+            dir: o.slots_dir(&config.data_dir),
+            keys: o.trusted_keys.clone(),
+            rauc_conf: o.rauc_conf.clone(),
+            rauc_class: o.rauc_class.clone(),
+            version: env!("CARGO_PKG_VERSION")
                 .parse()
-                .context("the agent's own version")?;
-            let running = tokio::task::spawn_blocking(move || ota::open(&dir, &exe, version))
+                .context("the agent's own version")?,
+            profile: profile.name.clone(),
+            default_cap: o.max_bits_per_s,
+            health_deadline: Duration::from_secs(o.health_deadline_s),
+            guard_s: o.guard_s as i64,
+            attempts: o.boot_attempts,
+        }),
+        None => None,
+    };
+    let ota_running = match &ota_settings {
+        Some(s) => {
+            let exe = std::env::current_exe().context("finding the agent executable")?;
+            let s = s.clone();
+            let running = tokio::task::spawn_blocking(move || ota::open(&s, &exe))
                 .await
                 .context("slots task")??;
             info!(slot = %running.slot, version = ?running.version.map(|v| v.to_string()), "running slot");
@@ -249,18 +264,10 @@ pub async fn run(
     info!(%device, profile = %profile.name, %boot_id, broker = %format!("{}:{}", config.broker.host, config.broker.port), "agent started");
 
     let (reboot_tx, mut reboot_rx) = tokio::sync::mpsc::channel::<String>(1);
-    let ota = match (&config.ota, &ota_running) {
-        (Some(o), Some(_)) => {
+    let ota = match (&ota_settings, &ota_running) {
+        (Some(settings), Some(_)) => {
             let parts = ota::OtaParts {
-                settings: ota::OtaSettings {
-                    dir: o.slots_dir(&config.data_dir),
-                    keys: o.trusted_keys.clone(),
-                    profile: profile.name.clone(),
-                    default_cap: o.max_bits_per_s,
-                    health_deadline: Duration::from_secs(o.health_deadline_s),
-                    guard_s: o.guard_s as i64,
-                    attempts: o.boot_attempts,
-                },
+                settings: settings.clone(),
                 outbox: outbox.clone(),
                 link: link.clone(),
                 // Design: the gate requires every capability this firmware implements;

@@ -260,14 +260,35 @@ async fn main() -> anyhow::Result<()> {
         probe_rate: args.probe_rate,
         resend_after: Some(std::time::Duration::from_secs(args.resend_after.max(1))),
     };
+    let reboot = config.ota.as_ref().and_then(|o| o.reboot());
     let exit = gavel_agent::run(config, profile, options, shutdown_signal()).await?;
     match exit {
         Exit::Restart => restart()?,
-        // Design: the process ends; the boot supervisor (`gavel-simdevice`) or the real
+        // Design: the process ends; the boot supervisor (`gavel-simdevice`) or, with a
+        // reboot command (RAUC on an image-based device: `systemctl reboot`), the real
         // bootloader starts whichever slot its boot state chooses.
-        Exit::Reboot => tracing::info!("reboot: the boot supervisor starts the chosen slot"),
+        Exit::Reboot => match reboot {
+            Some(cmd) => reboot_device(&cmd)?,
+            None => tracing::info!("reboot: the boot supervisor starts the chosen slot"),
+        },
         Exit::Shutdown => {}
     }
+    Ok(())
+}
+
+/// Runs the configured reboot command (`[ota] reboot_command`).
+fn reboot_device(cmd: &[String]) -> anyhow::Result<()> {
+    let (program, args) = cmd.split_first().context("ota.reboot_command is empty")?;
+    tracing::info!(command = %cmd.join(" "), "rebooting the device");
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("running the reboot command {}", cmd.join(" ")))?;
+    anyhow::ensure!(
+        status.success(),
+        "the reboot command {} failed: {status}",
+        cmd.join(" ")
+    );
     Ok(())
 }
 

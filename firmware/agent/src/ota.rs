@@ -14,10 +14,21 @@
 //! One task owns the cores ([`spawn`]); the command loop talks to it through
 //! [`OtaHandle`]. Every step is reported as an `ota` event through the durable outbox.
 //!
+//! The installer is one interface with two backends ([`UpdateBackend`], chosen by
+//! `[ota] backend`): `slots`, `gavel-ota`'s own installer over file-backed slots and the
+//! file bootloader stub (simulated fleet, tests, demo), and `rauc`, which drives RAUC on
+//! image-based devices. The flow, the journal stages and the reports are the same.
+//!
 //! Files in the slots folder (besides the slots, `boot.json` and `install.json` that
 //! `gavel-ota` keeps): `request.json`, the accepted command while its update runs (so a
-//! restart resumes it); `download.gota`, the partial or complete bundle; `reported.json`,
-//! the last journal state reported (so each outcome is reported once).
+//! restart resumes it); `download.gota` (`download.raucb` with RAUC), the partial or
+//! complete bundle; `reported.json`, the last journal state reported (so each outcome is
+//! reported once).
+//!
+//! A restart of the agent between the install and the reboot (the new slot written and
+//! made the boot target, the reboot not done) is found at the next start
+//! ([`BootOutcome::PendingReboot`]): the update resumes at its reboot step, which waits
+//! for the room like any reboot; nothing is rewritten or rolled back.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,9 +38,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use gavel_link::{Link, Outbox};
+use gavel_ota::backend::UpdateBackend;
 use gavel_ota::bootchooser::{Bootloader, FileBootloader};
 use gavel_ota::health::{HealthGate, HealthSample, Verdict};
 use gavel_ota::install::{BootOutcome, InstallOptions, Journal, Stage};
+use gavel_ota::rauc::{Rauc, RaucInstaller};
 use gavel_ota::signature::Keyring;
 use gavel_ota::slot::{FileSlots, SlotInfo, SlotName};
 use gavel_ota::updater::{Action, Input, Step, Updater};
@@ -39,21 +52,32 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+use crate::config::OtaBackend;
 use crate::session::RoomSchedule;
+
+pub use gavel_ota::backend::Running;
 
 /// The boot state file (the file-backed bootloader) in the slots folder.
 pub const BOOT_STATE: &str = "boot.json";
 const REQUEST: &str = "request.json";
 const REPORTED: &str = "reported.json";
-const DOWNLOAD: &str = "download.gota";
 
 /// Settings of the OTA task (from the `[ota]` config section).
 #[derive(Debug, Clone)]
 pub struct OtaSettings {
-    /// Slots, boot state, journal.
+    /// Which installer carries out updates.
+    pub backend: OtaBackend,
+    /// Slots, boot state, journal (with RAUC: journal and download only).
     pub dir: PathBuf,
-    /// Trusted public key files.
+    /// Trusted public key files (`slots`).
     pub keys: Vec<PathBuf>,
+    /// RAUC's `system.conf` (`rauc`; `None`: RAUC's default).
+    pub rauc_conf: Option<PathBuf>,
+    /// RAUC slot class updated (`rauc`).
+    pub rauc_class: String,
+    /// This build's version: slot A's on a first start (`slots`), the booted slot's when
+    /// RAUC never installed it (`rauc`).
+    pub version: Version,
     /// This device's profile (bundles name the profiles they fit).
     pub profile: String,
     /// Download cap when the command names none (0: uncapped).
@@ -64,15 +88,6 @@ pub struct OtaSettings {
     pub guard_s: i64,
     /// Boot attempts for a new slot.
     pub attempts: u32,
-}
-
-/// The slot running now and its version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Running {
-    /// The slot the bootloader started.
-    pub slot: SlotName,
-    /// Its version, from the slot record.
-    pub version: Option<Version>,
 }
 
 /// Factory provisioning: when the slots folder has no boot state yet, writes `image` into
@@ -110,10 +125,25 @@ pub fn provision_if_empty(dir: &Path, image: &Path, version: Version) -> anyhow:
     Ok(true)
 }
 
+/// Opens the installer at agent start and says what runs: with `slots`, see
+/// [`open_slots`]; with RAUC, asks `rauc status` (the service must be up).
+pub fn open(s: &OtaSettings, factory_image: &Path) -> anyhow::Result<Running> {
+    match s.backend {
+        OtaBackend::Slots => open_slots(&s.dir, factory_image, s.version),
+        OtaBackend::Rauc => {
+            std::fs::create_dir_all(&s.dir)
+                .with_context(|| format!("creating the OTA folder {}", s.dir.display()))?;
+            Ok(backend(s)?
+                .running()
+                .context("asking RAUC which slot runs (is `rauc service` up?)")?)
+        }
+    }
+}
+
 /// Opens the slots at agent start: provisions slot A from `factory_image` if the folder
 /// is empty, and when no boot supervisor chose a slot (the agent runs by itself), boots
 /// once so the state names the running slot. Returns the running slot and version.
-pub fn open(dir: &Path, factory_image: &Path, version: Version) -> anyhow::Result<Running> {
+pub fn open_slots(dir: &Path, factory_image: &Path, version: Version) -> anyhow::Result<Running> {
     provision_if_empty(dir, factory_image, version)?;
     let mut boot = FileBootloader::new(&dir.join(BOOT_STATE));
     let mut state = boot.load()?;
@@ -232,6 +262,11 @@ pub fn spawn(parts: OtaParts) -> (OtaHandle, tokio::task::JoinHandle<()>) {
     (OtaHandle { tx }, task)
 }
 
+struct Settling {
+    since: Instant,
+    connected_ticks: u32,
+}
+
 enum StepDone {
     Ok(Step),
     Failed(Step, String),
@@ -242,6 +277,10 @@ struct Task {
     updater: Updater,
     current: Option<InstallRequest>,
     gate: Option<(HealthGate, Version)>,
+    /// Set when the update resumed at its reboot after a restart (the slot written).
+    resumed_reboot: Option<SlotName>,
+    /// Waiting for the room's schedule before a resumed reboot.
+    settling: Option<Settling>,
     stop_download: Arc<AtomicBool>,
     steps_tx: mpsc::Sender<StepDone>,
     steps_rx: mpsc::Receiver<StepDone>,
@@ -252,16 +291,40 @@ fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn installer(s: &OtaSettings) -> anyhow::Result<Installer<FileBootloader>> {
-    let slots = FileSlots::in_dir(&s.dir)?;
-    let keyring = Keyring::load(&s.keys).context("loading the trusted OTA keys")?;
-    Ok(Installer::new(
-        slots,
-        FileBootloader::new(&s.dir.join(BOOT_STATE)),
-        keyring,
-        &s.profile,
-        &s.dir,
-    ))
+/// The installer the settings name, behind the one interface the task drives.
+pub fn backend(s: &OtaSettings) -> anyhow::Result<Box<dyn UpdateBackend>> {
+    Ok(match s.backend {
+        OtaBackend::Slots => {
+            let slots = FileSlots::in_dir(&s.dir)?;
+            let keyring = Keyring::load(&s.keys).context("loading the trusted OTA keys")?;
+            Box::new(Installer::new(
+                slots,
+                FileBootloader::new(&s.dir.join(BOOT_STATE)),
+                keyring,
+                &s.profile,
+                &s.dir,
+            ))
+        }
+        OtaBackend::Rauc => {
+            let mut rauc = Rauc::system();
+            if let Some(c) = &s.rauc_conf {
+                rauc = rauc.with_conf(c);
+            }
+            Box::new(
+                RaucInstaller::new(rauc, &s.dir)
+                    .with_class(&s.rauc_class)
+                    .with_factory_version(s.version),
+            )
+        }
+    })
+}
+
+/// The downloaded bundle's file name for a backend (RAUC wants `.raucb`).
+fn download_name(b: OtaBackend) -> &'static str {
+    match b {
+        OtaBackend::Slots => "download.gota",
+        OtaBackend::Rauc => "download.raucb",
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -297,6 +360,8 @@ impl Task {
             p,
             current: None,
             gate: None,
+            resumed_reboot: None,
+            settling: None,
             stop_download: Arc::new(AtomicBool::new(false)),
             steps_tx,
             steps_rx,
@@ -341,7 +406,7 @@ impl Task {
     /// Reports the journal's final state once, and ends the request it belongs to.
     async fn report_journal(&mut self) {
         let s = self.p.settings.clone();
-        let journal = match blocking(move || Ok(installer(&s)?.journal()?)).await {
+        let journal = match blocking(move || Ok(backend(&s)?.journal()?)).await {
             Ok(j) => j,
             Err(e) => {
                 warn!(error = %format!("{e:#}"), "reading the install journal failed");
@@ -371,16 +436,20 @@ impl Task {
     fn finish_request(&mut self) {
         self.current = None;
         let _ = std::fs::remove_file(self.path(REQUEST));
-        let _ = std::fs::remove_file(self.path(DOWNLOAD));
+        let _ = std::fs::remove_file(self.path(download_name(self.p.settings.backend)));
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         self.current = read_json(&self.path(REQUEST));
         let s = self.p.settings.clone();
-        match blocking(move || Ok(installer(&s)?.after_boot()?)).await {
+        let mut pending_reboot = None;
+        match blocking(move || Ok(backend(&s)?.after_boot()?)).await {
             Ok(BootOutcome::PendingCommit { version }) => {
                 info!(%version, deadline_s = self.p.settings.health_deadline.as_secs(), "booted a new slot; running the health gate");
                 self.gate = Some((HealthGate::new(self.p.settings.health_deadline), version));
+            }
+            Ok(BootOutcome::PendingReboot { version, slot }) => {
+                pending_reboot = Some((version, slot));
             }
             Ok(_) => self.report_journal().await,
             Err(e) => warn!(error = %format!("{e:#}"), "checking the install after boot failed"),
@@ -388,7 +457,9 @@ impl Task {
         let now = unix_now();
         let schedule = self.p.schedule.borrow_and_update().clone();
         self.updater.handle(now, Input::Schedule(schedule));
-        if let Some(req) = self.current.clone()
+        if let Some((version, slot)) = pending_reboot {
+            self.resume_reboot(version, slot);
+        } else if let Some(req) = self.current.clone()
             && self.gate.is_none()
         {
             info!(version = %req.version, "resuming the accepted update");
@@ -427,6 +498,7 @@ impl Task {
                 }
                 _ = tick.tick() => {
                     self.check_gate().await;
+                    self.settle_then_reboot().await;
                     if self.current.is_some() {
                         let actions = self.updater.handle(unix_now(), Input::Tick);
                         self.act(actions).await;
@@ -434,6 +506,53 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// The agent restarted after an install and before its reboot: the new slot is
+    /// written and is the boot target. Design: nothing is redone or undone; the update
+    /// resumes at its reboot step, which waits for the room like any reboot.
+    fn resume_reboot(&mut self, version: Version, slot: SlotName) {
+        info!(%version, %slot, "an update was installed before this restart; its reboot is still to come");
+        let v = version.to_string();
+        if self.current.as_ref().is_none_or(|r| r.version != v) {
+            // The request file is gone (or names another version): the journal, which
+            // says what is on the slots, wins.
+            self.current = Some(InstallRequest {
+                campaign: None,
+                version: v.clone(),
+                url: String::new(),
+                size: 0,
+                sha256: String::new(),
+                max_bits_per_s: None,
+                force: false,
+            });
+        }
+        self.resumed_reboot = Some(slot);
+        self.settling = Some(Settling {
+            since: Instant::now(),
+            connected_ticks: 0,
+        });
+    }
+
+    /// Design: a reboot resumed after a start is decided only once the room's schedule is
+    /// current: the link has been up for two ticks (the retained schedule arrives right
+    /// after subscribing), or 15 s passed without a broker (then the stored schedule
+    /// rules, as for every decision offline).
+    async fn settle_then_reboot(&mut self) {
+        let Some(st) = self.settling.as_mut() else {
+            return;
+        };
+        st.connected_ticks = if self.p.link.is_connected() {
+            st.connected_ticks + 1
+        } else {
+            0
+        };
+        if st.connected_ticks < 2 && st.since.elapsed() < Duration::from_secs(15) {
+            return;
+        }
+        self.settling = None;
+        let actions = self.updater.handle(unix_now(), Input::Installed);
+        self.act(actions).await;
     }
 
     async fn accept(&mut self, req: InstallRequest) -> Result<(), String> {
@@ -454,7 +573,7 @@ impl Task {
                 self.p.settings.dir.display()
             )
         })?;
-        let _ = std::fs::remove_file(self.path(DOWNLOAD));
+        let _ = std::fs::remove_file(self.path(download_name(self.p.settings.backend)));
         self.current = Some(req);
         let actions = self.updater.handle(unix_now(), Input::Start);
         self.act(actions).await;
@@ -490,12 +609,15 @@ impl Task {
                 Action::Begin(Step::Download) => self.begin_download(&req).await,
                 Action::Begin(Step::Install) => self.begin_install(&req).await,
                 Action::Begin(Step::Reboot) => {
-                    self.emit(
-                        &req.version,
-                        OtaStage::Rebooting,
-                        Some(format!("rebooting into version {}", req.version)),
-                    )
-                    .await;
+                    let detail = match self.resumed_reboot.take() {
+                        Some(slot) => format!(
+                            "rebooting into version {} (written to slot {slot} before the agent restarted)",
+                            req.version
+                        ),
+                        None => format!("rebooting into version {}", req.version),
+                    };
+                    self.emit(&req.version, OtaStage::Rebooting, Some(detail))
+                        .await;
                     self.reboot(format!("update to {}", req.version)).await;
                 }
             }
@@ -507,7 +629,7 @@ impl Task {
             .max_bits_per_s
             .filter(|c| *c > 0)
             .unwrap_or(self.p.settings.default_cap);
-        let dest = self.path(DOWNLOAD);
+        let dest = self.path(download_name(self.p.settings.backend));
         let have = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
         let cap_text = if cap > 0 {
             format!("at most {cap} bit/s")
@@ -544,7 +666,7 @@ impl Task {
         )
         .await;
         let s = self.p.settings.clone();
-        let bundle = self.path(DOWNLOAD);
+        let bundle = self.path(download_name(self.p.settings.backend));
         let opts = InstallOptions {
             force: req.force,
             attempts: s.attempts,
@@ -553,15 +675,14 @@ impl Task {
         let tx = self.steps_tx.clone();
         tokio::spawn(async move {
             let result = blocking(move || {
-                let mut inst = installer(&s)?;
-                let m = inst.check(&bundle, &opts)?;
-                if m.version.to_string() != version {
+                let mut inst = backend(&s)?;
+                let offered = inst.check(&bundle, &opts)?;
+                if offered.to_string() != version {
                     anyhow::bail!(
-                        "the bundle holds version {}, the command announced {version}",
-                        m.version
+                        "the bundle holds version {offered}, the command announced {version}"
                     );
                 }
-                Ok(inst.install(&bundle, &opts, &mut |_| {})?)
+                Ok(inst.install(&bundle, &opts)?)
             })
             .await;
             let done = match result {
@@ -601,7 +722,7 @@ impl Task {
             Verdict::Commit => {
                 self.gate = None;
                 let s = self.p.settings.clone();
-                match blocking(move || Ok(installer(&s)?.commit()?)).await {
+                match blocking(move || Ok(backend(&s)?.commit()?)).await {
                     Ok(_) => self.report_journal().await,
                     Err(e) => warn!(error = %format!("{e:#}"), %version, "commit failed"),
                 }
@@ -610,7 +731,7 @@ impl Task {
                 self.gate = None;
                 let s = self.p.settings.clone();
                 let why = reason.clone();
-                match blocking(move || Ok(installer(&s)?.rollback(&why)?)).await {
+                match blocking(move || Ok(backend(&s)?.rollback(&why)?)).await {
                     Ok(_) => {
                         self.report_journal().await;
                         self.reboot(format!("rolling back {version}: {reason}"))
@@ -700,7 +821,7 @@ mod tests {
         std::fs::write(&image, b"#!/bin/sh\necho v1\n").expect("image");
         let slots = dir.path().join("ota");
         let v1: Version = "1.0.0".parse().expect("version");
-        let running = open(&slots, &image, v1).expect("open");
+        let running = open_slots(&slots, &image, v1).expect("open");
         assert_eq!(
             running,
             Running {
@@ -716,7 +837,10 @@ mod tests {
         std::fs::write(&image, b"other").expect("image");
         let v2: Version = "2.0.0".parse().expect("version");
         assert!(!provision_if_empty(&slots, &image, v2).expect("again"));
-        assert_eq!(open(&slots, &image, v2).expect("open").version, Some(v1));
+        assert_eq!(
+            open_slots(&slots, &image, v2).expect("open").version,
+            Some(v1)
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! Recording: [`media`] (simulated RTSP cameras and audio hosts, the recorder process,
 //! `ffprobe`).
 
+pub mod device_mqtt;
 pub mod fleet_sim;
 pub mod media;
 pub mod onvif_stub;

@@ -13,121 +13,22 @@
 //! rollback, nothing rewritten); once the room is free it reboots; the bootloader then
 //! starts the new slot and the health gate commits it.
 
-use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gavel_hil::device_mqtt::DeviceMqtt;
 use gavel_hil::{
     AgentSpec, Broker, Controller, Mosquitto, Proc, bin, device_slots, ota_test_key,
     start_agent_with, start_device, unique,
 };
 use gavel_protocol::{
-    Birth, Channel, Command, CommandBody, DeviceId, DeviceTopic, Event, EventBody,
-    PROTOCOL_VERSION, Schedule, ScheduledHearing, ScheduledStatus,
+    Channel, Command, CommandBody, PROTOCOL_VERSION, Schedule, ScheduledHearing, ScheduledStatus,
 };
-use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// What the device said on the broker: `ota` events (stage, detail), deduplicated by
-/// (boot, seq) since nobody acknowledges them and they are resent; and birth versions.
-#[derive(Default)]
-struct Heard {
-    seen: BTreeSet<(String, u64)>,
-    ota: Vec<(String, String)>,
-    births: Vec<String>,
-}
-
-impl Heard {
-    fn stages(&self) -> Vec<String> {
-        self.ota.iter().map(|(s, _)| s.clone()).collect()
-    }
-}
-
-async fn listen(broker: (String, u16), device: String) -> (AsyncClient, Arc<Mutex<Heard>>) {
-    let opts = MqttOptions::new(unique("test-listen"), broker.0, broker.1);
-    let (client, mut eventloop) = AsyncClient::new(opts, 64);
-    let id = DeviceId::new(device).expect("id");
-    for ch in [Channel::Event, Channel::Birth] {
-        client
-            .subscribe(
-                DeviceTopic::new(id.clone(), ch).to_string(),
-                QoS::AtLeastOnce,
-            )
-            .await
-            .expect("subscribe");
-    }
-    let heard = Arc::new(Mutex::new(Heard::default()));
-    let h = heard.clone();
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                    let mut h = h.lock().expect("lock");
-                    if let Ok(e) = gavel_protocol::decode::<Event>(&p.payload) {
-                        if !h.seen.insert((e.boot_id.clone(), e.seq)) {
-                            continue;
-                        }
-                        if let EventBody::Ota { stage, detail, .. } = e.body {
-                            let stage = serde_json::to_value(stage)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_owned))
-                                .unwrap_or_default();
-                            h.ota.push((stage, detail.unwrap_or_default()));
-                        }
-                    } else if let Ok(b) = gavel_protocol::decode::<Birth>(&p.payload) {
-                        h.births.push(b.firmware_version);
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    });
-    (client, heard)
-}
-
-async fn publish(
-    client: &AsyncClient,
-    device: &str,
-    channel: Channel,
-    retain: bool,
-    payload: Vec<u8>,
-) {
-    let topic = DeviceTopic::new(DeviceId::new(device).expect("id"), channel).to_string();
-    client
-        .publish(topic, QoS::AtLeastOnce, retain, payload)
-        .await
-        .expect("publish");
-}
-
-async fn wait_for(
-    heard: &Arc<Mutex<Heard>>,
-    what: &str,
-    timeout: Duration,
-    ok: impl Fn(&Heard) -> bool,
-) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        {
-            let h = heard.lock().expect("lock");
-            if ok(&h) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} not seen within {timeout:?}: ota {:?}, births {:?}",
-                h.ota,
-                h.births
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn read_json(p: &Path) -> Value {
@@ -168,7 +69,7 @@ async fn agent_killed_between_install_and_reboot_finishes_the_switch_when_the_ro
     let slots = device_slots(dir.path(), &spec.id);
     let key = ota_test_key("TEST-ONLY-release.pub");
     let agent_args = ["--ota-key", s(&key), "--ota-dir", s(&slots)];
-    let (client, heard) = listen(mqtt.clone(), spec.id.clone()).await;
+    let dev = DeviceMqtt::listen(&mqtt, &spec.id).await;
 
     // Build, sign and publish 2.0.0: a slot image that starts the built agent.
     let image = dir.path().join("image-2.0.0");
@@ -213,7 +114,7 @@ async fn agent_killed_between_install_and_reboot_finishes_the_switch_when_the_ro
 
     // Agent on slot A (provisioned from the built agent on its first start).
     let mut agent: Proc = start_agent_with(dir.path(), &spec, &mqtt, &agent_args).expect("agent");
-    wait_for(&heard, "the birth", Duration::from_secs(30), |h| {
+    dev.wait_for("the birth", Duration::from_secs(30), |h| {
         !h.births.is_empty()
     })
     .await;
@@ -232,14 +133,8 @@ async fn agent_killed_between_install_and_reboot_finishes_the_switch_when_the_ro
             force: false,
         },
     };
-    publish(
-        &client,
-        &spec.id,
-        Channel::Cmd,
-        false,
-        gavel_protocol::encode(&install),
-    )
-    .await;
+    dev.publish(Channel::Cmd, false, gavel_protocol::encode(&install))
+        .await;
 
     // The journal says `activated` (slot B written, verified, primary): kill the agent
     // while it waits to reboot.
@@ -274,16 +169,14 @@ async fn agent_killed_between_install_and_reboot_finishes_the_switch_when_the_ro
 
     // A hearing is now due within the guard window (30 min): after the restart the
     // agent finds the pending switch and waits, changing nothing.
-    publish(
-        &client,
-        &spec.id,
+    dev.publish(
         Channel::Schedule,
         true,
         schedule(&spec, 1, Some(time::Duration::minutes(10))),
     )
     .await;
     let mut agent = start_agent_with(dir.path(), &spec, &mqtt, &agent_args).expect("agent again");
-    wait_for(&heard, "a deferred reboot", Duration::from_secs(30), |h| {
+    dev.wait_for("a deferred reboot", Duration::from_secs(30), |h| {
         h.ota
             .iter()
             .any(|(s, d)| s == "deferred" && d.contains("reboot waits"))
@@ -306,7 +199,7 @@ async fn agent_killed_between_install_and_reboot_finishes_the_switch_when_the_ro
         slot_b
     );
     {
-        let h = heard.lock().expect("lock");
+        let h = dev.heard.lock().expect("lock");
         assert!(
             !h.stages()
                 .iter()
@@ -317,15 +210,9 @@ async fn agent_killed_between_install_and_reboot_finishes_the_switch_when_the_ro
     }
 
     // The hearing is cancelled: the agent reboots into the new slot by itself.
-    publish(
-        &client,
-        &spec.id,
-        Channel::Schedule,
-        true,
-        schedule(&spec, 2, None),
-    )
-    .await;
-    wait_for(&heard, "the resumed reboot", Duration::from_secs(30), |h| {
+    dev.publish(Channel::Schedule, true, schedule(&spec, 2, None))
+        .await;
+    dev.wait_for("the resumed reboot", Duration::from_secs(30), |h| {
         h.ota
             .iter()
             .any(|(s, d)| s == "rebooting" && d.contains("before the agent restarted"))
@@ -347,11 +234,11 @@ async fn agent_killed_between_install_and_reboot_finishes_the_switch_when_the_ro
 
     // Power on through the bootloader: slot B on trial, healthy, committed, 2.0.0 reported.
     let device = start_device(dir.path(), &spec, &mqtt, &[]).expect("device");
-    wait_for(&heard, "the commit", Duration::from_secs(60), |h| {
+    dev.wait_for("the commit", Duration::from_secs(60), |h| {
         h.ota.iter().any(|(s, _)| s == "committed")
     })
     .await;
-    wait_for(&heard, "a 2.0.0 birth", Duration::from_secs(10), |h| {
+    dev.wait_for("a 2.0.0 birth", Duration::from_secs(10), |h| {
         h.births.iter().any(|v| v == "2.0.0")
     })
     .await;
@@ -363,7 +250,7 @@ async fn agent_killed_between_install_and_reboot_finishes_the_switch_when_the_ro
         "{}",
         device.log_text()
     );
-    let h = heard.lock().expect("lock");
+    let h = dev.heard.lock().expect("lock");
     let order = h.stages();
     println!("ota events: {:?}", h.ota);
     let pos = |stage: &str| {

@@ -32,6 +32,8 @@ pub mod health;
 pub mod install;
 pub mod manifest;
 pub mod rauc;
+#[cfg(feature = "test-rig")]
+pub mod rauc_rig;
 pub mod signature;
 pub mod slot;
 pub mod throttle;

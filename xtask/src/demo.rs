@@ -12,8 +12,10 @@
 //! slot, reboots and commits), an audio host loses power and comes back, a technician
 //! pings a terminal and restarts an audio host.
 //!
-//! The cameras are simulated devices that really boot A/B slots (`gavel-simdevice`); the
-//! slot images are small wrapper scripts that start the built agent.
+//! The cameras are simulated devices that really boot A/B slots (`gavel-simdevice`, the
+//! agent's file-slot OTA backend); the slot images are small wrapper scripts that start the
+//! built agent. Image-based devices run the same update flow through RAUC
+//! (`[ota] backend = "rauc"`, docs/ota.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -535,7 +537,13 @@ fn narrate_campaign(
                     Some(format!("{} {}", a.0, d["firmware_version"].as_str()?))
                 })
                 .collect();
-            say(t0, &format!("cameras now run: {}", cams.join(", ")));
+            say(
+                t0,
+                &format!(
+                    "cameras now run: {} (file-slot backend here; image-based devices install the same way through RAUC)",
+                    cams.join(", ")
+                ),
+            );
         }
         if let Some(reason) = v["state"]["reason"].as_str() {
             say(t0, &format!("OTA {id} halted: {reason}"));

@@ -51,10 +51,11 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("chromium-driver", "WebDriver for Chromium"),
     ("socat", "serial device emulators over pty pairs"),
     ("ffmpeg", "ffprobe judges recordings independently"),
-    ("rauc", "OTA: RAUC bundle checks"),
+    ("rauc", "OTA: the RAUC backend, installed for real in tests"),
     ("squashfs-tools", "OTA: RAUC bundles"),
     ("xdelta3", "OTA: delta benchmark baseline"),
     ("openssl", "OTA: throw-away RAUC test certificates"),
+    ("dbus-daemon", "OTA: private D-Bus bus for rauc service"),
 ];
 
 fn installed(package: &str) -> bool {

@@ -259,6 +259,42 @@ impl Rauc {
         self.run(&["status", how, slot]).map(|_| ())
     }
 
+    /// What the service is doing (`idle`, `installing`): its D-Bus property
+    /// `de.pengutronix.rauc.Installer.Operation`, read with `dbus-send` on the system bus.
+    pub fn operation(&self) -> Result<String, RaucError> {
+        let args = [
+            "--system",
+            "--print-reply",
+            "--dest=de.pengutronix.rauc",
+            "/",
+            "org.freedesktop.DBus.Properties.Get",
+            "string:de.pengutronix.rauc.Installer",
+            "string:Operation",
+        ];
+        let program = PathBuf::from("dbus-send");
+        let out = Command::new(&program)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .output()
+            .map_err(|source| RaucError::Spawn { program, source })?;
+        let what = || format!("(dbus-send) {}", args.join(" "));
+        if !out.status.success() {
+            return Err(RaucError::Failed {
+                args: what(),
+                status: out.status.to_string(),
+                stderr: failure_text(&out.stderr, &out.stdout),
+            });
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split('"')
+            .nth(1)
+            .map(str::to_owned)
+            .ok_or_else(|| RaucError::Output {
+                args: what(),
+                reason: format!("no quoted string in {:?}", text.trim()),
+            })
+    }
+
     /// `rauc status --detailed`, parsed.
     pub fn status_detailed(&self) -> Result<RaucStatus, RaucError> {
         let args = ["status", "--detailed", "--output-format=json"];
@@ -321,6 +357,7 @@ pub struct RaucInstaller {
     class: String,
     journal_path: PathBuf,
     factory_version: Option<Version>,
+    install_wait: std::time::Duration,
 }
 
 fn bootname_slot(bootname: &str) -> Result<SlotName, InstallError> {
@@ -349,6 +386,7 @@ impl RaucInstaller {
             class: "rootfs".into(),
             journal_path: state_dir.join("install.json"),
             factory_version: None,
+            install_wait: std::time::Duration::from_secs(600),
         }
     }
 
@@ -380,6 +418,30 @@ impl RaucInstaller {
 
     fn set_journal(&self, j: &Journal) -> Result<(), InstallError> {
         install::write_journal(&self.journal_path, j)
+    }
+
+    /// Design: `rauc service` goes on installing when its client (the agent) dies, so a
+    /// `Writing` journal at start may mean "still being written". Wait (bounded) until
+    /// the service is idle before judging; if its state cannot be read, judge now.
+    fn wait_while_installing(&self) {
+        let until = std::time::Instant::now() + self.install_wait;
+        loop {
+            match self.rauc.operation() {
+                Ok(op) if op == "idle" => return,
+                Ok(op) => {
+                    if std::time::Instant::now() >= until {
+                        tracing::warn!(operation = %op, "rauc is still busy; judging the install now");
+                        return;
+                    }
+                    tracing::info!(operation = %op, "rauc is still installing; waiting before judging the install");
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read what rauc is doing; judging the install now");
+                    return;
+                }
+            }
+        }
     }
 
     fn running_in(&self, st: &RaucStatus) -> Result<Running, InstallError> {
@@ -488,6 +550,9 @@ impl UpdateBackend for RaucInstaller {
         };
         if !matches!(j.stage, Stage::Writing | Stage::Activated) {
             return Ok(BootOutcome::Settled(j));
+        }
+        if j.stage == Stage::Writing {
+            self.wait_while_installing();
         }
         let st = self.status()?;
         let booted = bootname_slot(&st.booted)?;

@@ -146,6 +146,18 @@ impl Rig {
         )
         .unwrap();
         run(Command::new("chmod").arg("755").arg(&stub));
+        // RAUC's pre-install handler: sleeps while `slow-install` names seconds, so a test
+        // can catch the service in the middle of an install.
+        let pre = d.join("pre-install.sh");
+        std::fs::write(
+            &pre,
+            format!(
+                "#!/bin/sh\nf=\"{}\"\nif [ -f \"$f\" ]; then sleep \"$(cat \"$f\")\"; fi\n",
+                d.join("slow-install").display()
+            ),
+        )
+        .unwrap();
+        run(Command::new("chmod").arg("755").arg(&pre));
         std::fs::create_dir_all(d.join("mnt")).unwrap();
         std::fs::write(
             d.join("system.conf"),
@@ -153,12 +165,13 @@ impl Rig {
                 "[system]\ncompatible={COMPATIBLE}\nbootloader=custom\nmountprefix={mnt}\n\
                  statusfile={d}/status.raucs\nbundle-formats=plain verity\n\n\
                  [keyring]\npath={d}/release.cert.pem\n\n\
-                 [handlers]\nbootloader-custom-backend={stub}\n\n\
+                 [handlers]\nbootloader-custom-backend={stub}\npre-install={pre}\n\n\
                  [slot.rootfs.0]\ndevice={d}/slot-a.img\ntype=raw\nbootname=A\n\n\
                  [slot.rootfs.1]\ndevice={d}/slot-b.img\ntype=raw\nbootname=B\n",
                 mnt = d.join("mnt").display(),
                 d = d.display(),
                 stub = stub.display(),
+                pre = pre.display(),
             ),
         )
         .unwrap();

@@ -244,3 +244,65 @@ fn rauc_slot_that_fails_its_health_check_is_marked_bad_and_the_old_slot_boots_ag
     }
     assert_eq!(rig.state()["B_state"], "bad");
 }
+
+/// `rauc service` goes on installing when its client dies: an agent restarted in the
+/// middle of `rauc install` (journal `Writing`) waits until RAUC is idle, then finds the
+/// install finished (a pending reboot), instead of calling it interrupted.
+#[test]
+fn agent_restarted_while_rauc_still_installs_waits_and_finds_the_install_finished() {
+    require_rauc!();
+    let rig = Rig::new();
+    let v2 = pattern(200 * 1024, 5);
+    let b = rig.bundle("v2", COMPATIBLE, "2.0.0", &v2, "release");
+    std::fs::write(rig.path("slow-install"), "3").unwrap();
+    // What the agent had written before it died: the journal, then `rauc install`.
+    let state = rig.path("agent-ota");
+    std::fs::create_dir_all(&state).unwrap();
+    let writing = gavel_ota::install::Journal {
+        stage: Stage::Writing,
+        version: "2.0.0".parse().unwrap(),
+        from: Some("1.0.0".parse().unwrap()),
+        slot: SlotName::B,
+    };
+    std::fs::write(
+        state.join("install.json"),
+        serde_json::to_vec(&writing).unwrap(),
+    )
+    .unwrap();
+    let mut client = std::process::Command::new("rauc")
+        .arg("install")
+        .arg(&b)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", rig.bus())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rig.rauc().operation().unwrap() != "installing" {
+        assert!(Instant::now() < deadline, "rauc never started installing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client.kill().unwrap(); // the agent dies; the service goes on
+    let _ = client.wait();
+
+    let started = Instant::now();
+    let outcome = rig.backend().after_boot().unwrap();
+    println!(
+        "after_boot waited {} ms for rauc to finish",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(
+        outcome,
+        BootOutcome::PendingReboot {
+            version: "2.0.0".parse().unwrap(),
+            slot: SlotName::B
+        }
+    );
+    assert_eq!(rig.rauc().operation().unwrap(), "idle");
+    assert_eq!(
+        rig.backend().journal().unwrap().unwrap().stage,
+        Stage::Activated
+    );
+    let slot_b = std::fs::read(rig.path("slot-b.img")).unwrap();
+    assert_eq!(&slot_b[..v2.len()], &v2[..]);
+}

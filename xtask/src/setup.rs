@@ -56,6 +56,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("xdelta3", "OTA: delta benchmark baseline"),
     ("openssl", "OTA: throw-away RAUC test certificates"),
     ("dbus-daemon", "OTA: private D-Bus bus for rauc service"),
+    ("dbus-bin", "OTA: dbus-send asks rauc what it does"),
 ];
 
 fn installed(package: &str) -> bool {

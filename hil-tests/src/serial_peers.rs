@@ -247,6 +247,8 @@ pub struct ViscaHead {
     pub address: u8,
     /// Presets recalled, in order.
     pub recalls: Vec<u8>,
+    /// When each recall of `recalls` arrived.
+    pub recall_times: Vec<Instant>,
     /// Presets stored, in order.
     pub saved: Vec<u8>,
     /// Packets refused with a syntax error.
@@ -280,6 +282,7 @@ impl ViscaHead {
         match &p[1..] {
             [0x01, 0x04, 0x3F, 0x02, n] => {
                 self.recalls.push(*n);
+                self.recall_times.push(Instant::now());
                 done
             }
             [0x01, 0x04, 0x3F, 0x01, n] => {

@@ -8,6 +8,7 @@ pub mod cameras;
 pub mod clerk;
 pub mod commands;
 pub mod config;
+pub mod follow;
 pub mod hardware;
 pub mod ota;
 pub mod record;
@@ -140,6 +141,15 @@ pub async fn run(
     let store = Arc::new(store);
     let outbox = Outbox::new(store.clone(), &boot_id);
     let (recorder_stop, recorder_stopped) = tokio::sync::oneshot::channel::<()>();
+    // Speaker-follow listens to the recorder's meter on the seat microphones.
+    let follow_plan = follow::plan(&profile);
+    let (meter, mut follow_levels) = match &follow_plan {
+        Some(Ok(plan)) => {
+            let (m, rx) = follow::meter(plan);
+            (Some(m), Some(rx))
+        }
+        _ => (None, None),
+    };
     let recorder = match profile.capabilities.record.as_ref() {
         Some(settings) => {
             let started = record::start(
@@ -148,6 +158,7 @@ pub async fn run(
                 settings,
                 store.clone(),
                 outbox.clone(),
+                meter,
                 async move {
                     let _ = recorder_stopped.await;
                 },
@@ -177,6 +188,19 @@ pub async fn run(
                 *c = cap;
             }
             handle
+        }
+        None => None,
+    };
+    if recorder.is_none() {
+        follow_levels = None;
+    }
+    let follow_task = match follow_plan {
+        Some(plan) => {
+            let (cap, task) = follow::start(plan, follow_levels, &config).await;
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "follow") {
+                *c = cap;
+            }
+            task
         }
         None => None,
     };
@@ -433,6 +457,9 @@ pub async fn run(
         task.abort();
     }
     if let Some(t) = schedule_task {
+        t.abort();
+    }
+    if let Some(t) = follow_task {
         t.abort();
     }
     drop(reboot_tx);

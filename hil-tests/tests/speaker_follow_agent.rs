@@ -190,5 +190,36 @@ async fn a_recording_agent_frames_each_speaker_of_a_scripted_conversation_on_its
             "moves {gap:?} apart: {offsets:?}"
         );
     }
-    println!("whole test: {:.1} s", started.elapsed().as_secs_f64());
+
+    // The metered seat microphones were recorded all the same: segments on the device
+    // and a signed manifest that verifies.
+    let hearing_dir = dir
+        .path()
+        .join(format!("agent-{}", spec.id))
+        .join("recordings/H-follow-1");
+    let mut report = None;
+    let mut last = String::new();
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match gavel_evidence::verify::verify(&hearing_dir, None) {
+            Ok(r) if r.segments >= 3 && r.ok() => {
+                report = Some(r);
+                break;
+            }
+            Ok(r) => last = format!("{} segments, {:?}", r.segments, r.findings),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    let report = report.unwrap_or_else(|| {
+        panic!(
+            "no verified recording of the seat microphones: {last}\nagent log:\n{}",
+            agent.log_text()
+        )
+    });
+    assert!(report.ok(), "{:?}", report.findings);
+    println!(
+        "recorded {} segments of the seat microphones; whole test: {:.1} s",
+        report.segments,
+        started.elapsed().as_secs_f64()
+    );
 }

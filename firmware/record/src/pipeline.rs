@@ -597,4 +597,50 @@ mod tests {
         assert!(d.contains("rtpmp4gdepay ! aacparse"), "{d}");
         assert!(!d.contains("depay ! h26"), "{d}");
     }
+
+    #[test]
+    fn a_metered_audio_host_taps_its_audio_behind_a_leaky_queue_and_records_the_same_stream() {
+        let s = SourceConfig {
+            id: "mics".into(),
+            input: SourceInput::Rtsp {
+                url: "rtsp://10.0.0.9/seats".into(),
+                video: VideoCodec::None,
+                audio: true,
+            },
+        };
+        let d = s.description_with(Some(Duration::from_millis(100)));
+        assert!(d.contains("aacparse ! tee name=ta ! queue name=qa"), "{d}");
+        assert!(
+            d.contains("queue name=qm leaky=downstream"),
+            "the meter never holds up the recording: {d}"
+        );
+        assert!(d.contains("level name=meter interval=100000000"), "{d}");
+        assert!(d.contains("fakesink sync=false async=false"), "{d}");
+        let alsa = SourceConfig {
+            id: "mics".into(),
+            input: SourceInput::Alsa {
+                device: "hw:1".into(),
+                channels: 5,
+            },
+        };
+        let d = alsa.description_with(Some(Duration::from_millis(100)));
+        assert!(d.contains("tee name=ta"), "{d}");
+        assert!(!d.contains("avdec_aac"), "raw PCM is measured undecoded: {d}");
+    }
+
+    #[test]
+    fn a_camera_without_audio_gets_no_meter() {
+        let s = SourceConfig {
+            id: "cam".into(),
+            input: SourceInput::Rtsp {
+                url: "rtsp://10.0.0.5/main".into(),
+                video: VideoCodec::H264,
+                audio: false,
+            },
+        };
+        assert_eq!(
+            s.description_with(Some(Duration::from_millis(100))),
+            s.description()
+        );
+    }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod follow;
 pub mod hardware;
 pub mod ota;
+pub mod printer;
 pub mod record;
 pub mod room;
 pub mod schedule;

@@ -43,7 +43,9 @@ impl std::str::FromStr for Encoding {
         match s.to_ascii_lowercase().as_str() {
             "utf-8" | "utf8" => Ok(Self::Utf8),
             "gb18030" => Ok(Self::Gb18030),
-            other => Err(format!("unknown printer encoding {other:?} (utf-8 or gb18030)")),
+            other => Err(format!(
+                "unknown printer encoding {other:?} (utf-8 or gb18030)"
+            )),
         }
     }
 }
@@ -433,8 +435,8 @@ mod tests {
         assert_eq!(
             bytes,
             [
-                ESC, b'@', FS, b'&', 0xB7, 0xA8, 0xD4, 0xBA, b' ', b'A', b'1', LF, GS, b'V', 66,
-                3, FS, b'.'
+                ESC, b'@', FS, b'&', 0xB7, 0xA8, 0xD4, 0xBA, b' ', b'A', b'1', LF, GS, b'V', 66, 3,
+                FS, b'.'
             ]
         );
     }
@@ -460,7 +462,10 @@ mod tests {
         let body = &bytes[4..bytes.len() - 3];
         assert_eq!(
             body,
-            [0xCE, 0xF7, 0xBA, 0xFE, b' ', b'@', b' ', b'V', b' ', b' ', b' ', b'.', b' ', 0xC7, 0xF8, b' ']
+            [
+                0xCE, 0xF7, 0xBA, 0xFE, b' ', b'@', b' ', b'V', b' ', b' ', b' ', b'.', b' ', 0xC7,
+                0xF8, b' '
+            ]
         );
         // No encoded character yields a command byte, whatever the text.
         let all: String = ('\u{80}'..='\u{FFFF}')
@@ -471,7 +476,10 @@ mod tests {
             .line(&all)
             .into_bytes();
         let body = &bytes[4..bytes.len() - 3];
-        assert!(body.iter().all(|&b| b >= 0x20), "a control byte in encoded text");
+        assert!(
+            body.iter().all(|&b| b >= 0x20),
+            "a control byte in encoded text"
+        );
     }
 
     #[test]
@@ -490,7 +498,10 @@ mod tests {
         assert!(text.contains("Service: 立案 filing"), "{text}");
         let court_gb = [0xCE, 0xF7, 0xBA, 0xFE, 0xC7, 0xF8];
         assert!(bytes.windows(6).any(|w| w == court_gb), "西湖区 in GB18030");
-        assert!(!bytes.windows(3).any(|w| w == "西".as_bytes()), "no UTF-8 left");
+        assert!(
+            !bytes.windows(3).any(|w| w == "西".as_bytes()),
+            "no UTF-8 left"
+        );
     }
 
     #[test]
@@ -512,8 +523,14 @@ mod tests {
         .into_bytes();
         let (text, _, _) = encoding_rs::GB18030.decode(&bytes);
         assert!(text.contains("打印测试"), "{text}");
-        assert!(text.contains("123456789012345678901234567890123456789012\n"), "{text}");
-        assert!(!text.contains("1234567890123456789012345678901234567890123"), "{text}");
+        assert!(
+            text.contains("123456789012345678901234567890123456789012\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("1234567890123456789012345678901234567890123"),
+            "{text}"
+        );
     }
 
     #[test]

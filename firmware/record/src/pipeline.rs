@@ -625,7 +625,10 @@ mod tests {
         };
         let d = alsa.description_with(Some(Duration::from_millis(100)));
         assert!(d.contains("tee name=ta"), "{d}");
-        assert!(!d.contains("avdec_aac"), "raw PCM is measured undecoded: {d}");
+        assert!(
+            !d.contains("avdec_aac"),
+            "raw PCM is measured undecoded: {d}"
+        );
     }
 
     #[test]

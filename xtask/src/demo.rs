@@ -15,6 +15,8 @@
 //! The cameras are simulated devices that really boot A/B slots (`gavel-simdevice`); the
 //! slot images are small wrapper scripts that start the built agent.
 
+mod follow;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,6 +147,8 @@ struct Court {
     mqtt: String,
     controller: Child2,
     agents: Vec<(String, &'static str, &'static str, Child2)>,
+    /// Speaker-follow in one room: its simulated seat microphones and the narration.
+    follow: Option<follow::Follow>,
 }
 
 /// The profile whose devices the demo updates over the air.
@@ -216,6 +220,12 @@ impl Court {
         // Simulated devices: lamp, sensors and cameras are simulations, not hardware.
         .arg("--simulate-hardware")
         .env("GAVEL_DATA_DIR", self.dir.join("agents").join(id));
+        // A device's own agent config, where the demo wrote one (room-101's terminal:
+        // where its seat microphones are).
+        let config = self.dir.join("config").join(format!("{id}.toml"));
+        if config.exists() {
+            cmd.arg("--config").arg(config);
+        }
         Child2::spawn(id, cmd, &self.dir.join("logs").join(format!("{id}.log")))
     }
 
@@ -362,6 +372,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         mqtt,
         controller,
         agents: Vec::new(),
+        follow: None,
     };
 
     println!();
@@ -386,6 +397,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!("  Stop:       Ctrl-C");
     println!();
 
+    match follow::setup(&court.dir, &court.bin) {
+        Ok(f) => court.follow = Some(f),
+        Err(e) => say(t0, &format!("speaker-follow is not shown: {e}")),
+    }
     for (id, profile, room) in devices() {
         let child = court.start_agent(&id, profile, room)?;
         court.agents.push((id, profile, room, child));
@@ -783,6 +798,9 @@ fn scenario(
                     );
                 }
             }
+        }
+        if poll_alarms && let Some(f) = court.follow.as_mut() {
+            f.narrate(t0);
         }
         if poll_alarms {
             // What each courtroom terminal shows its clerk (gavel-agent clerk status).

@@ -195,7 +195,27 @@ pub async fn run(
     if recorder.is_none() {
         follow_levels = None;
     }
+    // A simulated device records no seat microphones unless the config names where they
+    // come from (`[media.<seats source>]`): then speaker-follow has nothing to follow.
+    let simulated_without_mics = match (&follow_plan, &profile.capabilities.record) {
+        (Some(Ok(plan)), Some(settings)) => {
+            config.simulate_hardware
+                && record::sources(&config, &profile, settings)
+                    .is_ok_and(|s| !s.iter().any(|s| s.id == plan.source))
+        }
+        _ => false,
+    };
     let follow_task = match follow_plan {
+        Some(Ok(plan)) if simulated_without_mics => {
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "follow") {
+                c.state = CapabilityState::Unavailable;
+                c.detail = Some(format!(
+                    "simulated hardware without seat microphones: set [media.{}] to follow speakers",
+                    plan.source
+                ));
+            }
+            None
+        }
         Some(plan) => {
             let (cap, task) = follow::start(plan, follow_levels, &config).await;
             if let Some(c) = caps.iter_mut().find(|c| c.name == "follow") {

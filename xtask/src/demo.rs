@@ -4,7 +4,9 @@
 //! courtrooms (terminal, audio host, two cameras each), a service-hall kiosk and a
 //! command-centre video wall. It imports today's hearings: the courtroom terminals record
 //! them by their schedules (room-101's at once, room-102's when it starts half a minute
-//! later), and the narration shows what each terminal tells its clerk. Then it plays a
+//! later), and the narration shows what each terminal tells its clerk; room-101's seat
+//! microphones play a conversation and its camera follows the speakers (`follow`
+//! submodule). Then it plays a
 //! short scenario and narrates it: a short tribunal hearing is closed by its clerk and its
 //! compliance record printed; the tribunal's cameras are updated over the air (a bundle of
 //! the agent image signed with the TEST-ONLY key, published, a campaign that holds the

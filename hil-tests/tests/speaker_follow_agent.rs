@@ -4,9 +4,11 @@
 //! an emulated VISCA head over a `socat` pty pair. Debounce, hold and return-to-overview
 //! come from the courtroom terminal's profile.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gavel_hil::media::{CameraSim, SimSpec};
+use gavel_hil::onvif_stub::{OnvifStub, StubCamera};
 use gavel_hil::serial_peers::{Emulator, PtyPair, ViscaHead};
 use gavel_hil::{AgentSpec, Broker, Controller, start_agent_on_hardware, unique};
 
@@ -27,6 +29,57 @@ const SCRIPT: &str = "\
 0 22000 23000
 # Then silence: back to the overview after the profile's overview_after_ms.
 ";
+
+/// A copy of the courtroom terminal's profile in `dir/profiles` whose PTZ camera is `ptz`
+/// and which records only the seat microphones; returns the folder.
+fn terminal_profile(dir: &Path, ptz: toml::Table) -> PathBuf {
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles).expect("profiles dir");
+    let text = std::fs::read_to_string(gavel_hil::profiles_dir().join("courtroom-terminal.toml"))
+        .expect("profile text");
+    let mut doc: toml::Table = toml::from_str(&text).expect("toml");
+    let caps = doc["capabilities"].as_table_mut().expect("capabilities");
+    caps.insert("ptz".into(), toml::Value::Table(ptz));
+    caps["record"]
+        .as_table_mut()
+        .expect("record")
+        .insert("sources".into(), toml::Value::Array(vec!["mics".into()]));
+    std::fs::write(
+        profiles.join("courtroom-terminal.toml"),
+        toml::to_string(&doc).expect("toml"),
+    )
+    .expect("write profile");
+    profiles
+}
+
+/// Sends a recording command for `hearing` through the controller; asserts it is acked.
+async fn recording(controller: &Controller, device: &str, kind: &str, hearing: &str) {
+    let ack: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/devices/{device}/commands",
+            controller.url
+        ))
+        .json(&serde_json::json!({"type": kind, "hearing_id": hearing, "by": "clerk"}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ack["status"], "ok", "{kind}: {ack}");
+}
+
+/// The `name` capability the device reported in its birth.
+async fn capability(controller: &Controller, device: &str, name: &str) -> serde_json::Value {
+    let d = controller.device(device).await.expect("device");
+    d["capabilities"]
+        .as_array()
+        .expect("capabilities")
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_default()
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recording_agent_frames_each_speaker_of_a_scripted_conversation_on_its_visca_camera() {
@@ -56,25 +109,10 @@ async fn a_recording_agent_frames_each_speaker_of_a_scripted_conversation_on_its
 
     // The terminal's own profile, pointed at this room: the PTZ head on the pty, and only
     // the seat microphones recorded (no cameras to simulate).
-    let profiles = dir.path().join("profiles");
-    std::fs::create_dir_all(&profiles).expect("profiles dir");
-    let text = std::fs::read_to_string(gavel_hil::profiles_dir().join("courtroom-terminal.toml"))
-        .expect("profile text");
-    let mut doc: toml::Table = toml::from_str(&text).expect("toml");
-    let caps = doc["capabilities"].as_table_mut().expect("capabilities");
-    caps["ptz"]
-        .as_table_mut()
-        .expect("ptz")
-        .insert("port".into(), pair.host.display().to_string().into());
-    caps["record"]
-        .as_table_mut()
-        .expect("record")
-        .insert("sources".into(), toml::Value::Array(vec!["mics".into()]));
-    std::fs::write(
-        profiles.join("courtroom-terminal.toml"),
-        toml::to_string(&doc).expect("toml"),
-    )
-    .expect("write profile");
+    let mut ptz = toml::Table::new();
+    ptz.insert("control".into(), "visca".into());
+    ptz.insert("port".into(), pair.host.display().to_string().into());
+    let profiles = terminal_profile(dir.path(), ptz);
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
@@ -99,17 +137,7 @@ async fn a_recording_agent_frames_each_speaker_of_a_scripted_conversation_on_its
         .wait_online(&spec.id, true, Duration::from_secs(20))
         .await
         .expect("online");
-    let device = controller.device(&spec.id).await.expect("device");
-    let capability = |name: &str| {
-        device["capabilities"]
-            .as_array()
-            .expect("capabilities")
-            .iter()
-            .find(|c| c["name"] == name)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let cap = capability("follow");
+    let cap = capability(&controller, &spec.id, "follow").await;
     assert_eq!(cap["state"], "running", "{cap}");
     assert!(
         cap["detail"]
@@ -117,24 +145,14 @@ async fn a_recording_agent_frames_each_speaker_of_a_scripted_conversation_on_its
             .is_some_and(|d| d.contains("VISCA camera 1")),
         "{cap}"
     );
-    assert_eq!(capability("record")["state"], "running");
+    assert_eq!(
+        capability(&controller, &spec.id, "record").await["state"],
+        "running"
+    );
     // At start the camera goes to the overview.
     assert_eq!(head.with(|h| h.recalls.clone()), [follow.overview_preset]);
 
-    let client = reqwest::Client::new();
-    let url = format!("{}/api/v1/devices/{}/commands", controller.url, spec.id);
-    let ack: serde_json::Value = client
-        .post(&url)
-        .json(&serde_json::json!({
-            "type": "start_recording", "hearing_id": "H-follow-1", "by": "clerk"
-        }))
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(ack["status"], "ok", "{ack}");
+    recording(&controller, &spec.id, "start_recording", "H-follow-1").await;
     let recording_since = Instant::now();
 
     // The conversation lasts 25 s; the overview follows 8 s of silence.
@@ -163,16 +181,7 @@ async fn a_recording_agent_frames_each_speaker_of_a_scripted_conversation_on_its
         })
         .collect();
     println!("camera moves after the recording started: {recalls:?} at {offsets:?}");
-    let ack: serde_json::Value = client
-        .post(&url)
-        .json(&serde_json::json!({"type": "stop_recording", "hearing_id": "H-follow-1"}))
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(ack["status"], "ok", "{ack}");
+    recording(&controller, &spec.id, "stop_recording", "H-follow-1").await;
 
     assert_eq!(
         recalls,
@@ -221,5 +230,93 @@ async fn a_recording_agent_frames_each_speaker_of_a_scripted_conversation_on_its
         "recorded {} segments of the seat microphones; whole test: {:.1} s",
         report.segments,
         started.elapsed().as_secs_f64()
+    );
+}
+
+/// The same wiring with an ONVIF camera: the PTZ presets of the overview camera (an ONVIF
+/// stub) configured by `gavel-agent cameras configure`, its credentials taken from the
+/// recorded URL, the preset numbers sent as preset tokens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_agent_drives_an_onvif_camera_to_the_speakers_preset() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cam = StubCamera::new("Overview Camera", "DS-OVERVIEW-0005");
+    let stub = OnvifStub::start(cam.clone()).await.expect("stub");
+    let script = dir.path().join("conversation.txt");
+    // The judge, then the plaintiff.
+    std::fs::write(&script, "0 1000 4000\n2 4500 8000\n").expect("script");
+    let mics = CameraSim::start(
+        dir.path(),
+        "audio-host",
+        SimSpec::scripted_microphones(5, &script),
+        &dir.path().join("clips"),
+    )
+    .expect("audio host");
+    let mut ptz = toml::Table::new();
+    ptz.insert("control".into(), "onvif".into());
+    ptz.insert("source".into(), "cam-overview".into());
+    let profiles = terminal_profile(dir.path(), ptz);
+
+    let spec = AgentSpec::new(&unique("follow-onvif"), "courtroom-terminal");
+    let data = dir.path().join(format!("agent-{}", spec.id));
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[media.mics]\nkind = \"rtsp\"\nurl = \"{}\"\nvideo = \"none\"\naudio = true\n",
+            mics.url
+        ),
+    )
+    .expect("agent config");
+    let out = std::process::Command::new(gavel_hil::bin("gavel-agent"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["cameras", "configure", "--user", &cam.user, "--camera"])
+        .arg(format!("cam-overview={}", stub.device_url))
+        .env("GAVEL_CAMERA_PASSWORD", &cam.password)
+        .output()
+        .expect("gavel-agent cameras configure");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let controller = Controller::start(dir.path(), &Broker::Embedded, None).expect("controller");
+    let agent = start_agent_on_hardware(
+        dir.path(),
+        &spec,
+        &controller.mqtt,
+        &profiles,
+        &["--config", &config.display().to_string()],
+    )
+    .expect("agent");
+    controller
+        .wait_online(&spec.id, true, Duration::from_secs(20))
+        .await
+        .expect("online");
+    let cap = capability(&controller, &spec.id, "follow").await;
+    assert_eq!(cap["state"], "running", "{cap}");
+    assert!(
+        cap["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("ONVIF camera of cam-overview")),
+        "{cap}"
+    );
+
+    recording(&controller, &spec.id, "start_recording", "H-follow-2").await;
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while stub.gotos().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    recording(&controller, &spec.id, "stop_recording", "H-follow-2").await;
+    // Overview, judge, plaintiff: the profile's presets as tokens, with the credentials
+    // of the recorded URL (only authorised calls count).
+    assert_eq!(
+        stub.gotos(),
+        ["0", "1", "3"],
+        "agent log:\n{}",
+        agent.log_text()
     );
 }

@@ -30,6 +30,9 @@ use crate::AgentConfig;
 /// How often the recorder reports the seat levels.
 pub const METER_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Longest the camera check at start may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Levels older than this mean the seat source stopped (the hearing ended): every seat
 /// then counts as silent.
 const STALE_AFTER: Duration = Duration::from_secs(1);
@@ -236,11 +239,22 @@ pub async fn start(
     let runtime = tokio::runtime::Handle::current();
     let ptz_settings = plan.ptz.clone();
     let cfg = config.clone();
-    let opened = tokio::task::spawn_blocking(move || Ptz::open(&ptz_settings, &cfg, runtime)).await;
+    // Design: the check is bounded, so an unreachable camera delays the agent's start by
+    // at most this long (the check itself goes on in the background and is dropped).
+    let opened = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        tokio::task::spawn_blocking(move || Ptz::open(&ptz_settings, &cfg, runtime)),
+    )
+    .await;
     let (ptz, detail) = match opened {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return failed(e),
-        Err(e) => return failed(anyhow::anyhow!("camera check task: {e}")),
+        Ok(Ok(Ok(p))) => p,
+        Ok(Ok(Err(e))) => return failed(e),
+        Ok(Err(e)) => return failed(anyhow::anyhow!("camera check task: {e}")),
+        Err(_) => {
+            return failed(anyhow::anyhow!(
+                "the PTZ camera did not answer within {CHECK_TIMEOUT:?}"
+            ));
+        }
     };
     let detail = format!(
         "{detail}; seats of {} ({} with presets)",

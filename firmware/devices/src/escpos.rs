@@ -50,6 +50,14 @@ impl std::str::FromStr for Encoding {
     }
 }
 
+impl From<&gavel_profile::PrinterSettings> for Encoding {
+    /// The profile's `capabilities.printer.encoding` (validated when the profile loads;
+    /// anything else counts as GB18030, the Chinese printers' default).
+    fn from(settings: &gavel_profile::PrinterSettings) -> Self {
+        settings.encoding.parse().unwrap_or(Self::Gb18030)
+    }
+}
+
 impl std::fmt::Display for Encoding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

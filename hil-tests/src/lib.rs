@@ -408,6 +408,41 @@ pub fn start_agent_with(
     )
 }
 
+/// Starts `gavel-agent` for `spec` on real (or emulated) peripherals: without
+/// `--simulate-hardware`, so the profile's ports and devices are opened for real, with
+/// profiles from `profiles` (a test's own copies pointing at its emulators).
+pub fn start_agent_on_hardware(
+    dir: &Path,
+    spec: &AgentSpec,
+    broker: &(String, u16),
+    profiles: &Path,
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin("gavel-agent"));
+    let repo_profiles = profiles_dir().display().to_string();
+    let args: Vec<String> = agent_args(spec, broker)
+        .into_iter()
+        .filter(|a| a != "--simulate-hardware")
+        .map(|a| {
+            if a == repo_profiles {
+                profiles.display().to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+    cmd.args(extra)
+        .args(args)
+        .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
+        .env("GAVEL_LOG", "info");
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    Proc::spawn(
+        &format!("gavel-agent {}", spec.id),
+        cmd,
+        dir.join(format!("agent-{}-{n}.log", spec.id)),
+    )
+}
+
 /// The agent command line for `spec`.
 fn agent_args(spec: &AgentSpec, broker: &(String, u16)) -> Vec<String> {
     [

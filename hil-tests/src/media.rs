@@ -21,6 +21,9 @@ pub struct SimSpec {
     pub fps: u32,
     /// AAC channels (one per seat); 0 for none.
     pub audio_channels: u32,
+    /// Scripted speech on the channels (`gavel-camera-sim --seat-script`): a file of
+    /// `CHANNEL START_MS END_MS` lines, timed from the first viewer.
+    pub seat_script: Option<PathBuf>,
 }
 
 impl SimSpec {
@@ -30,6 +33,7 @@ impl SimSpec {
             video: Some((1920, 1080)),
             fps: 25,
             audio_channels: 0,
+            seat_script: None,
         }
     }
 
@@ -47,6 +51,16 @@ impl SimSpec {
             video: None,
             fps: 25,
             audio_channels: seats,
+            seat_script: None,
+        }
+    }
+
+    /// An audio host with one AAC channel per seat carrying the conversation `script`
+    /// (`CHANNEL START_MS END_MS` per line).
+    pub fn scripted_microphones(seats: u32, script: &Path) -> Self {
+        Self {
+            seat_script: Some(script.to_owned()),
+            ..Self::microphones(seats)
         }
     }
 }
@@ -104,6 +118,9 @@ impl CameraSim {
         if self.spec.audio_channels > 0 {
             cmd.arg("--audio-channels")
                 .arg(self.spec.audio_channels.to_string());
+        }
+        if let Some(script) = &self.spec.seat_script {
+            cmd.arg("--seat-script").arg(script);
         }
         let log = self.dir.join(format!("{}.log", self.name));
         let proc = Proc::spawn(&self.name, cmd, log)?;

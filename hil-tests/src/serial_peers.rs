@@ -247,6 +247,8 @@ pub struct ViscaHead {
     pub address: u8,
     /// Presets recalled, in order.
     pub recalls: Vec<u8>,
+    /// When each recall of `recalls` arrived.
+    pub recall_times: Vec<Instant>,
     /// Presets stored, in order.
     pub saved: Vec<u8>,
     /// Packets refused with a syntax error.
@@ -280,6 +282,7 @@ impl ViscaHead {
         match &p[1..] {
             [0x01, 0x04, 0x3F, 0x02, n] => {
                 self.recalls.push(*n);
+                self.recall_times.push(Instant::now());
                 done
             }
             [0x01, 0x04, 0x3F, 0x01, n] => {
@@ -335,6 +338,7 @@ enum EscPos {
     Esc,
     Gs,
     GsV,
+    Fs,
     /// Skip `n` argument bytes, then do `then`.
     Args(u8, After),
 }
@@ -359,6 +363,12 @@ pub struct EscPosPrinter {
     pub resets: u64,
     /// Answer status requests with noise.
     pub answer_noise: bool,
+    /// Report itself offline (cover open) to `DLE EOT 1`.
+    pub offline: bool,
+    /// In Chinese character mode (`FS &` until `FS .` or `ESC @`): text is GB18030.
+    pub chinese: bool,
+    /// Chinese mode was on while the receipt being printed was written.
+    chinese_receipt: bool,
     state: EscPos,
     /// Last two raw bytes, for real-time `DLE EOT n`.
     last: [u8; 2],
@@ -373,6 +383,9 @@ impl Default for EscPosPrinter {
             has_paper: true,
             resets: 0,
             answer_noise: false,
+            offline: false,
+            chinese: false,
+            chinese_receipt: false,
             state: EscPos::Text,
             last: [0; 2],
             seed: 0,
@@ -382,7 +395,14 @@ impl Default for EscPosPrinter {
 
 impl EscPosPrinter {
     fn cut(&mut self) {
-        let text = String::from_utf8_lossy(&std::mem::take(&mut self.paper)).into_owned();
+        let paper = std::mem::take(&mut self.paper);
+        // A receipt written in Chinese mode is GB18030 (decoded by encoding_rs, not by
+        // the driver's code); otherwise UTF-8.
+        let text = if std::mem::replace(&mut self.chinese_receipt, self.chinese) {
+            encoding_rs::GB18030.decode(&paper).0.into_owned()
+        } else {
+            String::from_utf8_lossy(&paper).into_owned()
+        };
         self.receipts.push(text);
     }
 }
@@ -399,6 +419,7 @@ impl Device for EscPosPrinter {
                 } else {
                     out.push(match b {
                         4 if !self.has_paper => 0x72,
+                        1 if self.offline => 0x1E,
                         _ => 0x12 | if b == 1 { 0x04 } else { 0 },
                     });
                 }
@@ -408,6 +429,7 @@ impl Device for EscPosPrinter {
                 (EscPos::Text, 0x1B) => EscPos::Esc,
                 (EscPos::Text, 0x1D) => EscPos::Gs,
                 (EscPos::Text, 0x10) => EscPos::Args(2, After::Nothing),
+                (EscPos::Text, 0x1C) => EscPos::Fs,
                 (EscPos::Text, b) => {
                     if b == b'\n' || b >= 0x20 {
                         self.paper.push(b);
@@ -416,8 +438,22 @@ impl Device for EscPosPrinter {
                 }
                 (EscPos::Esc, b'@') => {
                     self.resets += 1;
+                    self.chinese = false;
+                    if self.paper.is_empty() {
+                        self.chinese_receipt = false;
+                    }
                     EscPos::Text
                 }
+                (EscPos::Fs, b'&') => {
+                    self.chinese = true;
+                    self.chinese_receipt = true;
+                    EscPos::Text
+                }
+                (EscPos::Fs, b'.') => {
+                    self.chinese = false;
+                    EscPos::Text
+                }
+                (EscPos::Fs, _) => EscPos::Text,
                 (EscPos::Esc, b'd') => EscPos::Args(1, After::Feed),
                 (EscPos::Esc, b'a' | b'E' | b'!' | b'-' | b't' | b'M') => {
                     EscPos::Args(1, After::Nothing)

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use gavel_devices::escpos::{Printer, PrinterError, QueueTicket};
+use gavel_devices::escpos::{Encoding, Printer, PrinterError, QueueTicket};
 use gavel_devices::lamp::{Lamp, LampError, SerialSign};
 use gavel_devices::serial::{Deframer, PortSettings, SerialError, SerialLink};
 use gavel_devices::visca::{ViscaCamera, ViscaError};
@@ -125,6 +125,58 @@ fn printer_link_survives_a_megabyte_of_noise_each_way_and_the_next_ticket_prints
     printer.with(|e| e.has_paper = false);
     let err = p.print(ticket("A025").receipt()).expect_err("no paper");
     assert!(matches!(err, PrinterError::PaperOut(_)), "{err}");
+}
+
+#[test]
+fn a_chinese_queue_ticket_prints_in_gb18030_and_still_does_after_a_megabyte_of_noise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pair = PtyPair::start(dir.path(), "printer-zh").expect("socat");
+    let printer = Emulator::start(&pair.device, EscPosPrinter::default());
+    let mut p = Printer::new(settings(&pair));
+    let ticket = |n: &str| QueueTicket {
+        court: "杭州市西湖区人民法院".into(),
+        number: n.into(),
+        service: "立案 filing".into(),
+        waiting: 2,
+        issued: time::macros::datetime!(2026-11-27 09:05 UTC),
+    };
+    p.print(ticket("B001").receipt_in(Encoding::Gb18030))
+        .expect("Chinese ticket");
+    noise_from_device(&printer, p.link());
+    noise_to_device(p.link());
+    p.print(ticket("B002").receipt_in(Encoding::Gb18030))
+        .expect("Chinese ticket after noise");
+    // A UTF-8 receipt after the Chinese ones: the printer left Chinese mode.
+    p.print(
+        QueueTicket {
+            court: "Xihu".into(),
+            ..ticket("B003")
+        }
+        .receipt(),
+    )
+    .expect("UTF-8 ticket");
+    let deadline = Instant::now() + GUARD;
+    while !printer.with(|e| e.receipts.last().is_some_and(|r| r.contains("B003"))) {
+        assert!(
+            Instant::now() < deadline,
+            "tickets not printed: {:?}",
+            printer.with(|e| e.receipts.clone())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let receipts = printer.with(|e| e.receipts.clone());
+    let chinese: Vec<&String> = receipts
+        .iter()
+        .filter(|r| r.contains("杭州市西湖区人民法院\n"))
+        .collect();
+    assert_eq!(chinese.len(), 2, "{receipts:?}");
+    assert!(
+        chinese[1].contains("B002") && chinese[1].contains("Service: 立案 filing"),
+        "{receipts:?}"
+    );
+    assert!(!printer.with(|e| e.chinese), "left in Chinese mode");
+    let last = receipts.last().expect("receipt");
+    assert!(last.starts_with("Xihu\n"), "{last:?}");
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! courtrooms (terminal, audio host, two cameras each), a service-hall kiosk and a
 //! command-centre video wall. It imports today's hearings: the courtroom terminals record
 //! them by their schedules (room-101's at once, room-102's when it starts half a minute
-//! later), and the narration shows what each terminal tells its clerk. Then it plays a
+//! later), and the narration shows what each terminal tells its clerk; room-101's seat
+//! microphones play a conversation and its camera follows the speakers (`follow`
+//! submodule). Then it plays a
 //! short scenario and narrates it: a short tribunal hearing is closed by its clerk and its
 //! compliance record printed; the tribunal's cameras are updated over the air (a bundle of
 //! the agent image signed with the TEST-ONLY key, published, a campaign that holds the
@@ -16,6 +18,8 @@
 //! agent's file-slot OTA backend); the slot images are small wrapper scripts that start the
 //! built agent. Image-based devices run the same update flow through RAUC
 //! (`[ota] backend = "rauc"`, docs/ota.md).
+
+mod follow;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -147,6 +151,8 @@ struct Court {
     mqtt: String,
     controller: Child2,
     agents: Vec<(String, &'static str, &'static str, Child2)>,
+    /// Speaker-follow in one room: its simulated seat microphones and the narration.
+    follow: Option<follow::Follow>,
 }
 
 /// The profile whose devices the demo updates over the air.
@@ -218,6 +224,12 @@ impl Court {
         // Simulated devices: lamp, sensors and cameras are simulations, not hardware.
         .arg("--simulate-hardware")
         .env("GAVEL_DATA_DIR", self.dir.join("agents").join(id));
+        // A device's own agent config, where the demo wrote one (room-101's terminal:
+        // where its seat microphones are).
+        let config = self.dir.join("config").join(format!("{id}.toml"));
+        if config.exists() {
+            cmd.arg("--config").arg(config);
+        }
         Child2::spawn(id, cmd, &self.dir.join("logs").join(format!("{id}.log")))
     }
 
@@ -364,6 +376,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         mqtt,
         controller,
         agents: Vec::new(),
+        follow: None,
     };
 
     println!();
@@ -388,6 +401,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!("  Stop:       Ctrl-C");
     println!();
 
+    match follow::setup(&court.dir, &court.bin) {
+        Ok(f) => court.follow = Some(f),
+        Err(e) => say(t0, &format!("speaker-follow is not shown: {e}")),
+    }
     for (id, profile, room) in devices() {
         let child = court.start_agent(&id, profile, room)?;
         court.agents.push((id, profile, room, child));
@@ -791,6 +808,9 @@ fn scenario(
                     );
                 }
             }
+        }
+        if poll_alarms && let Some(f) = court.follow.as_mut() {
+            f.narrate(t0);
         }
         if poll_alarms {
             // What each courtroom terminal shows its clerk (gavel-agent clerk status).

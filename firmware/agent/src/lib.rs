@@ -8,8 +8,10 @@ pub mod cameras;
 pub mod clerk;
 pub mod commands;
 pub mod config;
+pub mod follow;
 pub mod hardware;
 pub mod ota;
+pub mod printer;
 pub mod record;
 pub mod room;
 pub mod schedule;
@@ -155,6 +157,15 @@ pub async fn run(
     let store = Arc::new(store);
     let outbox = Outbox::new(store.clone(), &boot_id);
     let (recorder_stop, recorder_stopped) = tokio::sync::oneshot::channel::<()>();
+    // Speaker-follow listens to the recorder's meter on the seat microphones.
+    let follow_plan = follow::plan(&profile);
+    let (meter, mut follow_levels) = match &follow_plan {
+        Some(Ok(plan)) => {
+            let (m, rx) = follow::meter(plan);
+            (Some(m), Some(rx))
+        }
+        _ => (None, None),
+    };
     let recorder = match profile.capabilities.record.as_ref() {
         Some(settings) => {
             let started = record::start(
@@ -163,6 +174,7 @@ pub async fn run(
                 settings,
                 store.clone(),
                 outbox.clone(),
+                meter,
                 async move {
                     let _ = recorder_stopped.await;
                 },
@@ -192,6 +204,39 @@ pub async fn run(
                 *c = cap;
             }
             handle
+        }
+        None => None,
+    };
+    if recorder.is_none() {
+        follow_levels = None;
+    }
+    // A simulated device records no seat microphones unless the config names where they
+    // come from (`[media.<seats source>]`): then speaker-follow has nothing to follow.
+    let simulated_without_mics = match (&follow_plan, &profile.capabilities.record) {
+        (Some(Ok(plan)), Some(settings)) => {
+            config.simulate_hardware
+                && record::sources(&config, &profile, settings)
+                    .is_ok_and(|s| !s.iter().any(|s| s.id == plan.source))
+        }
+        _ => false,
+    };
+    let follow_task = match follow_plan {
+        Some(Ok(plan)) if simulated_without_mics => {
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "follow") {
+                c.state = CapabilityState::Unavailable;
+                c.detail = Some(format!(
+                    "simulated hardware without seat microphones: set [media.{}] to follow speakers",
+                    plan.source
+                ));
+            }
+            None
+        }
+        Some(plan) => {
+            let (cap, task) = follow::start(plan, follow_levels, &config).await;
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "follow") {
+                *c = cap;
+            }
+            task
         }
         None => None,
     };
@@ -440,6 +485,9 @@ pub async fn run(
         task.abort();
     }
     if let Some(t) = schedule_task {
+        t.abort();
+    }
+    if let Some(t) = follow_task {
         t.abort();
     }
     drop(reboot_tx);

@@ -81,6 +81,25 @@ enum Sub {
     /// this device's configuration (no stream address typed by hand).
     #[command(subcommand)]
     Cameras(Cameras),
+    /// The receipt printer (kiosk queue tickets): check it from the device's console.
+    Printer {
+        /// Serial port (default: the profile's `capabilities.printer.port`).
+        #[arg(long)]
+        port: Option<String>,
+        /// Baud rate (default: the profile's).
+        #[arg(long)]
+        baud: Option<u32>,
+        #[command(subcommand)]
+        action: PrinterAction,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum PrinterAction {
+    /// Ask the printer whether it is online and has paper.
+    Status,
+    /// Print a test page (Chinese and Latin text, a ruler as wide as the paper).
+    Test,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -253,6 +272,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(Sub::Cameras(c)) = &args.command {
         return cameras(&args, c).await;
+    }
+    if let Some(Sub::Printer { port, baud, action }) = &args.command {
+        return printer(&args, port.as_deref(), *baud, action).await;
     }
     let config = config(&args)?;
     let profile = gavel_profile::load_named(&config.profiles_dir, &config.profile)?;
@@ -434,6 +456,61 @@ async fn cameras(args: &Args, command: &Cameras) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `gavel-agent printer ...`: checks the receipt printer.
+async fn printer(
+    args: &Args,
+    port: Option<&str>,
+    baud: Option<u32>,
+    action: &PrinterAction,
+) -> anyhow::Result<()> {
+    use gavel_agent::printer;
+    let mut c = match &args.config {
+        Some(file) => AgentConfig::from_file(file)?,
+        None => AgentConfig::default(),
+    };
+    c.apply_env(std::env::vars())?;
+    if let Some(v) = &args.profile {
+        c.profile = v.clone();
+    }
+    if let Some(v) = &args.profiles_dir {
+        c.profiles_dir = v.clone();
+    }
+    if let Some(v) = &args.device_id {
+        c.device_id = v.clone();
+    }
+    // Without a readable profile a port given on the command line still works.
+    let profile = gavel_profile::load_named(&c.profiles_dir, &c.profile);
+    let target = match (&profile, port) {
+        (Err(e), None) => {
+            return Err(anyhow::anyhow!("{e}")
+                .context("reading the device profile for its printer (or give --port)"));
+        }
+        _ => printer::target(profile.as_ref().ok(), port, baud)?,
+    };
+    let device = c.device_id.clone();
+    let is_test = matches!(action, PrinterAction::Test);
+    let (target, result) = tokio::task::spawn_blocking(move || {
+        let r = if is_test {
+            printer::test_page(&target, &device)
+        } else {
+            printer::status(&target)
+        };
+        (target, r)
+    })
+    .await
+    .context("printer task")?;
+    let status = result?;
+    if is_test {
+        println!(
+            "printed a test page; {}",
+            printer::describe(&target, &status)
+        );
+    } else {
+        println!("{}", printer::describe(&target, &status));
+    }
+    Ok(())
 }
 
 /// `gavel-agent clerk ...`: one request to the running agent.

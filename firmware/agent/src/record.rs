@@ -65,13 +65,15 @@ pub fn sources(
     Ok(out)
 }
 
-/// Starts the recorder (resuming an interrupted hearing).
+/// Starts the recorder (resuming an interrupted hearing); `meter` names the sources whose
+/// audio levels it reports (speaker-follow).
 pub fn start(
     config: &AgentConfig,
     profile: &Profile,
     settings: &RecordSettings,
     store: Arc<Store>,
     outbox: Arc<Outbox>,
+    meter: Option<gavel_record::Meter>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(RecorderHandle, tokio::task::JoinHandle<()>)> {
     let sources = sources(config, profile, settings)?;
@@ -83,6 +85,7 @@ pub fn start(
         segment: Duration::from_secs(u64::from(settings.segment_s.max(1))),
         sources,
         core: CoreSettings::default(),
+        meter,
     };
     Ok(gavel_record::spawn(settings, index, outbox, shutdown)?)
 }

@@ -6,8 +6,11 @@
 //! the printer's real-time status (`DLE EOT`), whose one-byte answers [`StatusParser`]
 //! picks out of whatever else is on the line.
 //!
-//! Text is sent as UTF-8: set the printer's code page to UTF-8. Printers that only take
-//! GB18030 need an encoder here (not done yet).
+//! Text is encoded as the printer expects ([`Encoding`]): GB18030 in the printer's Chinese
+//! character mode (`FS &` at the start of the receipt, `FS .` at its end), which is what
+//! Chinese receipt printers take, or UTF-8 for printers set to a UTF-8 code page. Either
+//! way control characters in text are replaced before encoding, and no byte of an encoded
+//! GB18030 character is below 0x30, so text can never turn into a printer command.
 
 use std::time::Duration;
 
@@ -20,6 +23,49 @@ const GS: u8 = 0x1D;
 const DLE: u8 = 0x10;
 const EOT: u8 = 0x04;
 const LF: u8 = 0x0A;
+const FS: u8 = 0x1C;
+
+/// How a receipt's text is encoded for the printer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// UTF-8, for printers set to a UTF-8 code page.
+    #[default]
+    Utf8,
+    /// GB18030 in the printer's Chinese character mode (`FS &` ... `FS .`): Chinese
+    /// receipt printers.
+    Gb18030,
+}
+
+impl std::str::FromStr for Encoding {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Ok(Self::Utf8),
+            "gb18030" => Ok(Self::Gb18030),
+            other => Err(format!(
+                "unknown printer encoding {other:?} (utf-8 or gb18030)"
+            )),
+        }
+    }
+}
+
+impl From<&gavel_profile::PrinterSettings> for Encoding {
+    /// The profile's `capabilities.printer.encoding` (validated when the profile loads;
+    /// anything else counts as GB18030, the Chinese printers' default).
+    fn from(settings: &gavel_profile::PrinterSettings) -> Self {
+        settings.encoding.parse().unwrap_or(Self::Gb18030)
+    }
+}
+
+impl std::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Utf8 => "utf-8",
+            Self::Gb18030 => "gb18030",
+        })
+    }
+}
 
 /// Horizontal alignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +79,7 @@ pub enum Align {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     bytes: Vec<u8>,
+    encoding: Encoding,
 }
 
 impl Default for Receipt {
@@ -43,11 +90,24 @@ impl Default for Receipt {
 
 impl Receipt {
     /// A receipt that starts by resetting the printer (`ESC @`), which also ends any
-    /// half-received command left by line noise.
+    /// half-received command left by line noise; text in UTF-8.
     pub fn new() -> Self {
-        Self {
-            bytes: vec![ESC, b'@'],
+        Self::with_encoding(Encoding::Utf8)
+    }
+
+    /// A receipt whose text is in `encoding`. GB18030 receipts switch the printer to its
+    /// Chinese character mode after the reset (`FS &`) and back at the end (`FS .`).
+    pub fn with_encoding(encoding: Encoding) -> Self {
+        let mut bytes = vec![ESC, b'@'];
+        if encoding == Encoding::Gb18030 {
+            bytes.extend([FS, b'&']);
         }
+        Self { bytes, encoding }
+    }
+
+    /// The encoding of the receipt's text.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     /// `ESC a n`.
@@ -73,10 +133,17 @@ impl Receipt {
     /// Text followed by a line feed. Control characters are replaced by spaces so text
     /// (a party's name, a case title) can never inject printer commands.
     pub fn line(mut self, text: &str) -> Self {
-        for c in text.chars() {
-            let c = if c.is_control() { ' ' } else { c };
-            let mut buf = [0u8; 4];
-            self.bytes.extend(c.encode_utf8(&mut buf).as_bytes());
+        let clean: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        match self.encoding {
+            Encoding::Utf8 => self.bytes.extend(clean.as_bytes()),
+            Encoding::Gb18030 => {
+                // GB18030 maps every Unicode scalar value, so nothing is lost.
+                let (encoded, _, _) = encoding_rs::GB18030.encode(&clean);
+                self.bytes.extend(encoded.iter());
+            }
         }
         self.bytes.push(LF);
         self
@@ -95,7 +162,11 @@ impl Receipt {
     }
 
     /// The bytes to send.
-    pub fn into_bytes(self) -> Vec<u8> {
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        if self.encoding == Encoding::Gb18030 {
+            // Leave the printer in single-byte mode for whatever prints next.
+            self.bytes.extend([FS, b'.']);
+        }
         self.bytes
     }
 }
@@ -116,8 +187,15 @@ pub struct QueueTicket {
 }
 
 impl QueueTicket {
-    /// The ticket as a receipt: court, big number, service, queue length, time, cut.
+    /// The ticket as a receipt in UTF-8: court, big number, service, queue length, time,
+    /// cut.
     pub fn receipt(&self) -> Receipt {
+        self.receipt_in(Encoding::Utf8)
+    }
+
+    /// The ticket as a receipt with its text in `encoding` (GB18030 for Chinese receipt
+    /// printers); same layout as [`QueueTicket::receipt`].
+    pub fn receipt_in(&self, encoding: Encoding) -> Receipt {
         let issued = format!(
             "{:04}-{:02}-{:02} {:02}:{:02}",
             self.issued.year(),
@@ -126,7 +204,7 @@ impl QueueTicket {
             self.issued.hour(),
             self.issued.minute()
         );
-        Receipt::new()
+        Receipt::with_encoding(encoding)
             .align(Align::Center)
             .line(&self.court)
             .feed(1)
@@ -142,6 +220,42 @@ impl QueueTicket {
             .feed(3)
             .cut()
     }
+}
+
+/// A technician's test page: who printed it and when, the port and encoding, a Chinese
+/// and a Latin sample line, a ruler as wide as `columns`, then a cut.
+pub fn test_receipt(
+    device: &str,
+    port: &str,
+    encoding: Encoding,
+    columns: u16,
+    now: OffsetDateTime,
+) -> Receipt {
+    let ruler: String = (1..=columns.max(1))
+        .map(|i| char::from(b'0' + (i % 10) as u8))
+        .collect();
+    Receipt::with_encoding(encoding)
+        .align(Align::Center)
+        .bold(true)
+        .line("打印测试 PRINTER TEST")
+        .bold(false)
+        .align(Align::Left)
+        .line(&format!("device {device}"))
+        .line(&format!("port {port}, {encoding}"))
+        .line(&format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        ))
+        .line("中文：诉讼服务中心 排队叫号")
+        .line("Latin: ABC xyz 0123456789")
+        .line(&ruler)
+        .feed(3)
+        .cut()
 }
 
 /// Real-time status the printer reports.
@@ -317,6 +431,114 @@ mod tests {
             "number printed 3x"
         );
         assert_eq!(&bytes[2..5], [ESC, b'a', 1], "centred");
+    }
+
+    #[test]
+    fn chinese_text_is_sent_as_gb18030_inside_the_printers_chinese_mode() {
+        let bytes = Receipt::with_encoding(Encoding::Gb18030)
+            .line("法院 A1")
+            .cut()
+            .into_bytes();
+        // 法 = B7 A8, 院 = D4 BA in GB2312/GBK/GB18030.
+        assert_eq!(
+            bytes,
+            [
+                ESC, b'@', FS, b'&', 0xB7, 0xA8, 0xD4, 0xBA, b' ', b'A', b'1', LF, GS, b'V', 66, 3,
+                FS, b'.'
+            ]
+        );
+    }
+
+    #[test]
+    fn characters_outside_gbk_use_gb18030_four_byte_sequences() {
+        // € is 0x80 in GBK but A2 E3 in GB18030; 😀 (U+1F600) takes four bytes, 94 39 FC 36.
+        let bytes = Receipt::with_encoding(Encoding::Gb18030)
+            .line("€😀")
+            .into_bytes();
+        assert_eq!(
+            &bytes[4..bytes.len() - 2],
+            [0xA2, 0xE3, 0x94, 0x39, 0xFC, 0x36, LF]
+        );
+    }
+
+    #[test]
+    fn control_characters_in_chinese_text_cannot_inject_printer_commands() {
+        let text = "西湖\u{1b}@\u{1d}V\u{10}\u{4}\u{1c}.\u{85}区\n";
+        let bytes = Receipt::with_encoding(Encoding::Gb18030)
+            .line(text)
+            .into_bytes();
+        let body = &bytes[4..bytes.len() - 3];
+        assert_eq!(
+            body,
+            [
+                0xCE, 0xF7, 0xBA, 0xFE, b' ', b'@', b' ', b'V', b' ', b' ', b' ', b'.', b' ', 0xC7,
+                0xF8, b' '
+            ]
+        );
+        // No encoded character yields a command byte, whatever the text.
+        let all: String = ('\u{80}'..='\u{FFFF}')
+            .chain('\u{10000}'..='\u{10FFF}')
+            .filter(|c| !c.is_control())
+            .collect();
+        let bytes = Receipt::with_encoding(Encoding::Gb18030)
+            .line(&all)
+            .into_bytes();
+        let body = &bytes[4..bytes.len() - 3];
+        assert!(
+            body.iter().all(|&b| b >= 0x20),
+            "a control byte in encoded text"
+        );
+    }
+
+    #[test]
+    fn a_chinese_queue_ticket_decodes_back_to_its_text() {
+        let t = QueueTicket {
+            court: "西湖区人民法院".into(),
+            number: "A023".into(),
+            service: "立案 filing".into(),
+            waiting: 4,
+            issued: time::macros::datetime!(2026-11-27 09:05 UTC),
+        };
+        let bytes = t.receipt_in(Encoding::Gb18030).into_bytes();
+        let (text, _, bad) = encoding_rs::GB18030.decode(&bytes);
+        assert!(!bad);
+        assert!(text.contains("西湖区人民法院\n"), "{text}");
+        assert!(text.contains("Service: 立案 filing"), "{text}");
+        let court_gb = [0xCE, 0xF7, 0xBA, 0xFE, 0xC7, 0xF8];
+        assert!(bytes.windows(6).any(|w| w == court_gb), "西湖区 in GB18030");
+        assert!(
+            !bytes.windows(3).any(|w| w == "西".as_bytes()),
+            "no UTF-8 left"
+        );
+    }
+
+    #[test]
+    fn encodings_parse_from_their_profile_names() {
+        assert_eq!("GB18030".parse::<Encoding>(), Ok(Encoding::Gb18030));
+        assert_eq!("utf-8".parse::<Encoding>(), Ok(Encoding::Utf8));
+        assert!("latin1".parse::<Encoding>().is_err());
+    }
+
+    #[test]
+    fn the_test_page_has_a_ruler_as_wide_as_the_paper() {
+        let bytes = test_receipt(
+            "kiosk-1",
+            "/dev/ttyUSB0",
+            Encoding::Gb18030,
+            42,
+            time::macros::datetime!(2026-11-27 09:05 UTC),
+        )
+        .into_bytes();
+        let (text, _, _) = encoding_rs::GB18030.decode(&bytes);
+        assert!(text.contains("打印测试"), "{text}");
+        assert!(
+            text.contains("123456789012345678901234567890123456789012\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("1234567890123456789012345678901234567890123"),
+            "{text}"
+        );
     }
 
     #[test]

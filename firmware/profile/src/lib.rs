@@ -310,10 +310,17 @@ pub struct PrinterSettings {
     /// Characters per line at normal size (58 mm paper: 32, 80 mm: 42-48).
     #[serde(default = "default_columns")]
     pub columns: u16,
+    /// Text encoding the printer takes: `gb18030` (Chinese receipt printers, in their
+    /// Chinese character mode) or `utf-8`.
+    #[serde(default = "default_printer_encoding")]
+    pub encoding: String,
 }
 
 fn default_printer_baud() -> u32 {
     19200
+}
+fn default_printer_encoding() -> String {
+    "gb18030".into()
 }
 fn default_columns() -> u16 {
     42
@@ -776,6 +783,16 @@ fn validate_hardware(
         port("capabilities.printer.port", &Some(pr.port.clone()), "")?;
         baud("capabilities.printer.baud", pr.baud)?;
         range("capabilities.printer.columns", pr.columns.into(), 24, 80)?;
+        if !matches!(
+            pr.encoding.to_ascii_lowercase().as_str(),
+            "gb18030" | "utf-8" | "utf8"
+        ) {
+            return Err(bad(
+                "capabilities.printer.encoding",
+                &pr.encoding,
+                "must be gb18030 or utf-8",
+            ));
+        }
     }
     Ok(())
 }
@@ -953,6 +970,21 @@ channel = 0
             err.contains("health.sensors[0].address") && err.contains("0x76"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_printer_encoding_defaults_to_gb18030_and_an_unknown_one_is_refused() {
+        let text = format!("{MINIMAL}\n[capabilities.printer]\nport = \"/dev/ttyUSB0\"\n");
+        let p = parse_t(&text).expect("printer");
+        assert_eq!(
+            p.capabilities.printer.map(|pr| pr.encoding).as_deref(),
+            Some("gb18030")
+        );
+        let text = format!(
+            "{MINIMAL}\n[capabilities.printer]\nport = \"/dev/ttyUSB0\"\nencoding = \"latin1\"\n"
+        );
+        let err = parse_t(&text).expect_err("latin1").to_string();
+        assert!(err.contains("capabilities.printer.encoding"), "{err}");
     }
 
     #[test]

@@ -87,6 +87,19 @@ impl SourceConfig {
     /// The `gst-launch` description of the source's pipeline up to the muxer: the video
     /// branch ends in a queue named `qv`, the audio branch in one named `qa`.
     pub fn description(&self) -> String {
+        self.description_with(None)
+    }
+
+    /// [`SourceConfig::description`], with an audio meter when `meter` gives its interval:
+    /// the audio is split by a tee before the muxer and one branch, behind a leaky queue
+    /// named `qm`, is decoded and measured by a `level` element named `meter` that posts
+    /// per-channel levels on the bus. Sources without audio get no meter.
+    ///
+    /// Design: the meter can never slow or block the recording. Its queue drops the
+    /// oldest buffers when the decoder falls behind (`leaky=downstream`), its sink neither
+    /// syncs nor prerolls, and the recorded branch is byte for byte what it was without
+    /// the meter (the tee copies references, not data).
+    pub fn description_with(&self, meter: Option<Duration>) -> String {
         const TAIL: &str =
             "queue name=qv max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0";
         match &self.input {
@@ -106,23 +119,74 @@ impl SourceConfig {
                     ));
                 }
                 if *audio {
-                    d.push_str(
-                        "src. ! rtpmp4gdepay ! aacparse ! queue name=qa max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 ",
-                    );
+                    match meter {
+                        Some(interval) => d.push_str(&format!(
+                            "src. ! rtpmp4gdepay ! aacparse ! tee name=ta ! queue name=qa max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 \
+                             ta. ! {} ",
+                            meter_branch("avdec_aac ! audioconvert", interval)
+                        )),
+                        None => d.push_str(
+                            "src. ! rtpmp4gdepay ! aacparse ! queue name=qa max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 ",
+                        ),
+                    }
                 }
                 d
             }
             SourceInput::V4l2 { device } => format!(
                 "v4l2src device=\"{device}\" ! video/x-h264 ! h264parse config-interval=-1 ! {TAIL}"
             ),
-            SourceInput::Alsa { device, channels } => format!(
-                "alsasrc device=\"{device}\" ! audio/x-raw,channels={channels} ! audioconvert ! avenc_aac ! aacparse ! queue name=qa"
-            ),
+            SourceInput::Alsa { device, channels } => match meter {
+                // Raw PCM: measured before it is encoded, no decoder needed.
+                Some(interval) => format!(
+                    "alsasrc device=\"{device}\" ! audio/x-raw,channels={channels} ! audioconvert ! tee name=ta \
+                     ! queue ! avenc_aac ! aacparse ! queue name=qa \
+                     ta. ! {}",
+                    meter_branch("audioconvert", interval)
+                ),
+                None => format!(
+                    "alsasrc device=\"{device}\" ! audio/x-raw,channels={channels} ! audioconvert ! avenc_aac ! aacparse ! queue name=qa"
+                ),
+            },
             SourceInput::Test { width, height, fps } => format!(
                 "videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} ! h264parse config-interval=-1 ! {TAIL}"
             ),
         }
     }
+}
+
+/// The meter branch after a tee: a leaky queue (`qm`), `decode` to raw audio, `level`
+/// (`meter`) every `interval`, and a sink that never waits.
+fn meter_branch(decode: &str, interval: Duration) -> String {
+    format!(
+        "queue name=qm leaky=downstream max-size-time=1000000000 max-size-buffers=0 max-size-bytes=0 \
+         ! {decode} ! level name=meter interval={} post-messages=true \
+         ! fakesink sync=false async=false",
+        interval.as_nanos().max(10_000_000)
+    )
+}
+
+/// Short-term audio levels of one source's channels, from its recording pipeline's meter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioLevels {
+    /// Source id.
+    pub source: String,
+    /// When the levels were read, on the recorder's monotonic time base ([`crate::mono`]).
+    pub at: Duration,
+    /// RMS level of each channel over the last interval, dBFS, in the source's channel
+    /// order (channel `n` is the seat with `channel = n`); silence is `-inf` or very low.
+    pub rms_dbfs: Vec<f64>,
+}
+
+/// Which sources are metered and where their levels go.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    /// Source ids to meter (sources without audio are skipped).
+    pub sources: Vec<String>,
+    /// How often each metered source reports (100 ms is plenty for speaker-follow).
+    pub interval: Duration,
+    /// Receiver of the levels. Sent with `try_send`: when the receiver lags, levels are
+    /// dropped (and counted), never waited for.
+    pub levels: tokio::sync::mpsc::Sender<AudioLevels>,
 }
 
 /// `url` without its `user:password@` part.
@@ -200,6 +264,8 @@ pub struct SourcePipeline {
     bus_thread: Option<JoinHandle<()>>,
     /// Names of the queues feeding the muxer.
     branches: Vec<&'static str>,
+    /// Whether the pipeline has an audio meter (its queue `qm` also gets the drain's EOS).
+    metered: bool,
 }
 
 /// Initialises GStreamer once.
@@ -209,7 +275,8 @@ pub fn init() -> Result<(), RecordError> {
 
 impl SourcePipeline {
     /// Builds and starts the pipeline of `source`, writing segments `dir/NNNNN.ts` from
-    /// number `start_index`, each about `segment` long.
+    /// number `start_index`, each about `segment` long. With a `meter` naming this
+    /// source, its audio channels' levels are sent there as well.
     pub fn start(
         source: &SourceConfig,
         dir: &Path,
@@ -217,12 +284,14 @@ impl SourcePipeline {
         segment: Duration,
         generation: u64,
         events: UnboundedSender<PipelineEvent>,
+        meter: Option<&Meter>,
     ) -> Result<Self, RecordError> {
         let err = |what: &str, e: &dyn std::fmt::Display| {
             RecordError::Pipeline(format!("{}: {what}: {e}", source.id))
         };
         std::fs::create_dir_all(dir).map_err(|e| err("creating the segment folder", &e))?;
-        let description = source.description();
+        let meter = meter.filter(|m| m.sources.contains(&source.id));
+        let description = source.description_with(meter.map(|m| m.interval));
         debug!(source = %source.id, %description, "building pipeline");
         let pipeline = gst::parse::launch(&description)
             .map_err(|e| err("building the pipeline", &e))?
@@ -282,6 +351,8 @@ impl SourcePipeline {
         if branches.is_empty() {
             return Err(err("building the pipeline", &"no video or audio branch"));
         }
+        let metered = pipeline.by_name("meter").is_some();
+        let levels = meter.filter(|_| metered).map(|m| m.levels.clone());
 
         let stop = Arc::new(AtomicBool::new(false));
         let bus = pipeline
@@ -293,7 +364,7 @@ impl SourcePipeline {
             let weak = pipeline.downgrade();
             std::thread::Builder::new()
                 .name(format!("bus-{}", source.id))
-                .spawn(move || watch_bus(bus, weak, id, generation, stop, events))
+                .spawn(move || watch_bus(bus, weak, id, generation, stop, events, levels))
                 .map_err(|e| err("starting the bus watcher", &e))?
         };
         let this = Self {
@@ -303,6 +374,7 @@ impl SourcePipeline {
             stop,
             bus_thread: Some(bus_thread),
             branches,
+            metered,
         };
         this.pipeline
             .set_state(gst::State::Playing)
@@ -313,7 +385,9 @@ impl SourcePipeline {
     /// Ends the stream so the muxer closes its open segment; [`PipelineEvent::Eos`]
     /// follows.
     pub fn drain(&self) {
-        for name in &self.branches {
+        // Design: the meter's sink must see EOS too, or the pipeline never posts it.
+        let meter = self.metered.then_some("qm");
+        for name in self.branches.iter().copied().chain(meter) {
             if let Some(pad) = self
                 .pipeline
                 .by_name(name)
@@ -372,8 +446,10 @@ fn watch_bus(
     generation: u64,
     stop: Arc<AtomicBool>,
     events: UnboundedSender<PipelineEvent>,
+    levels: Option<tokio::sync::mpsc::Sender<AudioLevels>>,
 ) {
     use gst::MessageView;
+    let mut dropped: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
             continue;
@@ -381,6 +457,24 @@ fn watch_bus(
         let event = match msg.view() {
             MessageView::Element(e) => {
                 let Some(s) = e.structure() else { continue };
+                if s.name() == "level" {
+                    if let Some(tx) = &levels
+                        && let Some(rms_dbfs) = rms_of(s)
+                    {
+                        let sent = tx.try_send(AudioLevels {
+                            source: source.clone(),
+                            at: mono(),
+                            rms_dbfs,
+                        });
+                        if sent.is_err() {
+                            dropped += 1;
+                            if dropped.is_power_of_two() {
+                                debug!(%source, dropped, "audio levels dropped: the receiver lags");
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let opened = s.name() == "splitmuxsink-fragment-opened";
                 if !opened && s.name() != "splitmuxsink-fragment-closed" {
                     continue;
@@ -435,6 +529,16 @@ fn watch_bus(
             break;
         }
     }
+}
+
+/// The per-channel RMS levels (dBFS) of a `level` message.
+fn rms_of(s: &gst::StructureRef) -> Option<Vec<f64>> {
+    // GStreamer 1.22 posts a GValueArray; later versions may post a GstValueArray.
+    if let Ok(rms) = s.get::<gst::glib::ValueArray>("rms") {
+        return Some(rms.iter().filter_map(|v| v.get::<f64>().ok()).collect());
+    }
+    let rms = s.get::<gst::Array>("rms").ok()?;
+    Some(rms.iter().filter_map(|v| v.get::<f64>().ok()).collect())
 }
 
 /// Wall-clock time of a running time of `pipeline`.
@@ -492,5 +596,54 @@ mod tests {
         let d = s.description();
         assert!(d.contains("rtpmp4gdepay ! aacparse"), "{d}");
         assert!(!d.contains("depay ! h26"), "{d}");
+    }
+
+    #[test]
+    fn a_metered_audio_host_taps_its_audio_behind_a_leaky_queue_and_records_the_same_stream() {
+        let s = SourceConfig {
+            id: "mics".into(),
+            input: SourceInput::Rtsp {
+                url: "rtsp://10.0.0.9/seats".into(),
+                video: VideoCodec::None,
+                audio: true,
+            },
+        };
+        let d = s.description_with(Some(Duration::from_millis(100)));
+        assert!(d.contains("aacparse ! tee name=ta ! queue name=qa"), "{d}");
+        assert!(
+            d.contains("queue name=qm leaky=downstream"),
+            "the meter never holds up the recording: {d}"
+        );
+        assert!(d.contains("level name=meter interval=100000000"), "{d}");
+        assert!(d.contains("fakesink sync=false async=false"), "{d}");
+        let alsa = SourceConfig {
+            id: "mics".into(),
+            input: SourceInput::Alsa {
+                device: "hw:1".into(),
+                channels: 5,
+            },
+        };
+        let d = alsa.description_with(Some(Duration::from_millis(100)));
+        assert!(d.contains("tee name=ta"), "{d}");
+        assert!(
+            !d.contains("avdec_aac"),
+            "raw PCM is measured undecoded: {d}"
+        );
+    }
+
+    #[test]
+    fn a_camera_without_audio_gets_no_meter() {
+        let s = SourceConfig {
+            id: "cam".into(),
+            input: SourceInput::Rtsp {
+                url: "rtsp://10.0.0.5/main".into(),
+                video: VideoCodec::H264,
+                audio: false,
+            },
+        };
+        assert_eq!(
+            s.description_with(Some(Duration::from_millis(100))),
+            s.description()
+        );
     }
 }

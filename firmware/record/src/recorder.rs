@@ -20,7 +20,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::core::{Core, CoreSettings, Input, Now, Output, Resume};
 use crate::index::{HearingRecord, Index, NewSegment, OpenSegment, next_file_number};
-use crate::pipeline::{PipelineEvent, SourceConfig, SourcePipeline};
+use crate::pipeline::{Meter, PipelineEvent, SourceConfig, SourcePipeline};
 use crate::{RecordError, mono};
 
 /// Recorder settings.
@@ -34,6 +34,9 @@ pub struct RecorderSettings {
     pub sources: Vec<SourceConfig>,
     /// State machine timing.
     pub core: CoreSettings,
+    /// Audio meters: which sources report their channels' levels, and where (speaker-
+    /// follow). `None`: no meter.
+    pub meter: Option<Meter>,
 }
 
 enum Request {
@@ -367,6 +370,7 @@ impl Actor {
                     self.settings.segment,
                     self.generation,
                     self.events_tx.clone(),
+                    self.settings.meter.as_ref(),
                 );
                 match started {
                     Ok(p) => {

@@ -6,6 +6,12 @@
 //! one media (like a camera's single encoder). Unplug, replug and freeze are process-level
 //! (kill, start again on the same port, SIGSTOP): see `gavel_hil::media::CameraSim`.
 //!
+//! With `--seat-script FILE` the audio is scripted speech instead: each line of FILE is
+//! `CHANNEL START_MS END_MS` (`#` starts a comment), and channel CHANNEL carries a tone at
+//! speaking level (-13.5 dBFS RMS) in that span and a quiet noise floor (about -60 dBFS)
+//! otherwise, timed from the moment the first viewer connects (`--seat-script-loop`
+//! repeats the script). A seat-microphone conversation for speaker-follow tests.
+//!
 //! Prints `READY rtsp://127.0.0.1:PORT/MOUNT` on stdout once it accepts connections.
 
 use std::io::{Read, Write};
@@ -31,6 +37,8 @@ struct Args {
     clip_seconds: u32,
     clip_cache: PathBuf,
     bitrate_kbps: u32,
+    seat_script: Option<PathBuf>,
+    seat_script_loop: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -45,6 +53,8 @@ fn parse_args() -> anyhow::Result<Args> {
         clip_seconds: 2,
         clip_cache: std::env::temp_dir().join("gavel-clips"),
         bitrate_kbps: 0,
+        seat_script: None,
+        seat_script_loop: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,11 +74,16 @@ fn parse_args() -> anyhow::Result<Args> {
             "--clip-seconds" => a.clip_seconds = value()?.parse()?,
             "--clip-cache" => a.clip_cache = value()?.into(),
             "--bitrate-kbps" => a.bitrate_kbps = value()?.parse()?,
+            "--seat-script" => a.seat_script = Some(value()?.into()),
+            "--seat-script-loop" => a.seat_script_loop = true,
             other => bail!("unknown argument {other}"),
         }
     }
     if !a.video && a.audio_channels == 0 {
         bail!("nothing to serve: give video or --audio-channels");
+    }
+    if a.seat_script.is_some() && a.audio_channels == 0 {
+        bail!("--seat-script needs --audio-channels");
     }
     Ok(a)
 }
@@ -209,7 +224,19 @@ fn main() -> anyhow::Result<()> {
         ));
         pay += 1;
     }
-    if a.audio_channels > 0 {
+    let script = match &a.seat_script {
+        Some(path) => Some(Arc::new(read_script(path, a.audio_channels)?)),
+        None => None,
+    };
+    if a.audio_channels > 0 && script.is_some() {
+        launch.push_str(&format!(
+            "appsrc name=asrc is-live=true format=time do-timestamp=true \
+             caps=audio/x-raw,format=S16LE,layout=interleaved,rate={RATE},channels={}{} \
+             ! audioconvert ! avenc_aac ! aacparse ! rtpmp4gpay name=pay{pay} pt=97 ",
+            a.audio_channels,
+            channel_mask(a.audio_channels)
+        ));
+    } else if a.audio_channels > 0 {
         launch.push_str(&format!(
             "audiotestsrc is-live=true wave=sine freq=440 volume=0.3 \
              ! audio/x-raw,rate=48000,channels={}{} ! audioconvert ! avenc_aac ! aacparse \
@@ -228,13 +255,19 @@ fn main() -> anyhow::Result<()> {
     factory.set_launch(&launch);
     factory.set_shared(true);
     let fps = a.fps;
+    let (channels, looped) = (a.audio_channels, a.seat_script_loop);
     factory.connect_media_configure(move |_, media| {
-        let Some(src) = media
-            .element()
-            .downcast_ref::<gst::Bin>()
-            .and_then(|b| b.by_name_recurse_up("vsrc"))
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-        else {
+        let appsrc = |name: &str| {
+            media
+                .element()
+                .downcast_ref::<gst::Bin>()
+                .and_then(|b| b.by_name_recurse_up(name))
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        };
+        if let (Some(src), Some(script)) = (appsrc("asrc"), script.clone()) {
+            std::thread::spawn(move || speak(src, script, channels, looped));
+        }
+        let Some(src) = appsrc("vsrc") else {
             return;
         };
         let frames = frames.clone();
@@ -249,6 +282,83 @@ fn main() -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     main_loop.run();
     Ok(())
+}
+
+/// Sample rate of scripted audio.
+const RATE: u32 = 48_000;
+
+/// One span of speech: channel, start and end in milliseconds.
+type Span = (u32, u64, u64);
+
+fn read_script(path: &Path, channels: u32) -> anyhow::Result<Vec<Span>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut spans = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [c, from, to] = f[..] else {
+            bail!(
+                "{}:{}: expected CHANNEL START_MS END_MS",
+                path.display(),
+                n + 1
+            );
+        };
+        let span: Span = (c.parse()?, from.parse()?, to.parse()?);
+        if span.0 >= channels || span.1 >= span.2 {
+            bail!("{}:{}: bad span {line:?}", path.display(), n + 1);
+        }
+        spans.push(span);
+    }
+    Ok(spans)
+}
+
+/// Pushes scripted speech (20 ms buffers, in real time) until the media goes away.
+fn speak(src: gst_app::AppSrc, script: Arc<Vec<Span>>, channels: u32, looped: bool) {
+    const CHUNK_MS: u64 = 20;
+    let period_ms = script.iter().map(|s| s.2).max().unwrap_or(0) + 2_000;
+    let frames = (RATE as u64 * CHUNK_MS / 1000) as usize;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    loop {
+        let mut t_ms = n * CHUNK_MS;
+        if looped {
+            t_ms %= period_ms;
+        }
+        let mut data = Vec::with_capacity(frames * channels as usize * 2);
+        for i in 0..frames {
+            let t = (n as f64 * frames as f64 + i as f64) / RATE as f64;
+            for c in 0..channels {
+                let speaking = script
+                    .iter()
+                    .any(|&(sc, from, to)| sc == c && (from..to).contains(&t_ms));
+                let v = if speaking {
+                    // A tone per seat, 0.3 full scale: -13.5 dBFS RMS.
+                    0.3 * (2.0 * std::f64::consts::PI * (300.0 + 70.0 * c as f64) * t).sin()
+                } else {
+                    // Room noise around -60 dBFS.
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    ((rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.003
+                };
+                data.extend_from_slice(&((v * i16::MAX as f64) as i16).to_le_bytes());
+            }
+        }
+        if src.push_buffer(gst::Buffer::from_mut_slice(data)).is_err() {
+            return;
+        }
+        n += 1;
+        let due = start + Duration::from_millis(n * CHUNK_MS);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
 }
 
 /// Pushes the clip's frames in a loop at the frame rate until the media goes away.

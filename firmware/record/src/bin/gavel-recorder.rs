@@ -105,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
             stall_timeout: Duration::from_secs_f64(args.stall_s.max(0.5)),
             ..CoreSettings::default()
         },
+        meter: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (handle, task) = gavel_record::spawn(settings, index, outbox, async move {

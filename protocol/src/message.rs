@@ -143,7 +143,9 @@ pub fn check_service(value: &str) -> Result<(), Invalid> {
 /// Checks a service-hall window name: 1-16 of `A-Z a-z 0-9 -`.
 pub fn check_window(value: &str) -> Result<(), Invalid> {
     let ok = (1..=16).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !ok {
         return Err(Invalid::new("window", "1-16 of A-Z a-z 0-9 -"));
     }
@@ -971,7 +973,8 @@ pub enum CommandBody {
         reason: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
-    },    /// Announce a called queue number by speech on a service-hall device ("请 A1007 号到
+    },
+    /// Announce a called queue number by speech on a service-hall device ("请 A1007 号到
     /// 3 号窗口"); the device composes the words in its languages (added within v1).
     Announce {
         /// Ticket number called.
@@ -1103,8 +1106,11 @@ pub enum Reply {
     Recording {
         hearing_id: String,
         state: RecordingState,
-    },    /// An announcement was queued for speech (added within v1).
-    Announcing { number: String },
+    },
+    /// An announcement was queued for speech (added within v1).
+    Announcing {
+        number: String,
+    },
 }
 
 /// How a command ended.

@@ -293,7 +293,11 @@ fn a_ticket_with_a_bad_number_or_day_is_refused_naming_the_field() {
         ("\"number\": \"A1007\"", "\"number\": \"a1007\"", "number"),
         ("\"number\": \"A1007\"", "\"number\": \"A10X7\"", "number"),
         ("\"day\": \"2026-11-27\"", "\"day\": \"27.11.2026\"", "day"),
-        ("\"service\": \"filing\"", "\"service\": \"Filing!\"", "service"),
+        (
+            "\"service\": \"filing\"",
+            "\"service\": \"Filing!\"",
+            "service",
+        ),
     ] {
         let bad = text.replace(from, to);
         assert_ne!(bad, text);

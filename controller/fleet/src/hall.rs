@@ -555,7 +555,10 @@ mod tests {
     #[test]
     fn a_ticket_that_arrives_again_is_held_once() {
         let mut h = hall();
-        assert!(matches!(issued(&mut h, "k1", "A1001", "filing", 0)[0], Output::Save(_)));
+        assert!(matches!(
+            issued(&mut h, "k1", "A1001", "filing", 0)[0],
+            Output::Save(_)
+        ));
         assert_eq!(
             issued(&mut h, "k1", "A1001", "filing", 5),
             [Output::Duplicate {

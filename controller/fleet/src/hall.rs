@@ -65,6 +65,7 @@ pub struct Ticket {
     pub day: String,
     /// When the kiosk issued it.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub issued: OffsetDateTime,
     /// The kiosk (device id) that issued it.
     pub kiosk: String,
@@ -78,6 +79,7 @@ pub struct Ticket {
         with = "time::serde::rfc3339::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub called_at: Option<OffsetDateTime>,
     /// Latest call (a recall moves it).
     #[serde(
@@ -85,6 +87,7 @@ pub struct Ticket {
         with = "time::serde::rfc3339::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_call: Option<OffsetDateTime>,
     /// Times called (1 + recalls).
     #[serde(default)]
@@ -119,6 +122,7 @@ pub struct Call {
     pub service: String,
     pub window: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: OffsetDateTime,
     /// A recall of a number already called.
     pub recall: bool,
@@ -518,6 +522,77 @@ impl Hall {
     }
 }
 
+/// What a kiosk may show of a case: its state and next hearing, nothing about people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublicCase {
+    pub case_number: String,
+    /// `scheduled`, `in_progress`, `closed`, `cancelled` or `no_hearing`.
+    pub status: String,
+    #[serde(default)]
+    pub next_hearing: Option<PublicHearing>,
+}
+
+/// A hearing as a kiosk may show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublicHearing {
+    /// `YYYY-MM-DD` in the court's offset.
+    pub date: String,
+    /// `HH:MM` in the court's offset.
+    pub time: String,
+    pub room: String,
+}
+
+/// The public view of `case_number` among `hearings` at `now` (`None`: no hearing of that
+/// case). The next hearing is the one in progress, else the earliest scheduled one not
+/// yet over; parties, judge and ids are never part of it.
+pub fn public_case(
+    hearings: &[crate::hearings::Hearing],
+    case_number: &str,
+    now: OffsetDateTime,
+    offset: UtcOffset,
+) -> Option<PublicCase> {
+    use crate::hearings::HearingStatus as S;
+    let mine: Vec<_> = hearings
+        .iter()
+        .filter(|h| h.case_number == case_number)
+        .collect();
+    if mine.is_empty() {
+        return None;
+    }
+    let shown = |h: &crate::hearings::Hearing| {
+        let t = h.scheduled_start.to_offset(offset);
+        PublicHearing {
+            date: day_text(t.date()),
+            time: format!("{:02}:{:02}", t.hour(), t.minute()),
+            room: h.room.clone(),
+        }
+    };
+    if let Some(h) = mine.iter().find(|h| h.status == S::InProgress) {
+        return Some(PublicCase {
+            case_number: case_number.to_owned(),
+            status: "in_progress".into(),
+            next_hearing: Some(shown(h)),
+        });
+    }
+    let next = mine
+        .iter()
+        .filter(|h| h.status == S::Scheduled && h.scheduled_end > now)
+        .min_by_key(|h| h.scheduled_start);
+    let status = match next {
+        Some(_) => "scheduled",
+        None if mine.iter().any(|h| h.status == S::Closed) => "closed",
+        None if mine.iter().all(|h| h.status == S::Cancelled) => "cancelled",
+        None => "no_hearing",
+    };
+    Some(PublicCase {
+        case_number: case_number.to_owned(),
+        status: status.into(),
+        next_hearing: next.map(|h| shown(h)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +625,66 @@ mod tests {
             Output::Called(c) => Some(c),
             _ => None,
         })
+    }
+
+    fn hearing(
+        case: &str,
+        start: OffsetDateTime,
+        status: crate::hearings::HearingStatus,
+    ) -> crate::hearings::Hearing {
+        crate::hearings::Hearing {
+            id: format!("{case}-{}", start.unix_timestamp()),
+            case_number: case.into(),
+            court: "xihu".into(),
+            room: "room-101".into(),
+            scheduled_start: start,
+            scheduled_end: start + time::Duration::hours(1),
+            judge: "Judge Li".into(),
+            parties: vec![crate::hearings::Party {
+                role: "plaintiff".into(),
+                name: "Zhang San".into(),
+            }],
+            status,
+            opened_at: None,
+            closed_at: None,
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_public_case_shows_the_next_hearing_and_nothing_about_people() {
+        use crate::hearings::HearingStatus as S;
+        let hs = vec![
+            hearing(
+                "(2026)浙0106民初1",
+                NOW - time::Duration::days(3),
+                S::Closed,
+            ),
+            hearing(
+                "(2026)浙0106民初1",
+                NOW + time::Duration::days(2),
+                S::Scheduled,
+            ),
+            hearing(
+                "(2026)浙0106民初1",
+                NOW + time::Duration::days(9),
+                S::Scheduled,
+            ),
+            hearing("(2026)浙0106民初2", NOW, S::Cancelled),
+        ];
+        let off = time::macros::offset!(+8);
+        let c = public_case(&hs, "(2026)浙0106民初1", NOW, off).expect("case");
+        assert_eq!(c.status, "scheduled");
+        let next = c.next_hearing.as_ref().expect("next");
+        assert_eq!(
+            (next.date.as_str(), next.time.as_str()),
+            ("2026-11-29", "09:00")
+        );
+        let json = serde_json::to_string(&c).expect("json");
+        assert!(!json.contains("Zhang") && !json.contains("Judge"), "{json}");
+        let c2 = public_case(&hs, "(2026)浙0106民初2", NOW, off).expect("case");
+        assert_eq!((c2.status.as_str(), c2.next_hearing), ("cancelled", None));
+        assert_eq!(public_case(&hs, "nope", NOW, off), None);
     }
 
     #[test]

@@ -267,6 +267,12 @@ impl AgentConfig {
                         .map_err(|_| invalid(&key, &value, "expected a digit 1-9"))?
                 }
                 "GAVEL_PRINTER_PORT" => self.kiosk.printer_port = Some(value),
+                "GAVEL_KIOSK_TICKETS_PER_MINUTE" => {
+                    self.kiosk.tickets_per_minute = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected a number"))?;
+                    self.kiosk.tickets_burst = (self.kiosk.tickets_per_minute / 6).max(1);
+                }
                 "GAVEL_ANNOUNCE_DIR" => self.announce_dir = Some(value.into()),
                 "GAVEL_KEEPALIVE_S" => {
                     self.keepalive_s = Some(

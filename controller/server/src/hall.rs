@@ -379,7 +379,7 @@ fn err(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(ApiErrorBody { error: msg.into() })).into_response()
 }
 
-fn check_court(court: &str) -> Result<(), Response> {
+fn check_court(court: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&court.len())
         && court
             .bytes()
@@ -387,17 +387,14 @@ fn check_court(court: &str) -> Result<(), Response> {
     if ok {
         Ok(())
     } else {
-        Err(err(
-            StatusCode::BAD_REQUEST,
-            "court: 1-64 of A-Z a-z 0-9 - _ .",
-        ))
+        Err("court: 1-64 of A-Z a-z 0-9 - _ .".into())
     }
 }
 
 /// The hall display page of a court (called numbers, large).
 pub async fn display(Path(court): Path<String>) -> Response {
-    if let Err(r) = check_court(&court) {
-        return r;
+    if let Err(m) = check_court(&court) {
+        return err(StatusCode::BAD_REQUEST, m);
     }
     ([(header::CACHE_CONTROL, "no-store")], Html(DISPLAY)).into_response()
 }
@@ -407,8 +404,8 @@ pub async fn display(Path(court): Path<String>) -> Response {
 #[utoipa::path(get, path = "/api/v1/hall/{court}", params(("court" = String, Path)),
     responses((status = 200, body = HallView)))]
 pub async fn view(State(s): State<HallState>, Path(court): Path<String>) -> Response {
-    if let Err(r) = check_court(&court) {
-        return r;
+    if let Err(m) = check_court(&court) {
+        return err(StatusCode::BAD_REQUEST, m);
     }
     match s.hall.view(&court).await {
         Some(v) => Json(v).into_response(),
@@ -448,14 +445,9 @@ fn call_result(out: Vec<Output>) -> Response {
     (code, Json(CallResult { called, reason })).into_response()
 }
 
-fn window_ok(court: &str, window: &str) -> Result<(), Response> {
+fn window_ok(court: &str, window: &str) -> Result<(), String> {
     check_court(court)?;
-    gavel_protocol::check_window(window).map_err(|e| {
-        err(
-            StatusCode::BAD_REQUEST,
-            format!("{}: {}", e.field, e.reason),
-        )
-    })
+    gavel_protocol::check_window(window).map_err(|e| format!("{}: {}", e.field, e.reason))
 }
 
 /// A window calls the next waiting number (of the named services); it is announced on
@@ -468,8 +460,8 @@ pub async fn call_next(
     Path((court, window)): Path<(String, String)>,
     body: Option<Json<CallRequest>>,
 ) -> Response {
-    if let Err(r) = window_ok(&court, &window) {
-        return r;
+    if let Err(m) = window_ok(&court, &window) {
+        return err(StatusCode::BAD_REQUEST, m);
     }
     let services = body.map(|Json(b)| b.services).unwrap_or_default();
     for sv in &services {
@@ -498,8 +490,8 @@ pub async fn recall(
     State(s): State<HallState>,
     Path((court, window)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = window_ok(&court, &window) {
-        return r;
+    if let Err(m) = window_ok(&court, &window) {
+        return err(StatusCode::BAD_REQUEST, m);
     }
     match s.hall.act(&court, Input::Recall { window }).await {
         Some(out) => call_result(out),

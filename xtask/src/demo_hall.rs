@@ -107,7 +107,11 @@ impl HallDemo {
                 taken.join(", ")
             )))
         } else {
-            let window = if self.step.is_multiple_of(4) { "2" } else { "1" };
+            let window = if self.step.is_multiple_of(4) {
+                "2"
+            } else {
+                "1"
+            };
             let out = gavelctl(&["--json", "hall", "call", &self.court, window]);
             Some(out.and_then(|o| {
                 let v: Value = serde_json::from_str(&o).map_err(|e| e.to_string())?;

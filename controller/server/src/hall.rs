@@ -358,6 +358,37 @@ pub struct HallState {
     pub enforcer: EnforcerHandle,
     pub secret: Vec<u8>,
     pub offset: time::UtcOffset,
+    /// Failed look-ups in the current minute (all kiosks together).
+    pub failures: std::sync::Arc<std::sync::Mutex<FailureWindow>>,
+}
+
+/// Failed look-ups counted per minute: past [`MAX_FAILED_LOOKUPS`] every look-up is
+/// refused until the minute is over, so a six-digit code cannot be guessed by trying
+/// (kiosks limit each screen; this limits every kiosk and API client together).
+#[derive(Debug)]
+pub struct FailureWindow {
+    started: std::time::Instant,
+    failures: u32,
+}
+
+impl Default for FailureWindow {
+    fn default() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            failures: 0,
+        }
+    }
+}
+
+/// Failed look-ups allowed per minute, over all clients.
+pub const MAX_FAILED_LOOKUPS: u32 = 120;
+
+impl FailureWindow {
+    fn roll(&mut self) {
+        if self.started.elapsed() >= Duration::from_secs(60) {
+            *self = Self::default();
+        }
+    }
 }
 
 /// The hall's routes.
@@ -535,11 +566,28 @@ pub struct LookupRequest {
 /// A case's public state (status, next hearing's date, time and room) when the check
 /// code matches; 404 alike for an unknown case and a wrong code.
 #[utoipa::path(post, path = "/api/v1/hall/lookup", request_body = LookupRequest,
-    responses((status = 200, body = PublicCase), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = PublicCase), (status = 404, body = ApiErrorBody),
+        (status = 429, body = ApiErrorBody)))]
 pub async fn lookup(State(s): State<HallState>, Json(req): Json<LookupRequest>) -> Response {
+    let blocked = match s.failures.lock() {
+        Ok(mut w) => {
+            w.roll();
+            w.failures >= MAX_FAILED_LOOKUPS
+        }
+        Err(_) => false,
+    };
+    if blocked {
+        return err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed look-ups; try again within a minute",
+        );
+    }
     let case = normalise(&req.case_number);
     let expected = code_for(&s.secret, &case);
     if !same(&expected, req.check_code.trim()) {
+        if let Ok(mut w) = s.failures.lock() {
+            w.failures += 1;
+        }
         return err(
             StatusCode::NOT_FOUND,
             "no case with this number and check code",

@@ -192,6 +192,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         enforcer: enforcer.clone(),
         secret: hall_secret,
         offset: settings.enforcement.offset(),
+        failures: Default::default(),
     });
     let ingest_task = tokio::spawn(ingest::run(
         client.clone(),

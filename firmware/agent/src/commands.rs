@@ -272,6 +272,34 @@ mod tests {
     }
 
     #[test]
+    fn an_announce_is_acked_as_announcing_and_handed_to_the_speaker() {
+        let config = serde_json::json!({});
+        let c = cmd(
+            CommandBody::Announce {
+                number: "A1007".into(),
+                window: "3".into(),
+            },
+            None,
+        );
+        let (ack, action) = answer(&c, datetime!(2026-11-27 09:00 UTC), &ctx(&config));
+        assert!(matches!(
+            ack.outcome,
+            Outcome::Ok { reply: Reply::Announcing { ref number } } if number == "A1007"
+        ));
+        assert_eq!(
+            action,
+            Action::Announce {
+                number: "A1007".into(),
+                window: "3".into()
+            }
+        );
+        let refused = announce_refused_ack(&c, datetime!(2026-11-27 09:00 UTC));
+        assert!(
+            matches!(refused.outcome, Outcome::Rejected { ref reason } if reason.contains("announce"))
+        );
+    }
+
+    #[test]
     fn ping_is_answered_with_boot_id_and_uptime_under_the_same_correlation_id() {
         let config = serde_json::json!({});
         let (ack, action) = answer(

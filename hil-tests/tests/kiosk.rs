@@ -518,15 +518,24 @@ async fn a_kiosk_offline_keeps_numbering_without_duplicates_and_the_queue_holds_
 
     // Calling every ticket gives each issued number exactly once, in issue order.
     let mut called = Vec::new();
-    loop {
+    let last = loop {
         let (ok, out, _) = controller.gavelctl(&["--json", "hall", "call", COURT, "1"]);
         let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
         match v["called"]["number"].as_str() {
             Some(n) if ok => called.push(n.to_owned()),
-            _ => break,
+            _ => break v,
+        }
+        if called.len() == 1 {
+            // A recall calls the same number again (and spends no ticket).
+            let (ok, out, err) = controller.gavelctl(&["--json", "hall", "recall", COURT, "1"]);
+            assert!(ok, "{err}");
+            let v: Value = serde_json::from_str(&out).expect("json");
+            assert_eq!(v["called"]["number"].as_str(), Some(called[0].as_str()));
+            assert_eq!(v["called"]["recall"], true);
         }
         assert!(called.len() <= issued.len(), "more calls than tickets");
-    }
+    };
+    assert_eq!(last["reason"], "nobody is waiting", "{last}");
     let want: Vec<String> = issued.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(called, want, "each ticket once, in the order issued");
 

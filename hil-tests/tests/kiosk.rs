@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, Locator};
 use gavel_hil::serial_peers::{Emulator, EscPosPrinter, PtyPair};
 use gavel_hil::{
-    AgentSpec, Broker, ChromeDriver, Controller, Mosquitto, Proc, free_port, start_agent_env,
-    unique,
+    AgentSpec, Broker, ChromeDriver, Controller, Mosquitto, PgDatabase, Proc, free_port,
+    start_agent_env, unique,
 };
 use serde_json::{Value, json};
 
@@ -419,11 +419,22 @@ async fn a_kiosk_offline_keeps_numbering_without_duplicates_and_the_queue_holds_
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(12);
+    kiosk_offline(outage_s, None).await;
+}
+
+/// The same on PostgreSQL (a short outage: the store's hall queries are what is checked).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kiosk_offline_keeps_numbering_without_duplicates_on_postgres() {
+    let db = PgDatabase::create().expect("PostgreSQL database (is PostgreSQL running?)");
+    kiosk_offline(4, Some(&db.url())).await;
+}
+
+async fn kiosk_offline(outage_s: u64, database: Option<&str>) {
     let dir = tempfile::tempdir().expect("tmp");
     let mut broker = Mosquitto::private().expect("mosquitto");
     let env = [("GAVEL_HALL_SECRET", SECRET)];
-    let mut controller =
-        Controller::start_with_env(dir.path(), &broker.broker(), None, &env).expect("controller");
+    let mut controller = Controller::start_with_env(dir.path(), &broker.broker(), database, &env)
+        .expect("controller");
     let mut spec = AgentSpec::new(&unique("kiosk"), "service-kiosk");
     spec.court = COURT.into();
     spec.room = "hall".into();
@@ -494,8 +505,8 @@ async fn a_kiosk_offline_keeps_numbering_without_duplicates_and_the_queue_holds_
 
     // Back: the broker, then the controller (same data).
     broker.start().expect("broker back");
-    controller =
-        Controller::start_with_env(dir.path(), &broker.broker(), None, &env).expect("controller");
+    controller = Controller::start_with_env(dir.path(), &broker.broker(), database, &env)
+        .expect("controller");
     let back = Instant::now();
     let queue = wait_queue(&controller, issued.len() as u64, Duration::from_secs(90)).await;
     println!(
@@ -541,8 +552,8 @@ async fn a_kiosk_offline_keeps_numbering_without_duplicates_and_the_queue_holds_
 
     // A controller restart neither loses nor repeats any of them.
     controller.proc.terminate(Duration::from_secs(10));
-    controller =
-        Controller::start_with_env(dir.path(), &broker.broker(), None, &env).expect("controller");
+    controller = Controller::start_with_env(dir.path(), &broker.broker(), database, &env)
+        .expect("controller");
     let v = wait_queue(&controller, issued.len() as u64, Duration::from_secs(20)).await;
     let waiting: u64 = v["services"]
         .as_array()

@@ -355,6 +355,8 @@ enum After {
 pub struct EscPosPrinter {
     /// Receipts cut so far, as text.
     pub receipts: Vec<String>,
+    /// Every byte received, commands included (up to 1 MiB, then the oldest are dropped).
+    pub raw: Vec<u8>,
     /// Printed since the last cut.
     pub paper: Vec<u8>,
     /// Paper present.
@@ -379,6 +381,7 @@ impl Default for EscPosPrinter {
     fn default() -> Self {
         Self {
             receipts: Vec::new(),
+            raw: Vec::new(),
             paper: Vec::new(),
             has_paper: true,
             resets: 0,
@@ -410,6 +413,11 @@ impl EscPosPrinter {
 impl Device for EscPosPrinter {
     fn input(&mut self, bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
+        self.raw.extend_from_slice(bytes);
+        if self.raw.len() > 1 << 20 {
+            let cut = self.raw.len() - (1 << 20);
+            self.raw.drain(..cut);
+        }
         for &b in bytes {
             // Real-time commands act wherever they appear in the stream.
             if self.last == [0x10, 0x04] && (1..=4).contains(&b) {

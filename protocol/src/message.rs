@@ -113,6 +113,53 @@ pub fn check_hearing_id(value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Checks a queue ticket number: an upper-case letter then 1-6 digits (`A1007`).
+pub fn check_ticket_number(value: &str) -> Result<(), Invalid> {
+    let mut b = value.bytes();
+    let ok = b.next().is_some_and(|c| c.is_ascii_uppercase())
+        && (2..=7).contains(&value.len())
+        && b.all(|c| c.is_ascii_digit());
+    if !ok {
+        return Err(Invalid::new(
+            "number",
+            format!("{value:?} is not an upper-case letter and 1-6 digits"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a service-hall service name: 1-32 of `a-z 0-9 - _`.
+pub fn check_service(value: &str) -> Result<(), Invalid> {
+    let ok = (1..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'));
+    if !ok {
+        return Err(Invalid::new("service", "1-32 of a-z 0-9 - _"));
+    }
+    Ok(())
+}
+
+/// Checks a service-hall window name: 1-16 of `A-Z a-z 0-9 -`.
+pub fn check_window(value: &str) -> Result<(), Invalid> {
+    let ok = (1..=16).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !ok {
+        return Err(Invalid::new("window", "1-16 of A-Z a-z 0-9 -"));
+    }
+    Ok(())
+}
+
+/// Checks a calendar day written `YYYY-MM-DD`.
+pub fn check_day(field: &str, value: &str) -> Result<(), Invalid> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(value, &format)
+        .map(|_| ())
+        .map_err(|_| Invalid::new(field, format!("{value:?} is not a day YYYY-MM-DD")))
+}
+
 /// Where a device is installed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Placement {
@@ -610,6 +657,21 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// A service-hall kiosk issued (and printed) a queue ticket (sent as `end`; the event
+    /// id is `ticket-<day>-<number>`, so a ticket sent again is recognised). Issued the
+    /// same way whether or not the controller is reachable. Added within v1.
+    Ticket {
+        /// Ticket number, unique per court and day: service letter, kiosk digit, sequence
+        /// (`A1007`).
+        number: String,
+        /// Service the ticket is for (`filing`, `consultation`, `payment`, `mediation`).
+        service: String,
+        /// The court's local day the number belongs to, `YYYY-MM-DD`.
+        day: String,
+        /// When the kiosk issued it.
+        #[serde(with = "time::serde::rfc3339")]
+        issued: OffsetDateTime,
+    },
 }
 
 impl EventBody {
@@ -624,7 +686,8 @@ impl EventBody {
             EventBody::Agent { .. }
             | EventBody::Capability { .. }
             | EventBody::Probe { .. }
-            | EventBody::Ota { .. } => None,
+            | EventBody::Ota { .. }
+            | EventBody::Ticket { .. } => None,
         }
     }
 }
@@ -835,6 +898,16 @@ impl Message for Event {
                     return Err(Invalid::new("recovered_at", "before lost_at"));
                 }
             }
+            EventBody::Ticket {
+                number,
+                service,
+                day,
+                ..
+            } => {
+                check_ticket_number(number)?;
+                check_service(service)?;
+                check_day("day", day)?;
+            }
         }
         Ok(())
     }
@@ -901,6 +974,14 @@ pub enum CommandBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
+    /// Announce a called queue number by speech on a service-hall device ("请 A1007 号到
+    /// 3 号窗口"); the device composes the words in its languages (added within v1).
+    Announce {
+        /// Ticket number called.
+        number: String,
+        /// Window the holder is called to.
+        window: String,
+    },
 }
 
 impl CommandBody {
@@ -915,6 +996,7 @@ impl CommandBody {
             CommandBody::OtaInstall { .. } => "ota_install",
             CommandBody::StartRecording { .. } => "start_recording",
             CommandBody::StopRecording { .. } => "stop_recording",
+            CommandBody::Announce { .. } => "announce",
         }
     }
 }
@@ -984,6 +1066,10 @@ impl Message for Command {
                     text("by", b)?;
                 }
             }
+            CommandBody::Announce { number, window } => {
+                check_ticket_number(number)?;
+                check_window(window)?;
+            }
             _ => {}
         }
         Ok(())
@@ -1020,6 +1106,10 @@ pub enum Reply {
     Recording {
         hearing_id: String,
         state: RecordingState,
+    },
+    /// An announcement was queued for speech (added within v1).
+    Announcing {
+        number: String,
     },
 }
 

@@ -37,6 +37,7 @@ fn every_fixture_file_is_covered_by_a_test() {
     assert_eq!(
         names,
         [
+            "ack-announcing.json",
             "ack-config.json",
             "ack-ota-accepted.json",
             "ack-pong.json",
@@ -44,6 +45,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "ack-rejected.json",
             "ack-replaying.json",
             "birth.json",
+            "command-announce.json",
             "command-get-config.json",
             "command-ota-install.json",
             "command-ping.json",
@@ -61,6 +63,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "event-sealed.json",
             "event-segment.json",
             "event-source-lost.json",
+            "event-ticket.json",
             "health-environment.json",
             "health-outbox.json",
             "health.json",
@@ -257,4 +260,48 @@ fn recording_request_event_fixture_round_trips() {
             ..
         } if by == "clerk.wang"
     ));
+}
+
+#[test]
+fn ticket_event_fixture_round_trips() {
+    use gavel_protocol::EventBody;
+    let e: Event = round_trip("event-ticket.json");
+    assert!(matches!(
+        e.body,
+        EventBody::Ticket { ref number, ref service, ref day, .. }
+            if number == "A1007" && service == "filing" && day == "2026-11-27"
+    ));
+}
+
+#[test]
+fn announce_command_and_ack_fixtures_round_trip() {
+    let c: Command = round_trip("command-announce.json");
+    assert_eq!(c.body.name(), "announce");
+    let a: Ack = round_trip("ack-announcing.json");
+    assert!(matches!(
+        a.outcome,
+        gavel_protocol::Outcome::Ok {
+            reply: gavel_protocol::Reply::Announcing { ref number }
+        } if number == "A1007"
+    ));
+}
+
+#[test]
+fn a_ticket_with_a_bad_number_or_day_is_refused_naming_the_field() {
+    let text = String::from_utf8(fixture("event-ticket.json")).expect("utf-8");
+    for (from, to, field) in [
+        ("\"number\": \"A1007\"", "\"number\": \"a1007\"", "number"),
+        ("\"number\": \"A1007\"", "\"number\": \"A10X7\"", "number"),
+        ("\"day\": \"2026-11-27\"", "\"day\": \"27.11.2026\"", "day"),
+        (
+            "\"service\": \"filing\"",
+            "\"service\": \"Filing!\"",
+            "service",
+        ),
+    ] {
+        let bad = text.replace(from, to);
+        assert_ne!(bad, text);
+        let err = gavel_protocol::decode::<Event>(bad.as_bytes()).expect_err("refused");
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
 }

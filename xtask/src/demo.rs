@@ -12,7 +12,8 @@
 //! the agent image signed with the TEST-ONLY key, published, a campaign that holds the
 //! room until its hearing is closed; each camera downloads, installs into its inactive
 //! slot, reboots and commits), an audio host loses power and comes back, a technician
-//! pings a terminal and restarts an audio host.
+//! pings a terminal and restarts an audio host. In the service hall, litigants take
+//! tickets at the kiosk's page and windows call them; the kiosk speaks each call.
 //!
 //! The cameras are simulated devices that really boot A/B slots (`gavel-simdevice`, the
 //! agent's file-slot OTA backend); the slot images are small wrapper scripts that start the
@@ -153,6 +154,8 @@ struct Court {
     agents: Vec<(String, &'static str, &'static str, Child2)>,
     /// Speaker-follow in one room: its simulated seat microphones and the narration.
     follow: Option<follow::Follow>,
+    /// Where the kiosk serves its page.
+    kiosk: String,
 }
 
 /// The profile whose devices the demo updates over the air.
@@ -229,6 +232,14 @@ impl Court {
         let config = self.dir.join("config").join(format!("{id}.toml"));
         if config.exists() {
             cmd.arg("--config").arg(config);
+        }
+        if profile == "service-kiosk" {
+            cmd.env("GAVEL_KIOSK_LISTEN", &self.kiosk)
+                .env("GAVEL_CONTROLLER_URL", &self.url)
+                .env(
+                    "GAVEL_ANNOUNCE_DIR",
+                    crate::demo_hall::announce_dir(&self.dir),
+                );
         }
         Child2::spawn(id, cmd, &self.dir.join("logs").join(format!("{id}.log")))
     }
@@ -377,6 +388,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         controller,
         agents: Vec::new(),
         follow: None,
+        kiosk: crate::demo_hall::kiosk_listen(),
     };
 
     println!();
@@ -397,6 +409,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!(
         "  API:        {}/api/v1/openapi.json   metrics: {}/metrics",
         court.url, court.url
+    );
+    println!(
+        "  Hall:       kiosk page http://{}/   hall display {}/hall/{COURT}",
+        court.kiosk, court.url
     );
     println!("  Stop:       Ctrl-C");
     println!();
@@ -696,6 +712,11 @@ fn scenario(
     let mut last_alarm_poll = Instant::now();
     let started = Instant::now();
     let (mut short_id, mut short_closed, mut short_verdict) = (None, false, None);
+    let mut hall = crate::demo_hall::HallDemo::new(
+        &court.kiosk,
+        COURT,
+        crate::demo_hall::announce_dir(&court.dir),
+    );
     loop {
         if STOP.load(Ordering::SeqCst) {
             return Ok(());
@@ -752,6 +773,12 @@ fn scenario(
                     },
                 );
             }
+            if hall.tickets == 0 || hall.calls == 0 {
+                return Err(format!(
+                    "the service hall: {} tickets taken, {} numbers called",
+                    hall.tickets, hall.calls
+                ));
+            }
             if short_verdict.as_deref() != Some("complete") {
                 return Err(format!(
                     "{SHORT_CASE}: compliance {:?} (closed: {short_closed})",
@@ -771,7 +798,8 @@ fn scenario(
                     say(
                         t0,
                         &format!(
-                            "check passed: all {total} devices online; room-101 and room-102 record their hearings; {SHORT_CASE} proven complete"
+                            "check passed: all {total} devices online; room-101 and room-102 record their hearings; {SHORT_CASE} proven complete; {} hall tickets taken, {} called",
+                            hall.tickets, hall.calls
                         ),
                     );
                     Ok(())
@@ -846,6 +874,12 @@ fn scenario(
                 &mut short_closed,
                 &mut short_verdict,
             );
+        }
+        if let Some(r) = hall.tick(|a| court.gavelctl(a)) {
+            match r {
+                Ok(line) => say(t0, &line),
+                Err(e) => say(t0, &format!("hall step failed: {e}")),
+            }
         }
         if last_summary.elapsed() >= Duration::from_secs(10) {
             last_summary = Instant::now();

@@ -5,6 +5,7 @@
 //! clone (`/var/cache/gavel/target` when writable) so repeated runs and CI reuse them.
 
 mod demo;
+mod demo_hall;
 mod setup;
 mod tiers;
 
@@ -25,7 +26,8 @@ Tasks:
                  Mosquitto, SQLite, PostgreSQL, headless Chromium), and a demo smoke run.
   setup          only install what is missing and start the services tests need.
   soak           full-length fault runs: 500 SIGKILLs of the store (redb and sled) and of
-                 a producing agent, a 10-minute broker outage. Figures: docs/benchmarks.md.
+                 a producing agent, a 10-minute broker outage, a kiosk 5 minutes offline.
+                 Figures: docs/benchmarks.md.
   bench          benchmarks, each with its baseline in the same run: durable appends
                  (redb vs sled), end-to-end events/s (vs mosquitto_pub/sub ceiling),
                  alarm latency with 50,000 simulated rooms (vs 1,000 rooms).

@@ -40,6 +40,11 @@ const DEMO_PACKAGES: &[(&str, &str)] = &[
         "gstreamer1.0-x",
         "timeoverlay (pango) on simulated cameras' test patterns",
     ),
+    ("espeak-ng", "hall announcements: speech synthesis"),
+    (
+        "gstreamer1.0-espeak",
+        "hall announcements: the espeak GStreamer element",
+    ),
 ];
 
 const TEST_PACKAGES: &[(&str, &str)] = &[

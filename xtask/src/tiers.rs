@@ -39,12 +39,32 @@ pub fn soak() -> Result<(), String> {
     ]);
     link.env("GAVEL_SOAK_KILLS", "500")
         .env("GAVEL_SOAK_OUTAGE_S", "600");
-    for (k, v) in env {
+    for (k, v) in &env {
         link.env(k, v);
     }
     run(
         link,
         "agent: 500 SIGKILLs while producing events, and a 10-minute broker outage",
+    )?;
+    let mut kiosk = cargo(&[
+        "test",
+        "--locked",
+        "-p",
+        "gavel-hil",
+        "--test",
+        "kiosk",
+        "a_kiosk_offline",
+        "--",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    kiosk.env("GAVEL_TEST_KIOSK_OUTAGE_S", "300");
+    for (k, v) in &env {
+        kiosk.env(k, v);
+    }
+    run(
+        kiosk,
+        "kiosk: 5 minutes without broker and controller, tickets numbered without duplicates",
     )
 }
 

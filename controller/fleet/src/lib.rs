@@ -16,6 +16,7 @@
 
 pub mod compliance;
 pub mod enforcement;
+pub mod hall;
 pub mod hearings;
 pub mod report;
 pub mod rollout;

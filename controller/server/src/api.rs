@@ -90,7 +90,12 @@ pub struct AppState {
         ack_alarm,
         resolve_alarm,
         crate::recording::room_recording,
-        crate::recording::hearing_recording
+        crate::recording::hearing_recording,
+        crate::hall::view,
+        crate::hall::call_next,
+        crate::hall::recall,
+        crate::hall::lookup,
+        crate::hall::check_code
     ),
     components(schemas(
         DeviceRecord,
@@ -119,7 +124,17 @@ pub struct AppState {
         Actor,
         crate::recording::RecordingRequest,
         crate::recording::RecordingResult,
-        crate::recording::DeviceAnswer
+        crate::recording::DeviceAnswer,
+        gavel_fleet::hall::HallView,
+        gavel_fleet::hall::ServiceView,
+        gavel_fleet::hall::WindowView,
+        gavel_fleet::hall::Call,
+        gavel_fleet::hall::PublicCase,
+        gavel_fleet::hall::PublicHearing,
+        crate::hall::CallRequest,
+        crate::hall::CallResult,
+        crate::hall::LookupRequest,
+        crate::hall::CheckCode
     ))
 )]
 pub struct ApiDoc;
@@ -805,6 +820,11 @@ mod tests {
             "/api/v1/alarms/{id}/resolve",
             "/api/v1/rooms/{court}/{room}/recording/{action}",
             "/api/v1/hearings/{id}/recording/{action}",
+            "/api/v1/hall/{court}",
+            "/api/v1/hall/{court}/windows/{window}/call",
+            "/api/v1/hall/{court}/windows/{window}/recall",
+            "/api/v1/hall/lookup",
+            "/api/v1/hall/check-code",
         ] {
             assert!(paths.contains_key(p), "{p} missing from OpenAPI");
         }

@@ -49,6 +49,34 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     /// Several instances against one PostgreSQL and one external broker.
     pub cluster: ClusterSettings,
+    /// The service hall: queue and case look-up from kiosks.
+    pub hall: HallSettings,
+}
+
+/// The service hall (`[hall]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HallSettings {
+    /// Secret the case check codes are derived from (HMAC-SHA256 of the case number).
+    /// Empty: a random one per start (codes then change on every restart; set it in
+    /// production, e.g. through `GAVEL_HALL_SECRET`).
+    pub lookup_secret: String,
+    /// Services shown on the hall display even when nobody waits for them.
+    pub services: Vec<String>,
+    /// Service time assumed before any was measured, in seconds.
+    pub default_service_s: u32,
+}
+
+impl Default for HallSettings {
+    fn default() -> Self {
+        Self {
+            lookup_secret: String::new(),
+            services: ["filing", "consultation", "payment", "mediation"]
+                .map(str::to_owned)
+                .to_vec(),
+            default_service_s: 300,
+        }
+    }
 }
 
 /// What recording devices are told about their room's hearings.
@@ -158,6 +186,7 @@ impl Default for Settings {
             enforcement: EnforcementSettings::default(),
             schedule: ScheduleSettings::default(),
             cluster: ClusterSettings::default(),
+            hall: HallSettings::default(),
         }
     }
 }
@@ -225,6 +254,7 @@ impl Settings {
                         .map_err(|_| invalid(&key, &value, "expected seconds"))?
                 }
                 "GAVEL_DATA_DIR" => self.data_dir = value.into(),
+                "GAVEL_HALL_SECRET" => self.hall.lookup_secret = value,
                 "GAVEL_CLUSTER" => {
                     self.cluster.enabled = match value.as_str() {
                         "1" | "true" | "yes" => true,

@@ -180,6 +180,8 @@ pub struct FleetParts {
     pub compliance: Option<crate::compliance::ComplianceTrigger>,
     /// Told of every birth, so a recording device gets its room's schedule.
     pub schedules: Option<crate::schedules::SchedulePublisher>,
+    /// Told of every stored `ticket` event (the service hall's queue).
+    pub hall: Option<crate::hall::HallHandle>,
     /// One instance of a cluster: reads go to the shared registry, and silence is no
     /// verdict (this instance sees only part of each device's traffic; the broker's last
     /// will reports a dead device).
@@ -206,6 +208,7 @@ pub fn spawn(
         enforcer: parts.enforcer,
         compliance: parts.compliance,
         schedules: parts.schedules,
+        hall: parts.hall,
         stale_verdicts: !parts.clustered,
         summary_due: false,
         summary_sent: std::time::Instant::now() - SUMMARY_EVERY,
@@ -232,6 +235,7 @@ struct Actor {
     enforcer: Option<crate::enforcer::EnforcerHandle>,
     compliance: Option<crate::compliance::ComplianceTrigger>,
     schedules: Option<crate::schedules::SchedulePublisher>,
+    hall: Option<crate::hall::HallHandle>,
     /// Whether a silent device is declared stale (single node only).
     stale_verdicts: bool,
     /// The summary changed since it was last published.
@@ -527,6 +531,16 @@ impl Actor {
             .await
         {
             Ok(()) => {
+                if let Some(h) = &self.hall {
+                    for (device, event, _) in &self.events {
+                        if matches!(event.body, EventBody::Ticket { .. })
+                            && let Some(court) =
+                                self.fleet.get(device).and_then(|r| r.court.clone())
+                        {
+                            h.ticket(device, &court, event);
+                        }
+                    }
+                }
                 if let Some(c) = &self.compliance {
                     for (_, event, _) in &self.events {
                         if let EventBody::Sealed { hearing_id, .. } = &event.body {

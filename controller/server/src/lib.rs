@@ -16,6 +16,7 @@ pub mod config;
 pub mod election;
 pub mod enforcer;
 pub mod fleet_actor;
+pub mod hall;
 pub mod hearings_api;
 pub mod ingest;
 pub mod metrics;
@@ -103,6 +104,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let rejects = ingest::RejectLog::default();
     let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1);
     let (schedules, schedule_inbox) = schedules::channel();
+    let (hall, hall_inbox) = hall::channel();
     let clustered = settings.cluster.enabled;
     let mut tasks = Vec::new();
     let leadership = if clustered {
@@ -142,6 +144,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             enforcer: Some(enforcer.clone()),
             compliance: Some(compliance_trigger.clone()),
             schedules: Some(schedules.clone()),
+            hall: Some(hall.clone()),
             clustered,
         },
         shutdown.child_token(),
@@ -165,6 +168,32 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         client.clone(),
         shutdown.child_token(),
     );
+    let hall_secret = if settings.hall.lookup_secret.is_empty() {
+        tracing::warn!(
+            "no hall lookup_secret set (GAVEL_HALL_SECRET): case check codes change with every start"
+        );
+        uuid::Uuid::new_v4().as_bytes().to_vec()
+    } else {
+        settings.hall.lookup_secret.as_bytes().to_vec()
+    };
+    let hall_task = hall::spawn(
+        hall::HallParts {
+            settings: settings.hall.clone(),
+            offset: settings.enforcement.offset(),
+            store: store.clone(),
+            fleet: fleet.clone(),
+            mqtt: client.clone(),
+        },
+        hall_inbox,
+        shutdown.child_token(),
+    );
+    let hall_routes = hall::routes(hall::HallState {
+        hall,
+        enforcer: enforcer.clone(),
+        secret: hall_secret,
+        offset: settings.enforcement.offset(),
+        failures: Default::default(),
+    });
     let ingest_task = tokio::spawn(ingest::run(
         client.clone(),
         eventloop,
@@ -233,7 +262,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             listener,
             api::router(state)
                 .merge(ota::routes(bundles))
-                .merge(campaigns::routes(campaigns)),
+                .merge(campaigns::routes(campaigns))
+                .merge(hall_routes),
         )
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = server.await {
@@ -251,6 +281,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             http_task,
             campaign_task,
             rooms_task,
+            hall_task,
             schedule_task,
             ingest_task,
             fleet_task,

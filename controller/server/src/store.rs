@@ -153,7 +153,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (5, COMPLIANCE, COMPLIANCE),
     (6, ONE_OPEN_ALARM, ONE_OPEN_ALARM),
+    (7, HALL_TICKETS, HALL_TICKETS),
 ];
+
+/// The service hall's queue tickets, one row per court, day and number (same SQL for
+/// both engines).
+const HALL_TICKETS: &str = "CREATE TABLE IF NOT EXISTS hall_tickets (
+            court TEXT NOT NULL,
+            day TEXT NOT NULL,
+            number TEXT NOT NULL,
+            updated_ms BIGINT NOT NULL,
+            record TEXT NOT NULL,
+            PRIMARY KEY (court, day, number)
+        )";
 
 /// Hearing-scoped events (recording, segment, source lost, seal), compliance records and
 /// the devices' pinned evidence keys (same SQL for both engines).
@@ -516,6 +528,72 @@ impl Store {
         rows.iter()
             .map(|row| row.try_get("campaign").map_err(StoreError::from))
             .collect()
+    }
+
+    /// Stores (inserts or replaces) hall tickets of their courts, in one transaction.
+    pub async fn save_hall_tickets(
+        &self,
+        tickets: &[(String, gavel_fleet::hall::Ticket)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (court, t) in tickets {
+            let json = serde_json::to_string(t).unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO hall_tickets (court, day, number, updated_ms, record) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (court, day, number) DO UPDATE SET updated_ms = excluded.updated_ms, record = excluded.record",
+            )
+            .bind(court)
+            .bind(&t.day)
+            .bind(&t.number)
+            .bind(millis(OffsetDateTime::now_utc()))
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hall tickets of `day` and later, with their courts.
+    pub async fn load_hall_tickets(
+        &self,
+        day: &str,
+    ) -> Result<Vec<(String, gavel_fleet::hall::Ticket)>, StoreError> {
+        let rows = sqlx::query("SELECT court, record FROM hall_tickets WHERE day >= $1")
+            .bind(day)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let court: String = row.try_get("court")?;
+            let json: String = row.try_get("record")?;
+            if let Ok(t) = serde_json::from_str(&json) {
+                out.push((court, t));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `ticket` events received since `since_ms`, as (device, event JSON), oldest first.
+    pub async fn ticket_events_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, body FROM device_events WHERE kind = 'ticket' AND received_ms >= $1 ORDER BY id",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let device: String = row.try_get("device_id")?;
+            let body: String = row.try_get("body")?;
+            if let Ok(v) = serde_json::from_str(&body) {
+                out.push((device, v));
+            }
+        }
+        Ok(out)
     }
 
     /// Every stored device record.

@@ -46,6 +46,11 @@ pub enum Action {
     /// Hand the install to the OTA task; a refusal there replaces the `ota_accepted` ack
     /// (see [`ota_refused_ack`]).
     OtaInstall(crate::ota::InstallRequest),
+    /// Speak a called number (service-hall devices with `announce`).
+    Announce {
+        number: String,
+        window: String,
+    },
 }
 
 /// The ack of an `ota_install` the OTA task refused (another update runs).
@@ -214,6 +219,29 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
                 by: by.clone(),
             },
         ),
+        CommandBody::Announce { number, window } => (
+            ack(Outcome::Ok {
+                reply: Reply::Announcing {
+                    number: number.clone(),
+                },
+            }),
+            Action::Announce {
+                number: number.clone(),
+                window: window.clone(),
+            },
+        ),
+    }
+}
+
+/// The ack of an `announce` on a device that has no `announce` capability.
+pub fn announce_refused_ack(command: &Command, now: OffsetDateTime) -> Ack {
+    Ack {
+        v: PROTOCOL_VERSION,
+        ts: now,
+        id: command.id.clone(),
+        outcome: Outcome::Rejected {
+            reason: "this device has no announce capability".into(),
+        },
     }
 }
 
@@ -241,6 +269,34 @@ mod tests {
             expires,
             body,
         }
+    }
+
+    #[test]
+    fn an_announce_is_acked_as_announcing_and_handed_to_the_speaker() {
+        let config = serde_json::json!({});
+        let c = cmd(
+            CommandBody::Announce {
+                number: "A1007".into(),
+                window: "3".into(),
+            },
+            None,
+        );
+        let (ack, action) = answer(&c, datetime!(2026-11-27 09:00 UTC), &ctx(&config));
+        assert!(matches!(
+            ack.outcome,
+            Outcome::Ok { reply: Reply::Announcing { ref number } } if number == "A1007"
+        ));
+        assert_eq!(
+            action,
+            Action::Announce {
+                number: "A1007".into(),
+                window: "3".into()
+            }
+        );
+        let refused = announce_refused_ack(&c, datetime!(2026-11-27 09:00 UTC));
+        assert!(
+            matches!(refused.outcome, Outcome::Rejected { ref reason } if reason.contains("announce"))
+        );
     }
 
     #[test]

@@ -48,6 +48,57 @@ pub struct AgentConfig {
     /// How long past its scheduled end a hearing that was never closed keeps recording
     /// before the schedule's safety stop (seconds).
     pub schedule_overrun_s: u32,
+    /// The service-hall kiosk's page and tickets (`[kiosk]`; used by profiles with the
+    /// `kiosk` capability).
+    pub kiosk: KioskConfig,
+    /// Write spoken announcements as WAV files into this folder instead of playing them
+    /// (test rigs, demos, machines without speakers).
+    pub announce_dir: Option<PathBuf>,
+}
+
+/// The `[kiosk]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KioskConfig {
+    /// Where the touchscreen page is served (the kiosk-mode browser opens it).
+    pub listen: std::net::SocketAddr,
+    /// The controller's API, e.g. `http://controller.court:8700` (case look-ups and queue
+    /// lengths; tickets are issued without it).
+    pub controller: Option<String>,
+    /// This kiosk's digit in ticket numbers (1-9), unique among the kiosks of a court.
+    pub number: u8,
+    /// Court name printed on tickets (default: the placement's court).
+    pub court_name: Option<String>,
+    /// Printer port, overriding the profile's `capabilities.printer.port`.
+    pub printer_port: Option<String>,
+    /// The court's offset from UTC in minutes (when the numbering day starts).
+    pub utc_offset_minutes: i32,
+    /// Tickets per minute one screen may take, and in a burst.
+    pub tickets_per_minute: u32,
+    pub tickets_burst: u32,
+    /// Look-ups per minute one client may make, and in a burst.
+    pub lookups_per_minute: u32,
+    pub lookups_burst: u32,
+    /// Look-ups per minute for the whole kiosk.
+    pub lookups_overall_per_minute: u32,
+}
+
+impl Default for KioskConfig {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            controller: None,
+            number: 1,
+            court_name: None,
+            printer_port: None,
+            utc_offset_minutes: 8 * 60,
+            tickets_per_minute: 30,
+            tickets_burst: 10,
+            lookups_per_minute: 6,
+            lookups_burst: 3,
+            lookups_overall_per_minute: 30,
+        }
+    }
 }
 
 /// Which installer carries out updates (`[ota] backend`).
@@ -147,6 +198,8 @@ impl Default for AgentConfig {
             media: std::collections::BTreeMap::new(),
             ota: None,
             schedule_overrun_s: 3600,
+            kiosk: KioskConfig::default(),
+            announce_dir: None,
         }
     }
 }
@@ -246,6 +299,25 @@ impl AgentConfig {
                         .parse()
                         .map_err(|_| invalid(&key, &value, "expected seconds"))?
                 }
+                "GAVEL_KIOSK_LISTEN" => {
+                    self.kiosk.listen = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected HOST:PORT"))?
+                }
+                "GAVEL_CONTROLLER_URL" => self.kiosk.controller = Some(value),
+                "GAVEL_KIOSK_NUMBER" => {
+                    self.kiosk.number = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected a digit 1-9"))?
+                }
+                "GAVEL_PRINTER_PORT" => self.kiosk.printer_port = Some(value),
+                "GAVEL_KIOSK_TICKETS_PER_MINUTE" => {
+                    self.kiosk.tickets_per_minute = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected a number"))?;
+                    self.kiosk.tickets_burst = (self.kiosk.tickets_per_minute / 6).max(1);
+                }
+                "GAVEL_ANNOUNCE_DIR" => self.announce_dir = Some(value.into()),
                 "GAVEL_KEEPALIVE_S" => {
                     self.keepalive_s = Some(
                         value
@@ -310,6 +382,35 @@ impl AgentConfig {
                 "court and room must both be set",
             ));
         }
+        if !(1..=9).contains(&self.kiosk.number) {
+            return Err(invalid("kiosk.number", self.kiosk.number, "must be 1-9"));
+        }
+        if !(-14 * 60..=14 * 60).contains(&self.kiosk.utc_offset_minutes) {
+            return Err(invalid(
+                "kiosk.utc_offset_minutes",
+                self.kiosk.utc_offset_minutes,
+                "must be within ±840",
+            ));
+        }
+        if let Some(c) = &self.kiosk.controller
+            && url::Url::parse(c).is_err()
+        {
+            return Err(invalid("kiosk.controller", c, "not a URL"));
+        }
+        for (key, v) in [
+            ("kiosk.tickets_per_minute", self.kiosk.tickets_per_minute),
+            ("kiosk.tickets_burst", self.kiosk.tickets_burst),
+            ("kiosk.lookups_per_minute", self.kiosk.lookups_per_minute),
+            ("kiosk.lookups_burst", self.kiosk.lookups_burst),
+            (
+                "kiosk.lookups_overall_per_minute",
+                self.kiosk.lookups_overall_per_minute,
+            ),
+        ] {
+            if !(1..=10_000).contains(&v) {
+                return Err(invalid(key, v, "must be 1-10000"));
+            }
+        }
         if let Some(ota) = &self.ota {
             if ota.backend == OtaBackend::Rauc {
                 if let Some(c) = &ota.rauc_conf
@@ -364,6 +465,31 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
         let c = AgentConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
         c.validate().expect("valid");
+    }
+
+    #[test]
+    fn the_kiosk_section_comes_from_env_and_a_bad_digit_is_named() {
+        let mut c = AgentConfig {
+            device_id: "hall-kiosk-1".into(),
+            profile: "service-kiosk".into(),
+            ..AgentConfig::default()
+        };
+        c.apply_env([
+            ("GAVEL_KIOSK_LISTEN".into(), "127.0.0.1:9000".into()),
+            (
+                "GAVEL_CONTROLLER_URL".into(),
+                "http://127.0.0.1:8700".into(),
+            ),
+            ("GAVEL_PRINTER_PORT".into(), "/tmp/printer".into()),
+            ("GAVEL_KIOSK_NUMBER".into(), "3".into()),
+        ])
+        .expect("env");
+        c.validate().expect("valid");
+        assert_eq!(c.kiosk.listen.port(), 9000);
+        assert_eq!(c.kiosk.number, 3);
+        c.kiosk.number = 0;
+        let err = c.validate().expect_err("digit").to_string();
+        assert!(err.contains("kiosk.number"), "{err}");
     }
 
     #[test]

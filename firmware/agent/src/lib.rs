@@ -9,6 +9,7 @@ pub mod clerk;
 pub mod commands;
 pub mod config;
 pub mod follow;
+pub mod hall;
 pub mod hardware;
 pub mod ota;
 pub mod printer;
@@ -34,7 +35,7 @@ pub use config::AgentConfig;
 
 /// Capabilities this firmware build runs. Others named by a profile are reported as
 /// `unavailable`.
-pub const IMPLEMENTED: &[&str] = &["health", "record"];
+pub const IMPLEMENTED: &[&str] = &["health", "record", "kiosk", "printer", "announce"];
 
 /// How the agent run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +269,39 @@ pub async fn run(
         }
     };
     session_feed.set_busy(room.busy());
+    // The service hall: the kiosk's page and tickets, and spoken announcements.
+    let (kiosk_stop, kiosk_stopped) = tokio::sync::oneshot::channel::<()>();
+    let kiosk_task = match profile.capabilities.kiosk.as_ref() {
+        Some(k) => {
+            let (task, cap) = hall::start_kiosk(
+                &config,
+                &profile,
+                k,
+                store.clone(),
+                outbox.clone(),
+                async move {
+                    let _ = kiosk_stopped.await;
+                },
+            )
+            .await;
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "kiosk") {
+                *c = cap;
+            }
+            if config.simulate_hardware
+                && config.kiosk.printer_port.is_none()
+                && let Some(c) = caps.iter_mut().find(|c| c.name == "printer")
+            {
+                c.detail = Some("simulated".into());
+            }
+            task
+        }
+        None => None,
+    };
+    let announcer = profile
+        .capabilities
+        .announce
+        .as_ref()
+        .map(|a| hall::Announcer::spawn(a.languages.clone(), config.announce_dir.clone()));
     let mut room_tick = tokio::time::interval(Duration::from_secs(1));
     room_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -445,6 +479,12 @@ pub async fn run(
                         }
                         ack = commands::recording_ack(&cmd, OffsetDateTime::now_utc(), hearing_id, result);
                     }
+                    if let commands::Action::Announce { number, window } = &action {
+                        match &announcer {
+                            Some(a) => a.announce(number, window),
+                            None => ack = commands::announce_refused_ack(&cmd, OffsetDateTime::now_utc()),
+                        }
+                    }
                     if let (commands::Action::OtaInstall(req), Some((h, _))) = (&action, &ota)
                         && let Err(reason) = h.install(req.clone()).await
                     {
@@ -457,7 +497,8 @@ pub async fn run(
                         commands::Action::None
                         | commands::Action::StartRecording { .. }
                         | commands::Action::StopRecording { .. }
-                        | commands::Action::OtaInstall(_) => {}
+                        | commands::Action::OtaInstall(_)
+                        | commands::Action::Announce { .. } => {}
                         commands::Action::Replay => outbox.resend_all(),
                         commands::Action::Rebirth => {
                             link.rebirth().await;
@@ -484,6 +525,15 @@ pub async fn run(
     if let Some((_, task)) = ota {
         task.abort();
     }
+    let _ = kiosk_stop.send(());
+    if let Some(task) = kiosk_task
+        && tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .is_err()
+    {
+        warn!("the kiosk page did not stop within 3 s");
+    }
+    drop(announcer);
     if let Some(t) = schedule_task {
         t.abort();
     }

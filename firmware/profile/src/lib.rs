@@ -153,6 +153,8 @@ pub struct Capabilities {
     pub follow: Option<FollowSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub printer: Option<PrinterSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<AnnounceSettings>,
 }
 
 /// Recording (remux to crash-safe segments).
@@ -339,6 +341,14 @@ pub struct KioskSettings {
     pub languages: Vec<String>,
 }
 
+/// Spoken announcements of called queue numbers (service hall).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceSettings {
+    /// Languages spoken, in order (`zh`, `en`).
+    pub languages: Vec<String>,
+}
+
 /// Command-centre video wall.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -365,6 +375,7 @@ impl Capabilities {
             ("ptz", self.ptz.is_some()),
             ("follow", self.follow.is_some()),
             ("printer", self.printer.is_some()),
+            ("announce", self.announce.is_some()),
         ];
         names.extend(named.iter().filter(|(_, on)| *on).map(|(n, _)| *n));
         names
@@ -589,6 +600,46 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
                     &format!("capabilities.wall.layouts[{i}]"),
                     l,
                     "must be one of 1, 2x2, 3x3, 1+5",
+                ));
+            }
+        }
+    }
+    if let Some(a) = &c.announce {
+        if a.languages.is_empty() {
+            return Err(bad(
+                "capabilities.announce.languages",
+                &"[]",
+                "name zh, en or both",
+            ));
+        }
+        for (i, l) in a.languages.iter().enumerate() {
+            if !matches!(l.as_str(), "zh" | "en") {
+                return Err(bad(
+                    &format!("capabilities.announce.languages[{i}]"),
+                    l,
+                    "must be zh or en",
+                ));
+            }
+        }
+    }
+    if let Some(k) = &c.kiosk {
+        if k.services.is_empty() || k.services.len() > 26 {
+            return Err(bad(
+                "capabilities.kiosk.services",
+                &k.services.len(),
+                "name 1-26 services (each gets a letter)",
+            ));
+        }
+        for (i, s) in k.services.iter().enumerate() {
+            let ok = (1..=32).contains(&s.len())
+                && s.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !ok {
+                return Err(bad(
+                    &format!("capabilities.kiosk.services[{i}]"),
+                    s,
+                    "1-32 of a-z 0-9 - _",
                 ));
             }
         }

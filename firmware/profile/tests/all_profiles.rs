@@ -16,6 +16,7 @@ fn every_shipped_profile_loads_and_validates() {
             "audio-host",
             "command-wall",
             "courtroom-terminal",
+            "hall-display",
             "ip-camera",
             "service-kiosk"
         ]
@@ -60,4 +61,13 @@ fn the_ip_camera_has_ptz_and_the_kiosk_a_printer() {
 fn an_unknown_profile_name_is_not_found() {
     let err = gavel_profile::load_named(&profiles_dir(), "../etc/passwd").expect_err("refused");
     assert!(err.to_string().contains("not found"), "{err}");
+}
+
+#[test]
+fn the_kiosk_and_the_hall_display_announce_called_numbers_in_chinese_and_english() {
+    for name in ["service-kiosk", "hall-display"] {
+        let p = gavel_profile::load_named(&profiles_dir(), name).expect("loads");
+        let a = p.capabilities.announce.as_ref().expect("announce");
+        assert_eq!(a.languages, ["zh", "en"], "{name}");
+    }
 }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod election;
 pub mod enforcer;
 pub mod fleet_actor;
+pub mod gate;
 pub mod hearings_api;
 pub mod ingest;
 pub mod metrics;

@@ -49,6 +49,29 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     /// Several instances against one PostgreSQL and one external broker.
     pub cluster: ClusterSettings,
+    /// Devices connect over mutual TLS through the controller's gate (embedded broker).
+    pub mqtt_tls: MqttTlsSettings,
+}
+
+/// The MQTT TLS gate in front of the embedded broker (issue 9): device certificates from the
+/// controller's CA, the per-device ACL. When on, the embedded broker itself listens on
+/// loopback only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttTlsSettings {
+    /// Where devices connect over TLS (`0.0.0.0:8883`). None: no gate.
+    pub listen: Option<SocketAddr>,
+    /// DNS names and IP addresses in the gate's server certificate.
+    pub names: Vec<String>,
+}
+
+impl Default for MqttTlsSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            names: vec!["localhost".into(), "127.0.0.1".into()],
+        }
+    }
 }
 
 /// What recording devices are told about their room's hearings.
@@ -158,6 +181,7 @@ impl Default for Settings {
             enforcement: EnforcementSettings::default(),
             schedule: ScheduleSettings::default(),
             cluster: ClusterSettings::default(),
+            mqtt_tls: MqttTlsSettings::default(),
         }
     }
 }
@@ -243,6 +267,12 @@ impl Settings {
                         max_payload_bytes: default_max_payload(),
                     };
                 }
+                "GAVEL_MQTT_TLS_LISTEN" => {
+                    let listen = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected HOST:PORT"))?;
+                    self.mqtt_tls.listen = Some(listen);
+                }
                 "GAVEL_MQTT_EXTERNAL" => {
                     let (host, port) = value
                         .rsplit_once(':')
@@ -287,6 +317,22 @@ impl Settings {
                 "database_url",
                 &self.database_url,
                 "expected sqlite://PATH or postgres://USER@HOST/DB",
+            ));
+        }
+        if let (Some(listen), BrokerSettings::External { .. }) =
+            (self.mqtt_tls.listen, &self.broker)
+        {
+            return Err(invalid(
+                "mqtt_tls.listen",
+                listen,
+                "the TLS gate fronts the embedded broker; for Mosquitto use `gavel-controller pki mosquitto`",
+            ));
+        }
+        if self.mqtt_tls.listen.is_some() && self.mqtt_tls.names.is_empty() {
+            return Err(invalid(
+                "mqtt_tls.names",
+                "[]",
+                "the gate certificate needs at least one DNS name or IP address",
             ));
         }
         if !(-12..=14).contains(&self.enforcement.utc_offset_h) {

@@ -111,7 +111,7 @@ pub fn server_tls(
 pub async fn run(
     listener: TcpListener,
     config: GateConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let tls = server_tls(&config.ca_pem, &config.cert_pem, &config.key_pem)?;
     let acceptor = TlsAcceptor::from(tls);
@@ -119,7 +119,7 @@ pub async fn run(
     info!(listen = %listener.local_addr()?, upstream = %shared.upstream, "MQTT TLS gate listening");
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
+            () = shutdown.cancelled() => return Ok(()),
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
@@ -274,7 +274,8 @@ fn check(device: &DeviceId, packet: &Packet) -> Result<(), String> {
             acl::device_may_publish(device, &p.topic).map_err(|e| format!("PUBLISH refused: {e}"))
         }
         Packet::Subscribe(s) => s.filters.iter().try_for_each(|f| {
-            acl::device_may_subscribe(device, &f.path).map_err(|e| format!("SUBSCRIBE refused: {e}"))
+            acl::device_may_subscribe(device, &f.path)
+                .map_err(|e| format!("SUBSCRIBE refused: {e}"))
         }),
         Packet::Connect(_) => Err(format!("device {device} sent a second CONNECT")),
         _ => Ok(()),

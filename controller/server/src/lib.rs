@@ -21,6 +21,7 @@ pub mod hearings_api;
 pub mod ingest;
 pub mod metrics;
 pub mod ota;
+pub mod pki;
 pub mod recording;
 pub mod schedules;
 pub mod store;
@@ -45,6 +46,12 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// Where devices reach the MQTT broker (host, port).
     pub mqtt: (String, u16),
+    /// Where devices reach the MQTT TLS gate, when it is on.
+    pub mqtt_tls: Option<SocketAddr>,
+    /// The device CA's folder (`ca.pem` is what devices trust).
+    pub pki_dir: std::path::PathBuf,
+    /// Revoked certificates, as the gate sees them.
+    pub revocations: gate::Revocations,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     store: store::Store,
@@ -83,12 +90,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .context("loading event stream positions")?;
     info!(devices = restored.len(), backend = ?store.backend(), "fleet registry loaded");
 
+    let gate_on = settings.mqtt_tls.listen.is_some();
     let mqtt = match &settings.broker {
         BrokerSettings::Embedded {
             listen,
             max_payload_bytes,
         } => {
-            let (listen, max) = (*listen, *max_payload_bytes);
+            let (mut listen, max) = (*listen, *max_payload_bytes);
+            if gate_on && !listen.ip().is_loopback() {
+                // Devices come through the gate; the broker itself stays on loopback.
+                listen.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+                info!(%listen, "TLS gate on: the embedded broker listens on loopback only");
+            }
             let addr = tokio::task::spawn_blocking(move || broker::start(listen, max))
                 .await
                 .context("broker start task")??;
@@ -241,10 +254,47 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    info!(%http_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), "controller started");
+    let pki_dir = settings.data_dir.join("pki");
+    let revocations = gate::Revocations::default();
+    let mut mqtt_tls = None;
+    if let Some(listen) = settings.mqtt_tls.listen {
+        let max_packet_bytes = match &settings.broker {
+            BrokerSettings::Embedded {
+                max_payload_bytes, ..
+            } => *max_payload_bytes + 64 * 1024,
+            BrokerSettings::External { .. } => 1024 * 1024,
+        };
+        let pki = pki::Pki::open(&pki_dir)?;
+        let server = pki.server_cert(&settings.mqtt_tls.names)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the MQTT TLS gate on {listen}"))?;
+        mqtt_tls = Some(listener.local_addr()?);
+        let upstream: SocketAddr = format!("{}:{}", mqtt.0, mqtt.1)
+            .parse()
+            .context("the embedded broker's address")?;
+        let config = gate::GateConfig {
+            ca_pem: pki.ca().cert_pem().to_string(),
+            cert_pem: server.issued.cert_pem,
+            key_pem: server.key_pem,
+            upstream,
+            max_packet_bytes,
+            revocations: revocations.clone(),
+        };
+        let token = shutdown.child_token();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = gate::run(listener, config, token).await {
+                tracing::error!(error = %format!("{e:#}"), "MQTT TLS gate stopped");
+            }
+        }));
+    }
+    info!(%http_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), mqtt_tls = ?mqtt_tls, "controller started");
     Ok(Running {
         http_addr,
         mqtt,
+        mqtt_tls,
+        pki_dir,
+        revocations,
         shutdown,
         // Order matters: HTTP first, then campaigns (persist), ingest, the fleet flush,
         // enforcement, and last the election (its connection holds the scheduler lock).

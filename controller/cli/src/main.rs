@@ -35,6 +35,29 @@ enum Top {
     /// Devices known to the controller.
     #[command(subcommand)]
     Devices(Devices),
+    /// Make a one-time enrollment token for a new (or replaced) device, with where it
+    /// belongs. On the device: `gavel-agent --config FILE enroll --controller URL` with the
+    /// token in GAVEL_ENROLL_TOKEN.
+    Provision {
+        /// The device id to give it, e.g. hz-101-terminal.
+        id: String,
+        /// Its court.
+        #[arg(long, requires = "room")]
+        court: Option<String>,
+        /// Its room.
+        #[arg(long, requires = "court")]
+        room: Option<String>,
+        /// Its device profile (courtroom-terminal, audio-host, ip-camera, service-kiosk,
+        /// command-wall).
+        #[arg(long)]
+        profile: Option<String>,
+        /// A tag for OTA targeting (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// How long the token is valid, in minutes.
+        #[arg(long, default_value_t = 60)]
+        valid_min: u32,
+    },
     /// Fleet summary: devices, online, offline, courts, rooms.
     Fleet,
     /// Scheduled hearings.
@@ -319,6 +342,9 @@ enum Devices {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+    /// Revoke every certificate of a device: the broker drops its connection at once and
+    /// refuses it from then on (re-enroll it with `gavelctl provision`).
+    Revoke { id: String },
     /// Restart a device's agent.
     Restart {
         id: String,
@@ -1195,6 +1221,54 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             println!("{id}: resolved by {by}");
+        }
+        Top::Provision {
+            id,
+            court,
+            room,
+            profile,
+            tags,
+            valid_min,
+        } => {
+            let body = serde_json::json!({
+                "court": court,
+                "room": room,
+                "profile": profile,
+                "tags": tags,
+                "ttl_s": valid_min.saturating_mul(60),
+            });
+            let v = api
+                .post(
+                    &format!("/api/v1/devices/{id}/enrollment"),
+                    &body,
+                    &format!("making an enrollment token for {id}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let token = v["token"].as_str().unwrap_or("-");
+                println!(
+                    "enrollment token for {id} (one use, valid until {}):\n  {token}\n\non the device:\n  GAVEL_ENROLL_TOKEN={token} gavel-agent --config /etc/gavel/agent.toml enroll --controller {}",
+                    v["expires_at"].as_str().unwrap_or("-"),
+                    cli.controller
+                );
+            }
+        }
+        Top::Devices(Devices::Revoke { id }) => {
+            let v = api
+                .post(
+                    &format!("/api/v1/devices/{id}/revoke"),
+                    &serde_json::json!({}),
+                    &format!("revoking {id}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let n = v["revoked"].as_array().map_or(0, Vec::len);
+                println!("{id}: {n} certificate(s) revoked; the broker refuses it from now on");
+            }
         }
         Top::Devices(Devices::Restart { id, reason }) => {
             let body = serde_json::json!({"type": "restart", "reason": reason});

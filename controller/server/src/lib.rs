@@ -18,6 +18,7 @@ pub mod enforcer;
 pub mod fleet_actor;
 pub mod gate;
 pub mod hearings_api;
+pub mod identity_api;
 pub mod ingest;
 pub mod metrics;
 pub mod ota;
@@ -241,21 +242,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         compliance: compliance_sources,
         compliance_trigger,
     };
-    let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        let server = axum::serve(
-            listener,
-            api::router(state)
-                .merge(ota::routes(bundles))
-                .merge(campaigns::routes(campaigns)),
-        )
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
     let pki_dir = settings.data_dir.join("pki");
-    let revocations = gate::Revocations::default();
+    let pki = Arc::new(pki::Pki::open(&pki_dir)?);
+    let revocations = gate::Revocations::new(
+        store
+            .revoked_certs()
+            .await
+            .context("loading revoked certificates")?
+            .into_iter()
+            .map(|(serial, _)| serial),
+    );
     let mut mqtt_tls = None;
     if let Some(listen) = settings.mqtt_tls.listen {
         let max_packet_bytes = match &settings.broker {
@@ -264,7 +260,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             } => *max_payload_bytes + 64 * 1024,
             BrokerSettings::External { .. } => 1024 * 1024,
         };
-        let pki = pki::Pki::open(&pki_dir)?;
         let server = pki.server_cert(&settings.mqtt_tls.names)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -288,6 +283,26 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             }
         }));
     }
+    let identity = identity_api::IdentityState {
+        store: store.clone(),
+        pki: pki.clone(),
+        revocations: revocations.clone(),
+        mqtt_tls,
+    };
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        let server = axum::serve(
+            listener,
+            api::router(state)
+                .merge(ota::routes(bundles))
+                .merge(campaigns::routes(campaigns))
+                .merge(identity_api::routes(identity)),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
     info!(%http_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), mqtt_tls = ?mqtt_tls, "controller started");
     Ok(Running {
         http_addr,

@@ -30,7 +30,7 @@ struct Args {
     /// Folder for the embedded database.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Write "http=ADDR mqtt=HOST:PORT" to this file once ready (for scripts and tests).
+    /// Write "http=ADDR mqtt=HOST:PORT [mqtt_tls=ADDR]" to this file once ready (for scripts and tests).
     #[arg(long)]
     ready_file: Option<PathBuf>,
 }
@@ -78,8 +78,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings = settings(&args)?;
     let running = gavel_controller::start(settings).await?;
+    let tls = running
+        .mqtt_tls
+        .map(|a| format!(" mqtt_tls={a}"))
+        .unwrap_or_default();
     let ready = format!(
-        "http={} mqtt={}:{}\n",
+        "http={} mqtt={}:{}{tls}\n",
         running.http_addr, running.mqtt.0, running.mqtt.1
     );
     if let Some(file) = &args.ready_file {

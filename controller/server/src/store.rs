@@ -153,7 +153,27 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (5, COMPLIANCE, COMPLIANCE),
     (6, ONE_OPEN_ALARM, ONE_OPEN_ALARM),
+    (7, IDENTITY, IDENTITY),
 ];
+
+/// Device identity (issue 9): one-time enrollment tokens (only their SHA-256 is kept) and
+/// every certificate issued, with its revocation.
+const IDENTITY: &str = "CREATE TABLE IF NOT EXISTS enrollment_tokens (
+            token_sha256 TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            assignment TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            used_ms BIGINT
+        );
+        CREATE TABLE IF NOT EXISTS device_certs (
+            serial TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            issued_ms BIGINT NOT NULL,
+            not_after_ms BIGINT NOT NULL,
+            revoked_ms BIGINT
+        );
+        CREATE INDEX IF NOT EXISTS device_certs_by_device ON device_certs (device_id)";
 
 /// Hearing-scoped events (recording, segment, source lost, seal), compliance records and
 /// the devices' pinned evidence keys (same SQL for both engines).
@@ -705,6 +725,95 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(key)
+    }
+
+    /// Keeps a new enrollment token (its hash) for `device`.
+    pub async fn create_enrollment(
+        &self,
+        token_sha256: &str,
+        device: &str,
+        assignment: &str,
+        now: OffsetDateTime,
+        expires: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO enrollment_tokens (token_sha256, device_id, assignment, created_ms, expires_ms)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_sha256.to_owned())
+        .bind(device.to_owned())
+        .bind(assignment.to_owned())
+        .bind(millis(now))
+        .bind(millis(expires))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uses a token once: its device and assignment, or None when it is unknown, used or
+    /// expired. Atomic: two devices racing with one token cannot both win.
+    pub async fn redeem_enrollment(
+        &self,
+        token_sha256: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "UPDATE enrollment_tokens SET used_ms = $1
+             WHERE token_sha256 = $2 AND used_ms IS NULL AND expires_ms > $1
+             RETURNING device_id, assignment",
+        )
+        .bind(millis(now))
+        .bind(token_sha256.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    /// Records an issued certificate.
+    pub async fn record_cert(
+        &self,
+        serial: &str,
+        device: &str,
+        issued: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO device_certs (serial, device_id, issued_ms, not_after_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(serial.to_owned())
+        .bind(device.to_owned())
+        .bind(millis(issued))
+        .bind(millis(not_after))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes every certificate of `device` not yet revoked; returns their serials.
+    pub async fn revoke_device(
+        &self,
+        device: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let serials: Vec<String> = sqlx::query_scalar(
+            "UPDATE device_certs SET revoked_ms = $1 WHERE device_id = $2 AND revoked_ms IS NULL
+             RETURNING serial",
+        )
+        .bind(millis(now))
+        .bind(device.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(serials)
+    }
+
+    /// Every revoked certificate: (serial, revoked at, ms).
+    pub async fn revoked_certs(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT serial, revoked_ms FROM device_certs WHERE revoked_ms IS NOT NULL ORDER BY revoked_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     /// Closes the pool, waiting for connections to finish.

@@ -8,6 +8,7 @@ pub mod cameras;
 pub mod clerk;
 pub mod commands;
 pub mod config;
+pub mod enroll;
 pub mod hardware;
 pub mod ota;
 pub mod record;
@@ -243,6 +244,10 @@ pub async fn run(
         backoff_min: Duration::from_millis(250),
         backoff_max: Duration::from_secs(30),
         resend_after: options.resend_after.unwrap_or(Duration::from_secs(30)),
+        tls: match &config.broker.tls {
+            Some(files) => Some(config::read_tls(files)?),
+            None => None,
+        },
     };
     let (link, mut events, link_task) =
         Link::spawn(settings, &boot_id, birth, Some(outbox.clone()));

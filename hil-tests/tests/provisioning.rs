@@ -1,0 +1,144 @@
+//! Provisioning and device identity end to end (issue 9): a technician makes a one-time
+//! token with `gavelctl provision`; the device enrolls with `gavel-agent enroll` (its key
+//! made on the device), comes online over mutual TLS through the controller's gate with the
+//! court, room and profile it was given; the token cannot be used twice; `gavelctl devices
+//! revoke` drops the device at once and it cannot come back.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use gavel_hil::{Broker, Controller, Proc, bin, free_port, profiles_dir};
+use serde_json::Value;
+
+async fn device(c: &Controller, id: &str) -> Option<Value> {
+    c.get(&format!("/api/v1/devices/{id}")).await.ok().flatten()
+}
+
+async fn wait_for(c: &Controller, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(d) = device(c, id).await
+            && cond(&d)
+        {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "{id}: {what} within 20 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_is_provisioned_enrolls_over_mutual_tls_and_is_dropped_when_revoked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = format!("127.0.0.1:{}", free_port());
+    let controller = Controller::start_with_env(
+        dir.path(),
+        &Broker::Embedded,
+        None,
+        &[("GAVEL_MQTT_TLS_LISTEN", gate.as_str())],
+    )
+    .expect("controller");
+    assert!(controller.mqtt_tls.is_some(), "the gate is on");
+
+    // The technician: one token, bound to the device id and where it goes.
+    let (ok, out, err) = controller.gavelctl(&[
+        "--json",
+        "provision",
+        "hz-101-terminal",
+        "--court",
+        "hz-intermediate",
+        "--room",
+        "room-101",
+        "--profile",
+        "courtroom-terminal",
+        "--tag",
+        "pilot",
+    ]);
+    assert!(ok, "gavelctl provision: {err}");
+    let token: Value = serde_json::from_str(&out).expect("json");
+    let token = token["token"].as_str().expect("token").to_owned();
+
+    // The device: a configuration with nothing about its identity yet.
+    let config = dir.path().join("agent.toml");
+    let data = dir.path().join("device-data");
+    std::fs::write(
+        &config,
+        format!(
+            "# written by the image\nprofiles_dir = {:?}\ndata_dir = {:?}\nsimulate_hardware = true\n",
+            profiles_dir().display().to_string(),
+            data.display().to_string()
+        ),
+    )
+    .expect("config");
+    let enroll = |token: &str| {
+        Command::new(bin("gavel-agent"))
+            .arg("--config")
+            .arg(&config)
+            .args(["enroll", "--controller", &controller.url])
+            .env("GAVEL_ENROLL_TOKEN", token)
+            .output()
+            .expect("gavel-agent enroll runs")
+    };
+    let first = enroll(&token);
+    assert!(
+        first.status.success(),
+        "enroll: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let said = String::from_utf8_lossy(&first.stdout);
+    assert!(said.contains("enrolled as hz-101-terminal"), "{said}");
+    let written = std::fs::read_to_string(&config).expect("config");
+    assert!(
+        written.starts_with("# written by the image"),
+        "the rest of the file is kept:\n{written}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let key_mode = std::fs::metadata(data.join("identity/device.key"))
+        .expect("the key stays on the device")
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o077, 0, "device.key is private");
+
+    // The token is one-time.
+    let again = enroll(&token);
+    assert!(!again.status.success(), "a used token is refused");
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(why.contains("already used"), "{why}");
+
+    // The agent runs from the written configuration alone, over TLS.
+    let mut cmd = Command::new(bin("gavel-agent"));
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--keepalive")
+        .arg("2")
+        .env("GAVEL_LOG", "info");
+    let _agent = Proc::spawn("gavel-agent", cmd, dir.path().join("agent.log")).expect("agent");
+    let d = wait_for(&controller, "hz-101-terminal", "online", |d| {
+        d["online"] == true
+    })
+    .await;
+    assert_eq!(d["court"], "hz-intermediate");
+    assert_eq!(d["room"], "room-101");
+    assert_eq!(d["profile"], "courtroom-terminal");
+    assert!(
+        d["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "pilot")),
+        "{d}"
+    );
+
+    // Revocation drops it and keeps it out.
+    let (ok, out, err) = controller.gavelctl(&["devices", "revoke", "hz-101-terminal"]);
+    assert!(ok, "revoke: {err}");
+    assert!(out.contains("1 certificate(s) revoked"), "{out}");
+    wait_for(
+        &controller,
+        "hz-101-terminal",
+        "offline after revocation",
+        |d| d["online"] == false,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d = device(&controller, "hz-101-terminal").await.expect("known");
+    assert_eq!(d["online"], false, "a revoked device stays out: {d}");
+}

@@ -216,6 +216,8 @@ impl Controller {
             .arg("--ready-file")
             .arg(&ready)
             .env("GAVEL_LOG", "info,rumqttd=off,tower_http=warn")
+            // Feature tests run without sign-in (loopback only); tests/access.rs turns it on.
+            .env("GAVEL_AUTH", "off")
             .envs(env.iter().copied());
         match broker {
             Broker::Embedded => {

@@ -1,6 +1,7 @@
 //! `gavelctl`: the technician CLI. It speaks only to the controller's HTTP API.
 
 mod ota;
+mod session;
 
 use std::time::Duration;
 
@@ -31,7 +32,49 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum Users {
+    /// List users and their roles.
+    Ls,
+    /// Add a user. The password comes from the environment variable GAVEL_NEW_PASSWORD
+    /// (never the command line).
+    Add {
+        name: String,
+        /// administrator, technician, inspector, clerk or kiosk.
+        #[arg(long)]
+        role: String,
+        /// The court a clerk works for.
+        #[arg(long)]
+        court: Option<String>,
+    },
+    /// Disable a user and end their sessions.
+    Disable { name: String },
+}
+
+#[derive(Subcommand, Debug)]
 enum Top {
+    /// Sign in; the session is kept for later commands (or export GAVEL_TOKEN). The password
+    /// comes from GAVEL_PASSWORD, else it is read from standard input.
+    Login {
+        #[arg(long)]
+        user: String,
+    },
+    /// Sign out and forget the saved session.
+    Logout,
+    /// Users and roles (administrators).
+    #[command(subcommand)]
+    Users(Users),
+    /// The audit log: who did what, when, from where, and every refusal.
+    Audit {
+        /// Only refusals.
+        #[arg(long)]
+        denied: bool,
+        /// How many entries, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Export as CSV to this file.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<std::path::PathBuf>,
+    },
     /// Devices known to the controller.
     #[command(subcommand)]
     Devices(Devices),
@@ -361,7 +404,16 @@ struct Api {
 
 impl Api {
     fn new(base: &str) -> anyhow::Result<Self> {
+        let base_trimmed = base.trim_end_matches('/');
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = session::token_for(base_trimmed) {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("GAVEL_TOKEN holds characters a header cannot carry")?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(Duration::from_secs(30))
             .build()
             .context("building the HTTP client")?;
@@ -383,6 +435,14 @@ impl Api {
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no details");
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                bail!(
+                    "{what}: not signed in or session expired: run `gavelctl login --user NAME` ({msg})"
+                );
+            }
+            if status == reqwest::StatusCode::FORBIDDEN {
+                bail!("{what}: {msg} (ask an administrator for a role that may)");
+            }
             bail!("{what}: {status}: {msg}");
         }
         Ok(body)
@@ -1221,6 +1281,159 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             println!("{id}: resolved by {by}");
+        }
+        Top::Login { user } => {
+            let password = match std::env::var("GAVEL_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    eprint!("password for {user}: ");
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let v = api
+                .post(
+                    "/api/v1/login",
+                    &serde_json::json!({"user": user, "password": password}),
+                    &format!("signing in as {user}"),
+                )
+                .await?;
+            let saved = session::Saved {
+                controller: cli.controller.trim_end_matches('/').to_string(),
+                user: user.clone(),
+                role: v["role"].as_str().unwrap_or("-").to_string(),
+                token: v["token"].as_str().unwrap_or_default().to_string(),
+                expires_at: v["expires_at"].as_str().unwrap_or("-").to_string(),
+            };
+            let file = session::save(&saved)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "signed in as {user} ({}) until {}; session kept in {}",
+                    saved.role,
+                    saved.expires_at,
+                    file.display()
+                );
+            }
+        }
+        Top::Logout => {
+            let _ = api
+                .post("/api/v1/logout", &serde_json::json!({}), "signing out")
+                .await;
+            session::forget();
+            println!("signed out");
+        }
+        Top::Users(Users::Ls) => {
+            let v = api.get("/api/v1/users", "listing users").await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let mut t = table();
+                t.set_header(["USER", "ROLE", "COURT", "STATE"]);
+                for u in v.as_array().into_iter().flatten() {
+                    t.add_row([
+                        u["name"].as_str().unwrap_or("-").to_owned(),
+                        u["role"].as_str().unwrap_or("-").to_owned(),
+                        u["court"].as_str().unwrap_or("-").to_owned(),
+                        if u["disabled"] == true {
+                            "disabled"
+                        } else {
+                            "active"
+                        }
+                        .to_owned(),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        Top::Users(Users::Add { name, role, court }) => {
+            let password = std::env::var("GAVEL_NEW_PASSWORD").context(
+                "set the new user's password in the environment variable GAVEL_NEW_PASSWORD",
+            )?;
+            let v = api
+                .post(
+                    "/api/v1/users",
+                    &serde_json::json!({"name": name, "role": role, "court": court, "password": password}),
+                    &format!("adding user {name}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("user {name} added as {role}");
+            }
+        }
+        Top::Users(Users::Disable { name }) => {
+            api.post(
+                &format!("/api/v1/users/{name}/disable"),
+                &serde_json::json!({}),
+                &format!("disabling {name}"),
+            )
+            .await?;
+            println!("user {name} disabled; their sessions ended");
+        }
+        Top::Audit { denied, limit, csv } => {
+            let outcome = if denied { "&outcome=denied" } else { "" };
+            if let Some(file) = csv {
+                let resp = api
+                    .http
+                    .get(format!(
+                        "{}/api/v1/audit?format=csv&limit={limit}{outcome}",
+                        api.base
+                    ))
+                    .send()
+                    .await
+                    .context("cannot reach the controller (exporting the audit log)")?;
+                let status = resp.status();
+                let body = resp.bytes().await.context("reading the audit log")?;
+                if !status.is_success() {
+                    bail!(
+                        "exporting the audit log: {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                std::fs::write(&file, &body)
+                    .with_context(|| format!("writing {}", file.display()))?;
+                println!("audit log written to {}", file.display());
+            } else {
+                let v = api
+                    .get(
+                        &format!("/api/v1/audit?limit={limit}{outcome}"),
+                        "reading the audit log",
+                    )
+                    .await?;
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    let mut t = table();
+                    t.set_header(["AT", "WHO", "ROLE", "FROM", "ACTION", "OUTCOME", "DETAIL"]);
+                    for e in v.as_array().into_iter().flatten() {
+                        t.add_row([
+                            e["at_ms"]
+                                .as_i64()
+                                .and_then(|ms| {
+                                    OffsetDateTime::from_unix_timestamp_nanos(
+                                        i128::from(ms) * 1_000_000,
+                                    )
+                                    .ok()
+                                })
+                                .map(gavel_protocol::rfc3339)
+                                .unwrap_or_default(),
+                            e["actor"].as_str().unwrap_or("-").to_owned(),
+                            e["role"].as_str().unwrap_or("-").to_owned(),
+                            e["source"].as_str().unwrap_or("-").to_owned(),
+                            e["action"].as_str().unwrap_or("-").to_owned(),
+                            e["outcome"].as_str().unwrap_or("-").to_owned(),
+                            e["detail"].as_str().unwrap_or("").to_owned(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
         }
         Top::Provision {
             id,

@@ -51,6 +51,29 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// Devices connect over mutual TLS through the controller's gate (embedded broker).
     pub mqtt_tls: MqttTlsSettings,
+    /// Users, roles and the audit log of the API.
+    pub auth: AuthSettings,
+}
+
+/// API access control (issue 9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Require signed-in users. May be off only when the API listens on loopback
+    /// (development rigs and feature tests).
+    pub enabled: bool,
+    /// `NAME:PASSWORD` of an administrator made at start when no user exists yet
+    /// (`GAVEL_BOOTSTRAP_ADMIN`; prefer the environment to the file).
+    pub bootstrap_admin: Option<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bootstrap_admin: None,
+        }
+    }
 }
 
 /// The MQTT TLS gate in front of the embedded broker (issue 9): device certificates from the
@@ -182,6 +205,7 @@ impl Default for Settings {
             schedule: ScheduleSettings::default(),
             cluster: ClusterSettings::default(),
             mqtt_tls: MqttTlsSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -267,6 +291,14 @@ impl Settings {
                         max_payload_bytes: default_max_payload(),
                     };
                 }
+                "GAVEL_AUTH" => {
+                    self.auth.enabled = match value.as_str() {
+                        "on" | "true" | "1" => true,
+                        "off" | "false" | "0" => false,
+                        _ => return Err(invalid(&key, &value, "expected on or off")),
+                    }
+                }
+                "GAVEL_BOOTSTRAP_ADMIN" => self.auth.bootstrap_admin = Some(value),
                 "GAVEL_MQTT_TLS_LISTEN" => {
                     let listen = value
                         .parse()
@@ -326,6 +358,22 @@ impl Settings {
                 "mqtt_tls.listen",
                 listen,
                 "the TLS gate fronts the embedded broker; for Mosquitto use `gavel-controller pki mosquitto`",
+            ));
+        }
+        if !self.auth.enabled && !self.http_listen.ip().is_loopback() {
+            return Err(invalid(
+                "auth.enabled",
+                "false",
+                "the API may run without sign-in only on a loopback address; set http_listen to 127.0.0.1:PORT or turn auth on",
+            ));
+        }
+        if let Some(b) = &self.auth.bootstrap_admin
+            && !b.contains(':')
+        {
+            return Err(invalid(
+                "auth.bootstrap_admin",
+                "(hidden)",
+                "expected NAME:PASSWORD",
             ));
         }
         if self.mqtt_tls.listen.is_some() && self.mqtt_tls.names.is_empty() {

@@ -9,6 +9,7 @@
 //! closes. The embedded broker's threads end with the process.
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod campaigns;
 pub mod compliance;
@@ -235,7 +236,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         metrics,
         rejects,
         command_timeout: Duration::from_millis(settings.command_timeout_ms),
-        enforcer,
+        enforcer: enforcer.clone(),
         schedules,
         pre_roll: time::Duration::seconds(i64::from(settings.schedule.pre_roll_s)),
         utc_offset: settings.enforcement.offset(),
@@ -289,6 +290,32 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         revocations: revocations.clone(),
         mqtt_tls,
     };
+    if let Some(admin) = &settings.auth.bootstrap_admin
+        && store.user_count().await.context("counting users")? == 0
+    {
+        let (name, password) = admin.split_once(':').unwrap_or((admin.as_str(), ""));
+        auth::create_user(
+            &store,
+            auth::NewUser {
+                name: name.to_string(),
+                role: "administrator".into(),
+                court: None,
+                password: password.to_string(),
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("GAVEL_BOOTSTRAP_ADMIN: {}", e.1))?;
+        info!(user = name, "made the first administrator");
+    }
+    if !settings.auth.enabled {
+        tracing::warn!("API sign-in is OFF (GAVEL_AUTH=off): loopback only, development use");
+    }
+    let access = auth::AuthState {
+        store: store.clone(),
+        enforcer: enforcer.clone(),
+        limiter: Default::default(),
+        enabled: settings.auth.enabled,
+    };
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         let server = axum::serve(
@@ -296,7 +323,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             api::router(state)
                 .merge(ota::routes(bundles))
                 .merge(campaigns::routes(campaigns))
-                .merge(identity_api::routes(identity)),
+                .merge(identity_api::routes(identity))
+                .merge(auth::routes(access.clone()))
+                .layer(axum::middleware::from_fn_with_state(access, auth::require))
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = server.await {

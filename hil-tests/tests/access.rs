@@ -296,6 +296,63 @@ async fn roles_limit_what_each_user_may_do_and_every_refusal_is_audited() {
             && e["outcome"] == "ok"),
         "{all:#?}"
     );
+    // The dashboard asks to sign in, refuses a wrong password, and goes live after signing in.
+    let driver = gavel_hil::ChromeDriver::start().expect("chromedriver");
+    let browser = driver.session().await.expect("session");
+    browser.goto(&c.url).await.expect("open dashboard");
+    let find = |css: &'static str| {
+        let browser = browser.clone();
+        async move {
+            for _ in 0..100 {
+                if let Ok(e) = browser.find(fantoccini::Locator::Css(css)).await
+                    && e.is_displayed().await.unwrap_or(false)
+                {
+                    return e;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("{css} not shown within 10 s");
+        }
+    };
+    find("#signin-user")
+        .await
+        .send_keys("admin")
+        .await
+        .expect("type");
+    let pw = find("#signin-password").await;
+    pw.send_keys("not-the-password").await.expect("type");
+    find("#signin-form button")
+        .await
+        .click()
+        .await
+        .expect("click");
+    let mut said = String::new();
+    for _ in 0..100 {
+        said = find("#signin-error").await.text().await.unwrap_or_default();
+        if !said.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(said.contains("wrong user name or password"), "{said:?}");
+    pw.clear().await.expect("clear");
+    pw.send_keys("admin-password-1").await.expect("type");
+    find("#signin-form button")
+        .await
+        .click()
+        .await
+        .expect("click");
+    let mut live = false;
+    for _ in 0..100 {
+        if find("#conn").await.text().await.unwrap_or_default() == "live" {
+            live = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(live, "the dashboard's stream did not open after signing in");
+    browser.close().await.expect("close");
+
     let csv = dir.path().join("audit.csv");
     let (ok, _, err) = gavelctl(&["audit", "--csv", csv.to_str().expect("path")], &[]);
     assert!(ok, "{err}");

@@ -142,3 +142,134 @@ async fn a_device_is_provisioned_enrolls_over_mutual_tls_and_is_dropped_when_rev
     let d = device(&controller, "hz-101-terminal").await.expect("known");
     assert_eq!(d["online"], false, "a revoked device stays out: {d}");
 }
+
+/// The technician's one run: `gavelctl provision ... --wait --test-recording` makes the
+/// token, waits while the device enrolls and comes online, runs the self-test (broker over
+/// TLS, clock, the camera, the seat microphones, disk) and records a test in the room; it
+/// ends with the segments the device delivered. Its output is the guide in
+/// docs/provisioning.md (printed here with --nocapture).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technician_brings_a_courtroom_terminal_from_nothing_to_recording_in_one_cli_run() {
+    use gavel_hil::media::{CameraSim, SimSpec};
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clips = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("clips");
+    let cam = CameraSim::start(dir.path(), "cam", SimSpec::camera_1080p(), &clips).expect("camera");
+    let mics =
+        CameraSim::start(dir.path(), "mics", SimSpec::microphones(4), &clips).expect("microphones");
+    let gate = format!("127.0.0.1:{}", free_port());
+    let controller = Controller::start_with_env(
+        dir.path(),
+        &Broker::Embedded,
+        None,
+        &[("GAVEL_MQTT_TLS_LISTEN", gate.as_str())],
+    )
+    .expect("controller");
+
+    // The image's configuration: where the profiles are, and the room's streams.
+    let config = dir.path().join("agent.toml");
+    let data = dir.path().join("device-data");
+    std::fs::write(
+        &config,
+        format!(
+            "profiles_dir = {:?}\ndata_dir = {:?}\nsimulate_hardware = true\n\n\
+             [media.cam-overview]\nkind = \"rtsp\"\nurl = \"{}\"\n\n\
+             [media.mics]\nkind = \"rtsp\"\nurl = \"{}\"\naudio = true\n",
+            profiles_dir().display().to_string(),
+            data.display().to_string(),
+            cam.url,
+            mics.url,
+        ),
+    )
+    .expect("config");
+
+    // The technician's one run; its screen is read line by line.
+    let mut technician = Command::new(bin("gavelctl"))
+        .arg("--controller")
+        .arg(&controller.url)
+        .args([
+            "provision",
+            "hz-102-terminal",
+            "--court",
+            "hz-intermediate",
+            "--room",
+            "room-102",
+            "--profile",
+            "courtroom-terminal",
+            "--wait",
+            "90",
+            "--test-recording",
+            "12",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gavelctl runs");
+    let stdout = technician.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut screen = Vec::new();
+    let token = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("gavelctl prints the token");
+        screen.push(line.clone());
+        if let Some(t) = line.trim().strip_prefix("gvl-") {
+            break format!("gvl-{t}");
+        }
+    };
+
+    // The device: enroll with the token from the technician's screen, then start.
+    let enrolled = Command::new(bin("gavel-agent"))
+        .arg("--config")
+        .arg(&config)
+        .args(["enroll", "--controller", &controller.url])
+        .env("GAVEL_ENROLL_TOKEN", &token)
+        .output()
+        .expect("enroll");
+    assert!(
+        enrolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enrolled.stderr)
+    );
+    let mut cmd = Command::new(bin("gavel-agent"));
+    cmd.arg("--config").arg(&config).env("GAVEL_LOG", "info");
+    let _agent = Proc::spawn("gavel-agent", cmd, dir.path().join("agent.log")).expect("agent");
+
+    let status = loop {
+        if let Some(status) = technician.try_wait().expect("wait") {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = reader.join();
+    screen.extend(rx.try_iter());
+    let mut err = String::new();
+    if let Some(mut e) = technician.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    let screen = screen.join("\n");
+    println!("--- technician's screen ---\n{screen}\n---");
+    assert!(
+        status.success(),
+        "gavelctl provision failed: {err}\n{screen}"
+    );
+    for needle in [
+        "enrollment token for hz-102-terminal",
+        "self-test PASSED",
+        "connected over mutual TLS as hz-102-terminal",
+        "camera:cam-overview",
+        "microphone:mics",
+        "segment(s) delivered",
+    ] {
+        assert!(screen.contains(needle), "{needle:?} missing from\n{screen}");
+    }
+}

@@ -901,6 +901,9 @@ pub enum CommandBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
+    /// Check the device: broker link, clock, each camera, each microphone, disk (added
+    /// within v1). The command's `ts` is the controller's clock.
+    SelfTest,
 }
 
 impl CommandBody {
@@ -915,6 +918,7 @@ impl CommandBody {
             CommandBody::OtaInstall { .. } => "ota_install",
             CommandBody::StartRecording { .. } => "start_recording",
             CommandBody::StopRecording { .. } => "stop_recording",
+            CommandBody::SelfTest => "self_test",
         }
     }
 }
@@ -1021,6 +1025,31 @@ pub enum Reply {
         hearing_id: String,
         state: RecordingState,
     },
+    /// The self-test's checks, in order (added within v1).
+    SelfTest {
+        checks: Vec<SelfCheck>,
+    },
+}
+
+/// How one self-test check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    /// Works, with something to look at.
+    Warn,
+    Fail,
+    /// Not applicable here (e.g. a simulated source).
+    Skip,
+}
+
+/// One self-test check: `broker`, `clock`, `camera:<source>`, `microphone:<source>`, `disk`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfCheck {
+    pub name: String,
+    pub status: CheckStatus,
+    /// What was measured or what is wrong, for people.
+    pub detail: String,
 }
 
 /// How a command ended.
@@ -1054,6 +1083,17 @@ impl Message for Ack {
         match &self.outcome {
             Outcome::Rejected { reason } => text("reason", reason),
             Outcome::Failed { error } => text("error", error),
+            Outcome::Ok {
+                reply: Reply::SelfTest { checks },
+            } => {
+                if checks.len() > 64 {
+                    return Err(Invalid::new("checks", "more than 64"));
+                }
+                checks.iter().try_for_each(|c| {
+                    text("checks.name", &c.name)?;
+                    text("checks.detail", &c.detail)
+                })
+            }
             Outcome::Ok { .. } => Ok(()),
         }
     }

@@ -43,6 +43,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "ack-recording.json",
             "ack-rejected.json",
             "ack-replaying.json",
+            "ack-self-test.json",
             "birth.json",
             "command-get-config.json",
             "command-ota-install.json",
@@ -50,6 +51,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "command-rebirth.json",
             "command-replay.json",
             "command-restart.json",
+            "command-self-test.json",
             "command-start-recording.json",
             "command-stop-recording.json",
             "event-agent-start.json",
@@ -136,6 +138,7 @@ fn command_fixtures_round_trip() {
         "command-ping.json",
         "command-get-config.json",
         "command-restart.json",
+        "command-self-test.json",
         "command-start-recording.json",
         "command-stop-recording.json",
     ] {
@@ -172,6 +175,7 @@ fn ack_fixtures_round_trip() {
         "ack-rejected.json",
         "ack-replaying.json",
         "ack-recording.json",
+        "ack-self-test.json",
     ] {
         let _: Ack = round_trip(name);
     }

@@ -100,6 +100,22 @@ enum Top {
         /// How long the token is valid, in minutes.
         #[arg(long, default_value_t = 60)]
         valid_min: u32,
+        /// Then wait up to this many seconds for the device to enroll and come online, and
+        /// run its self-test.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+        /// After a passing self-test, record a test of this many seconds in the device's
+        /// room and show the segments that arrived (needs --court/--room and --wait).
+        #[arg(long, value_name = "SECONDS", requires = "wait")]
+        test_recording: Option<u64>,
+    },
+    /// Run a device's self-test again: broker link, clock, each camera, each microphone,
+    /// disk. Exits with status 1 when a check fails.
+    Selftest { id: String },
+    /// Print a shell completion script: `gavelctl completions bash > /etc/bash_completion.d/gavelctl`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Fleet summary: devices, online, offline, courts, rooms.
     Fleet,
@@ -796,6 +812,149 @@ fn print_device(d: &DeviceRecord) {
     println!("{t}");
 }
 
+fn spinner(msg: String) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb.set_message(msg);
+    pb
+}
+
+/// Waits until the device is online.
+async fn wait_online(api: &Api, id: &str, limit: Duration) -> anyhow::Result<()> {
+    let pb = spinner(format!("waiting for {id} to enroll and come online"));
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(d) = api
+            .get(&format!("/api/v1/devices/{id}"), &format!("reading {id}"))
+            .await
+            && d["online"] == true
+        {
+            pb.finish_with_message(format!(
+                "{id} online after {} s ({} in {}/{})",
+                started.elapsed().as_secs(),
+                d["profile"].as_str().unwrap_or("-"),
+                d["court"].as_str().unwrap_or("-"),
+                d["room"].as_str().unwrap_or("-")
+            ));
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            pb.abandon_with_message(format!("{id} did not come online"));
+            bail!(
+                "{id} did not come online within {} s: run `gavel-agent enroll` on it with the token, then start the agent",
+                limit.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Runs the device's self-test and prints the table; true when nothing failed.
+async fn self_test(api: &Api, id: &str, json: bool) -> anyhow::Result<bool> {
+    let pb = spinner(format!(
+        "{id}: self-test (broker, clock, cameras, microphones, disk)"
+    ));
+    let v = api
+        .post(
+            &format!("/api/v1/devices/{id}/commands"),
+            &serde_json::json!({"type": "self_test", "timeout_ms": 30_000}),
+            &format!("self-test of {id}"),
+        )
+        .await;
+    pb.finish_and_clear();
+    let v = v?;
+    let checks = v["reply"]["checks"].as_array().cloned().unwrap_or_default();
+    let failed = checks.iter().filter(|c| c["status"] == "fail").count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let mut t = table();
+        t.set_header(["CHECK", "RESULT", "DETAIL"]);
+        for c in &checks {
+            t.add_row([
+                c["name"].as_str().unwrap_or("-").to_owned(),
+                c["status"].as_str().unwrap_or("-").to_uppercase(),
+                c["detail"].as_str().unwrap_or("").to_owned(),
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "{id}: self-test {} ({} checks, {failed} failed)",
+            if failed == 0 { "PASSED" } else { "FAILED" },
+            checks.len()
+        );
+    }
+    Ok(failed == 0)
+}
+
+/// Records `length` in the room and shows the segments the device delivered.
+async fn test_record(
+    api: &Api,
+    id: &str,
+    court: &str,
+    room: &str,
+    length: Duration,
+) -> anyhow::Result<()> {
+    let hearing = format!(
+        "provision-test-{id}-{}",
+        OffsetDateTime::now_utc().unix_timestamp()
+    );
+    let body = serde_json::json!({"hearing_id": hearing, "by": "gavelctl provision", "reason": "provisioning test recording"});
+    api.post(
+        &format!("/api/v1/rooms/{court}/{room}/recording/start"),
+        &body,
+        "starting the test recording",
+    )
+    .await?;
+    let pb = indicatif::ProgressBar::new(length.as_secs());
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("test recording {bar:30} {pos}/{len} s")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    for _ in 0..length.as_secs() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    api.post(
+        &format!("/api/v1/rooms/{court}/{room}/recording/stop"),
+        &body,
+        "stopping the test recording",
+    )
+    .await?;
+    // Segments arrive as events once closed and hashed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = api
+            .get(
+                &format!("/api/v1/devices/{id}/events?limit=500"),
+                "reading the device's events",
+            )
+            .await?;
+        let segments: Vec<&Value> = events
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                let b = &e["event"]["body"];
+                e["event"]["type"] == "segment" || b["type"] == "segment"
+            })
+            .filter(|e| e.to_string().contains(&hearing))
+            .collect();
+        if !segments.is_empty() {
+            println!(
+                "{id}: test recording {hearing}: {} segment(s) delivered, hashed and chained",
+                segments.len()
+            );
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{id}: no recording segment of {hearing} arrived within 20 s of stopping");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -1442,6 +1601,8 @@ async fn main() -> anyhow::Result<()> {
             profile,
             tags,
             valid_min,
+            wait,
+            test_recording,
         } => {
             let body = serde_json::json!({
                 "court": court,
@@ -1467,6 +1628,30 @@ async fn main() -> anyhow::Result<()> {
                     cli.controller
                 );
             }
+            if let Some(secs) = wait {
+                wait_online(&api, &id, Duration::from_secs(secs)).await?;
+                let passed = self_test(&api, &id, cli.json).await?;
+                if !passed {
+                    bail!("{id}: self-test failed (see the table above)");
+                }
+                if let (Some(secs), Some(court), Some(room)) = (test_recording, &court, &room) {
+                    test_record(&api, &id, court, room, Duration::from_secs(secs)).await?;
+                }
+            }
+        }
+        Top::Selftest { id } => {
+            if !self_test(&api, &id, cli.json).await? {
+                std::process::exit(1);
+            }
+        }
+        Top::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "gavelctl",
+                &mut std::io::stdout(),
+            );
         }
         Top::Devices(Devices::Revoke { id }) => {
             let v = api

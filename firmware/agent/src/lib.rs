@@ -14,6 +14,7 @@ pub mod ota;
 pub mod record;
 pub mod room;
 pub mod schedule;
+pub mod selftest;
 pub mod session;
 
 use std::sync::Arc;
@@ -403,10 +404,37 @@ pub async fn run(
                     {
                         ack = commands::ota_refused_ack(&cmd, OffsetDateTime::now_utc(), reason);
                     }
+                    if matches!(action, commands::Action::SelfTest) {
+                        // Probing cameras and microphones takes seconds: answer from a task.
+                        let input = selftest::Input {
+                            device: device.to_string(),
+                            tls: config.broker.tls.is_some(),
+                            controller_ts: cmd.ts,
+                            received_at: OffsetDateTime::now_utc(),
+                            sources: config
+                                .media
+                                .iter()
+                                .map(|(id, s)| (id.clone(), s.clone()))
+                                .collect(),
+                            data_dir: config.data_dir.clone(),
+                        };
+                        let link = link.clone();
+                        tokio::spawn(async move {
+                            let checks = tokio::task::spawn_blocking(move || selftest::run(&input))
+                                .await
+                                .unwrap_or_default();
+                            let ack = commands::self_test_ack(&cmd, OffsetDateTime::now_utc(), checks);
+                            if let Err(e) = link.publish(&ack) {
+                                warn!(error = %e, id = %cmd.id, "could not send the self-test ack");
+                            }
+                        });
+                        continue;
+                    }
                     if let Err(e) = link.publish(&ack) {
                         warn!(error = %e, id = %cmd.id, "could not send ack");
                     }
                     match action {
+                        commands::Action::SelfTest => {}
                         commands::Action::None
                         | commands::Action::StartRecording { .. }
                         | commands::Action::StopRecording { .. }

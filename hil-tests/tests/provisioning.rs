@@ -273,3 +273,110 @@ async fn a_technician_brings_a_courtroom_terminal_from_nothing_to_recording_in_o
         assert!(screen.contains(needle), "{needle:?} missing from\n{screen}");
     }
 }
+
+/// Production with an external broker: `gavel-controller pki mosquitto` writes the broker's
+/// configuration; Mosquitto runs it; the controller connects to it over mutual TLS with its
+/// own certificate; a device enrolls (told the broker's address) and comes online through
+/// Mosquitto with its certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_and_an_enrolled_device_meet_on_mosquitto_with_the_generated_configuration()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("controller-data");
+    let bundle = dir.path().join("mosquitto");
+    let port = free_port();
+    let made = Command::new(bin("gavel-controller"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["pki", "mosquitto", "--out"])
+        .arg(&bundle)
+        .args(["--port", &port.to_string(), "--name", "localhost"])
+        .output()
+        .expect("gavel-controller pki mosquitto");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(said.contains("mosquitto -c"), "{said}");
+    // As root Mosquitto drops to its own user; the test's files stay root's.
+    let conf = bundle.join("mosquitto.conf");
+    let text = std::fs::read_to_string(&conf).expect("conf");
+    std::fs::write(&conf, format!("user root\npersistence false\n{text}")).expect("conf");
+    let mut cmd = Command::new("mosquitto");
+    cmd.arg("-c").arg(&conf);
+    let _mosquitto =
+        Proc::spawn("mosquitto", cmd, dir.path().join("mosquitto.log")).expect("mosquitto");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let device_broker = format!("localhost:{port}");
+    let controller = Controller::start_with_env(
+        dir.path(),
+        &Broker::External {
+            host: "localhost".into(),
+            port,
+        },
+        None,
+        &[
+            ("GAVEL_MQTT_TLS_DIR", bundle.to_str().expect("path")),
+            ("GAVEL_DEVICE_BROKER", device_broker.as_str()),
+        ],
+    )
+    .expect("controller connects to mosquitto over TLS");
+    let (ok, out, err) = controller.gavelctl(&[
+        "--json",
+        "provision",
+        "nb-3-camera",
+        "--court",
+        "nb-intermediate",
+        "--room",
+        "room-3",
+        "--profile",
+        "ip-camera",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let config = dir.path().join("camera.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "profiles_dir = {:?}\ndata_dir = {:?}\nsimulate_hardware = true\n",
+            profiles_dir().display().to_string(),
+            dir.path().join("camera-data").display().to_string()
+        ),
+    )
+    .expect("config");
+    let enrolled = Command::new(bin("gavel-agent"))
+        .arg("--config")
+        .arg(&config)
+        .args(["enroll", "--controller", &controller.url])
+        .env("GAVEL_ENROLL_TOKEN", v["token"].as_str().expect("token"))
+        .output()
+        .expect("enroll");
+    assert!(
+        enrolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enrolled.stderr)
+    );
+    let said = String::from_utf8_lossy(&enrolled.stdout);
+    assert!(
+        said.contains(&format!("broker: localhost:{port}")),
+        "{said}"
+    );
+    let mut cmd = Command::new(bin("gavel-agent"));
+    cmd.arg("--config").arg(&config).env("GAVEL_LOG", "info");
+    let _agent = Proc::spawn("gavel-agent", cmd, dir.path().join("agent.log")).expect("agent");
+    let d = wait_for(
+        &controller,
+        "nb-3-camera",
+        "online through mosquitto",
+        |d| d["online"] == true,
+    )
+    .await;
+    assert_eq!(d["room"], "room-3");
+}

@@ -53,6 +53,15 @@ pub struct Settings {
     pub mqtt_tls: MqttTlsSettings,
     /// Users, roles and the audit log of the API.
     pub auth: AuthSettings,
+    /// The controller's own MQTT connections use mutual TLS with the files in this folder
+    /// (`ca.pem`, `controller.pem`, `controller.key`, as written by
+    /// `gavel-controller pki mosquitto`). For an external broker with the generated
+    /// configuration. Env: GAVEL_MQTT_TLS_DIR.
+    pub mqtt_client_tls_dir: Option<PathBuf>,
+    /// `HOST:PORT` of the TLS broker devices are told at enrollment when it is not the
+    /// controller's gate (a Mosquitto with the generated configuration). Env:
+    /// GAVEL_DEVICE_BROKER.
+    pub device_broker: Option<String>,
 }
 
 /// API access control (issue 9).
@@ -206,6 +215,8 @@ impl Default for Settings {
             cluster: ClusterSettings::default(),
             mqtt_tls: MqttTlsSettings::default(),
             auth: AuthSettings::default(),
+            mqtt_client_tls_dir: None,
+            device_broker: None,
         }
     }
 }
@@ -299,6 +310,17 @@ impl Settings {
                     }
                 }
                 "GAVEL_BOOTSTRAP_ADMIN" => self.auth.bootstrap_admin = Some(value),
+                "GAVEL_MQTT_TLS_DIR" => self.mqtt_client_tls_dir = Some(value.into()),
+                "GAVEL_DEVICE_BROKER" => {
+                    if value
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| p.parse::<u16>().ok())
+                        .is_none()
+                    {
+                        return Err(invalid(&key, &value, "expected HOST:PORT"));
+                    }
+                    self.device_broker = Some(value)
+                }
                 "GAVEL_MQTT_TLS_LISTEN" => {
                     let listen = value
                         .parse()

@@ -43,6 +43,8 @@ pub struct IdentityState {
     pub revocations: Revocations,
     /// Where devices reach the TLS gate, when it is on.
     pub mqtt_tls: Option<SocketAddr>,
+    /// The TLS broker devices are told about when it is not the gate (HOST, PORT).
+    pub device_broker: Option<(String, u16)>,
 }
 
 pub fn routes(state: IdentityState) -> Router {
@@ -139,8 +141,11 @@ pub struct EnrollResponse {
     pub ca: String,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
-    /// The TLS broker's port, when the controller runs the gate.
+    /// The TLS broker's port: the controller's gate, or the configured device broker.
     pub mqtt_tls_port: Option<u16>,
+    /// The TLS broker's host when it is not the controller's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_tls_host: Option<String>,
     pub assignment: Assignment,
 }
 
@@ -177,7 +182,12 @@ async fn enroll(
         certificate: issued.cert_pem,
         ca: s.pki.ca().cert_pem().to_string(),
         not_after: issued.not_after,
-        mqtt_tls_port: s.mqtt_tls.map(|a| a.port()),
+        mqtt_tls_port: s
+            .device_broker
+            .as_ref()
+            .map(|(_, p)| *p)
+            .or(s.mqtt_tls.map(|a| a.port())),
+        mqtt_tls_host: s.device_broker.as_ref().map(|(h, _)| h.clone()),
         assignment,
     }))
 }

@@ -117,7 +117,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let (push, _) = broadcast::channel(1024);
     let acks = fleet_actor::PendingAcks::default();
     let rejects = ingest::RejectLog::default();
-    let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1);
+    let client_tls = match &settings.mqtt_client_tls_dir {
+        Some(dir) => Some(ingest::ClientTls::load(dir)?),
+        None => None,
+    };
+    let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1, client_tls.as_ref());
     let (schedules, schedule_inbox) = schedules::channel();
     let clustered = settings.cluster.enabled;
     let mut tasks = Vec::new();
@@ -141,6 +145,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             metrics: metrics.clone(),
             leadership: leadership.clone(),
             cluster_broker: clustered.then(|| mqtt.clone()),
+            cluster_tls: client_tls.clone(),
             schedules: schedules.clone(),
         },
         shutdown.child_token(),
@@ -289,6 +294,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         pki: pki.clone(),
         revocations: revocations.clone(),
         mqtt_tls,
+        device_broker: settings.device_broker.as_ref().and_then(|b| {
+            let (h, p) = b.rsplit_once(':')?;
+            Some((h.to_string(), p.parse().ok()?))
+        }),
     };
     if let Some(admin) = &settings.auth.bootstrap_admin
         && store.user_count().await.context("counting users")? == 0

@@ -16,6 +16,8 @@ struct EnrollResponse {
     ca: String,
     not_after: String,
     mqtt_tls_port: Option<u16>,
+    #[serde(default)]
+    mqtt_tls_host: Option<String>,
     assignment: Assignment,
 }
 
@@ -94,6 +96,7 @@ pub async fn enroll(
 
     let host = broker_host
         .map(String::from)
+        .or_else(|| answer.mqtt_tls_host.clone())
         .or_else(|| base.host_str().map(String::from))
         .unwrap_or_else(|| "localhost".into());
     let broker = answer.mqtt_tls_port.map(|p| (host, p));

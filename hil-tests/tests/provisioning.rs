@@ -380,3 +380,108 @@ async fn the_controller_and_an_enrolled_device_meet_on_mosquitto_with_the_genera
     .await;
     assert_eq!(d["room"], "room-3");
 }
+
+/// Rotation before expiry: with 30-second certificates, the device asks for a new one over
+/// its authenticated link after two thirds of the life, installs it (new key made on the
+/// device), reconnects with it, and is still online after its first certificate expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_renews_its_certificate_before_it_expires_and_stays_online() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = format!("127.0.0.1:{}", free_port());
+    let controller = Controller::start_with_env(
+        dir.path(),
+        &Broker::Embedded,
+        None,
+        &[
+            ("GAVEL_MQTT_TLS_LISTEN", gate.as_str()),
+            ("GAVEL_DEVICE_CERT_VALIDITY_S", "30"),
+        ],
+    )
+    .expect("controller");
+    let (ok, out, err) = controller.gavelctl(&[
+        "--json",
+        "provision",
+        "hz-5-audio",
+        "--court",
+        "hz-intermediate",
+        "--room",
+        "room-5",
+        "--profile",
+        "audio-host",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let config = dir.path().join("agent.toml");
+    let data = dir.path().join("device-data");
+    std::fs::write(
+        &config,
+        format!(
+            "profiles_dir = {:?}\ndata_dir = {:?}\nsimulate_hardware = true\n",
+            profiles_dir().display().to_string(),
+            data.display().to_string()
+        ),
+    )
+    .expect("config");
+    let enrolled = Command::new(bin("gavel-agent"))
+        .arg("--config")
+        .arg(&config)
+        .args(["enroll", "--controller", &controller.url])
+        .env("GAVEL_ENROLL_TOKEN", v["token"].as_str().expect("token"))
+        .output()
+        .expect("enroll");
+    assert!(enrolled.status.success());
+    let enrolled_at = Instant::now();
+    let first = std::fs::read_to_string(data.join("identity/device.pem")).expect("cert");
+    let mut cmd = Command::new(bin("gavel-agent"));
+    cmd.arg("--config").arg(&config).env("GAVEL_LOG", "info");
+    let agent = Proc::spawn("gavel-agent", cmd, dir.path().join("agent.log")).expect("agent");
+    wait_for(&controller, "hz-5-audio", "online", |d| d["online"] == true).await;
+
+    // Renewed: a second certificate issued, installed on the device.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let certs = loop {
+        let certs = controller
+            .get("/api/v1/devices/hz-5-audio/certificates")
+            .await
+            .expect("certificates")
+            .expect("json");
+        let installed = std::fs::read_to_string(data.join("identity/device.pem"))
+            .map(|c| c != first)
+            .unwrap_or(false);
+        if certs.as_array().map_or(0, Vec::len) >= 2 && installed {
+            break certs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no renewal installed within 40 s: {certs}\n{}",
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let renewed_after = enrolled_at.elapsed();
+    println!(
+        "renewed {:.1} s after enrollment: {certs}",
+        renewed_after.as_secs_f64()
+    );
+    assert!(
+        renewed_after >= Duration::from_secs(15),
+        "renewal is for the last third of the life, not right away ({renewed_after:?})"
+    );
+    assert!(
+        agent.log_text().contains("renewed certificate installed"),
+        "{}",
+        agent.log_text()
+    );
+    // Past the first certificate's expiry the device is still (again) online.
+    let first_expiry = enrolled_at + Duration::from_secs(32);
+    if let Some(wait) = first_expiry.checked_duration_since(Instant::now()) {
+        tokio::time::sleep(wait).await;
+    }
+    wait_for(
+        &controller,
+        "hz-5-audio",
+        "online with the renewed certificate",
+        |d| d["online"] == true,
+    )
+    .await;
+}

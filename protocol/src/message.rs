@@ -46,6 +46,25 @@ pub const MAX_TEXT: usize = 256;
 /// Longest list accepted (volumes, capabilities, sensors).
 pub const MAX_ITEMS: usize = 64;
 
+/// Longest PEM text (a CSR or certificate) accepted.
+pub const MAX_PEM: usize = 8 * 1024;
+
+fn pem(field: &str, value: &str, label: &str) -> Result<(), Invalid> {
+    if value.len() > MAX_PEM {
+        return Err(Invalid::new(
+            field,
+            format!("{} bytes long; at most {MAX_PEM}", value.len()),
+        ));
+    }
+    if !value
+        .trim_start()
+        .starts_with(&format!("-----BEGIN {label}-----"))
+    {
+        return Err(Invalid::new(field, format!("not a PEM {label}")));
+    }
+    Ok(())
+}
+
 fn text(field: &str, value: &str) -> Result<(), Invalid> {
     if value.len() > MAX_TEXT {
         return Err(Invalid::new(
@@ -592,6 +611,16 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// The device asks for a new certificate before its own expires: a signing request for
+    /// a key it just made (sent as `end`). The controller answers with an
+    /// `install_certificate` command. Added within v1.
+    CertRenewal {
+        /// PEM certificate signing request.
+        csr: String,
+        /// When the current certificate expires.
+        #[serde(with = "time::serde::rfc3339")]
+        current_not_after: OffsetDateTime,
+    },
     /// A source of a recording was lost (`start`) or came back (`end`, with the gap's span).
     /// Added within v1.
     SourceLost {
@@ -624,6 +653,7 @@ impl EventBody {
             EventBody::Agent { .. }
             | EventBody::Capability { .. }
             | EventBody::Probe { .. }
+            | EventBody::CertRenewal { .. }
             | EventBody::Ota { .. } => None,
         }
     }
@@ -819,6 +849,7 @@ impl Message for Event {
                     text("error", e)?;
                 }
             }
+            EventBody::CertRenewal { csr, .. } => pem("csr", csr, "CERTIFICATE REQUEST")?,
             EventBody::SourceLost {
                 hearing_id,
                 source,
@@ -904,6 +935,12 @@ pub enum CommandBody {
     /// Check the device: broker link, clock, each camera, each microphone, disk (added
     /// within v1). The command's `ts` is the controller's clock.
     SelfTest,
+    /// The renewed certificate for the key of the device's last `cert_renewal` (added
+    /// within v1). The device installs it and reconnects with it.
+    InstallCertificate {
+        /// PEM certificate.
+        certificate: String,
+    },
 }
 
 impl CommandBody {
@@ -919,6 +956,7 @@ impl CommandBody {
             CommandBody::StartRecording { .. } => "start_recording",
             CommandBody::StopRecording { .. } => "stop_recording",
             CommandBody::SelfTest => "self_test",
+            CommandBody::InstallCertificate { .. } => "install_certificate",
         }
     }
 }
@@ -951,6 +989,9 @@ impl Message for Command {
         }
         match &self.body {
             CommandBody::Restart { reason: Some(r) } => text("reason", r)?,
+            CommandBody::InstallCertificate { certificate } => {
+                pem("certificate", certificate, "CERTIFICATE")?
+            }
             CommandBody::Replay { boot_id, .. } => text("boot_id", boot_id)?,
             CommandBody::OtaInstall {
                 campaign,
@@ -1028,6 +1069,12 @@ pub enum Reply {
     /// The self-test's checks, in order (added within v1).
     SelfTest {
         checks: Vec<SelfCheck>,
+    },
+    /// A renewed certificate was installed; the device reconnects with it (added within v1).
+    CertificateInstalled {
+        serial: String,
+        #[serde(with = "time::serde::rfc3339")]
+        not_after: OffsetDateTime,
     },
 }
 

@@ -37,6 +37,7 @@ fn every_fixture_file_is_covered_by_a_test() {
     assert_eq!(
         names,
         [
+            "ack-certificate-installed.json",
             "ack-config.json",
             "ack-ota-accepted.json",
             "ack-pong.json",
@@ -46,6 +47,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "ack-self-test.json",
             "birth.json",
             "command-get-config.json",
+            "command-install-certificate.json",
             "command-ota-install.json",
             "command-ping.json",
             "command-rebirth.json",
@@ -56,6 +58,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "command-stop-recording.json",
             "event-agent-start.json",
             "event-capability.json",
+            "event-cert-renewal.json",
             "event-ota-rolled-back.json",
             "event-probe.json",
             "event-recording-request.json",
@@ -139,6 +142,7 @@ fn command_fixtures_round_trip() {
         "command-get-config.json",
         "command-restart.json",
         "command-self-test.json",
+        "command-install-certificate.json",
         "command-start-recording.json",
         "command-stop-recording.json",
     ] {
@@ -176,6 +180,7 @@ fn ack_fixtures_round_trip() {
         "ack-replaying.json",
         "ack-recording.json",
         "ack-self-test.json",
+        "ack-certificate-installed.json",
     ] {
         let _: Ack = round_trip(name);
     }
@@ -204,6 +209,11 @@ fn recording_event_fixtures_round_trip() {
             recovered: false,
             ..
         }
+    ));
+    let e: Event = round_trip("event-cert-renewal.json");
+    assert!(matches!(
+        e.body,
+        gavel_protocol::EventBody::CertRenewal { .. }
     ));
     let e: Event = round_trip("event-sealed.json");
     assert!(matches!(e.body, EventBody::Sealed { segments: 252, .. }));

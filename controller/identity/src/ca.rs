@@ -263,7 +263,10 @@ fn stamp(
     now: OffsetDateTime,
     validity: Duration,
 ) -> Result<(), CaError> {
-    params.not_before = now - Duration::minutes(5);
+    // Back-dated a little for clocks slightly behind; at most a tenth of the validity, so
+    // "two thirds of the life" stays close to two thirds of `validity`.
+    let tenth: Duration = validity / 10;
+    params.not_before = now - tenth.min(Duration::minutes(5));
     params.not_after = now + validity;
     params.serial_number = Some(random_serial()?);
     params.use_authority_key_identifier_extension = true;

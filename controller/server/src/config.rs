@@ -62,6 +62,9 @@ pub struct Settings {
     /// controller's gate (a Mosquitto with the generated configuration). Env:
     /// GAVEL_DEVICE_BROKER.
     pub device_broker: Option<String>,
+    /// How long device certificates live, in seconds (default 90 days); devices renew when
+    /// two thirds have passed. Env: GAVEL_DEVICE_CERT_VALIDITY_S.
+    pub device_cert_validity_s: u32,
 }
 
 /// API access control (issue 9).
@@ -217,6 +220,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             mqtt_client_tls_dir: None,
             device_broker: None,
+            device_cert_validity_s: 90 * 24 * 3600,
         }
     }
 }
@@ -311,6 +315,13 @@ impl Settings {
                 }
                 "GAVEL_BOOTSTRAP_ADMIN" => self.auth.bootstrap_admin = Some(value),
                 "GAVEL_MQTT_TLS_DIR" => self.mqtt_client_tls_dir = Some(value.into()),
+                "GAVEL_DEVICE_CERT_VALIDITY_S" => {
+                    self.device_cert_validity_s = value
+                        .parse()
+                        .ok()
+                        .filter(|s| *s >= 10)
+                        .ok_or_else(|| invalid(&key, &value, "expected seconds, at least 10"))?
+                }
                 "GAVEL_DEVICE_BROKER" => {
                     if value
                         .rsplit_once(':')

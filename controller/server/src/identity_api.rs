@@ -30,8 +30,6 @@ use crate::gate::Revocations;
 use crate::pki::Pki;
 use crate::store::Store;
 
-/// How long a device certificate lives; devices renew well before.
-pub const DEVICE_CERT_VALIDITY: Duration = Duration::days(90);
 /// Longest an enrollment token may live.
 pub const MAX_TOKEN_TTL_S: u32 = 7 * 24 * 3600;
 
@@ -45,6 +43,8 @@ pub struct IdentityState {
     pub mqtt_tls: Option<SocketAddr>,
     /// The TLS broker devices are told about when it is not the gate (HOST, PORT).
     pub device_broker: Option<(String, u16)>,
+    /// How long device certificates live.
+    pub device_cert_validity: Duration,
 }
 
 pub fn routes(state: IdentityState) -> Router {
@@ -53,6 +53,7 @@ pub fn routes(state: IdentityState) -> Router {
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/devices/{id}/revoke", post(revoke))
         .route("/api/v1/pki/ca.pem", get(ca_pem))
+        .route("/api/v1/devices/{id}/certificates", get(certificates))
         .with_state(state)
 }
 
@@ -170,7 +171,7 @@ async fn enroll(
     let issued = s
         .pki
         .ca()
-        .issue_device(&req.csr, &id, now, DEVICE_CERT_VALIDITY)
+        .issue_device(&req.csr, &id, now, s.device_cert_validity)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("csr: {e}")))?;
     s.store
         .record_cert(&issued.serial, id.as_str(), now, issued.not_after)
@@ -217,6 +218,106 @@ async fn revoke(
         device_id: id.to_string(),
         revoked: serials,
     }))
+}
+
+/// One issued certificate.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CertView {
+    pub serial: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+async fn certificates(
+    State(s): State<IdentityState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<CertView>>, ApiError> {
+    let id = device(&id)?;
+    let rows = s.store.device_certs(id.as_str()).await.map_err(internal)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(serial, issued, not_after, revoked)| CertView {
+                serial,
+                issued_at: from_ms(issued),
+                not_after: from_ms(not_after),
+                revoked_at: revoked.map(from_ms),
+            })
+            .collect(),
+    ))
+}
+
+/// Answers devices' certificate renewal requests (stored `cert_renewal` events): a device
+/// with a live certificate (the request came over its own authenticated topic) gets a new
+/// certificate for the key in its request, sent as an `install_certificate` command.
+pub fn spawn_renewals(
+    s: IdentityState,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(DeviceId, String)>,
+    mqtt: rumqttc::AsyncClient,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let (device, csr) = tokio::select! {
+                () = shutdown.cancelled() => return,
+                next = rx.recv() => match next {
+                    Some(x) => x,
+                    None => return,
+                },
+            };
+            if let Err(e) = renew(&s, &mqtt, &device, &csr).await {
+                tracing::warn!(%device, error = %format!("{e:#}"), "certificate renewal refused");
+            }
+        }
+    })
+}
+
+async fn renew(
+    s: &IdentityState,
+    mqtt: &rumqttc::AsyncClient,
+    device: &DeviceId,
+    csr: &str,
+) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    if s.store.live_certs(device.as_str(), now).await? == 0 {
+        anyhow::bail!(
+            "{device} has no live certificate (revoked, expired or never enrolled): enroll it again"
+        );
+    }
+    let issued = s
+        .pki
+        .ca()
+        .issue_device(csr, device, now, s.device_cert_validity)?;
+    s.store
+        .record_cert(&issued.serial, device.as_str(), now, issued.not_after)
+        .await?;
+    let command = gavel_protocol::Command {
+        v: gavel_protocol::PROTOCOL_VERSION,
+        ts: now,
+        id: format!("renew-{}", issued.serial),
+        expires: Some(now + Duration::hours(1)),
+        body: gavel_protocol::CommandBody::InstallCertificate {
+            certificate: issued.cert_pem,
+        },
+    };
+    let topic = gavel_protocol::DeviceTopic::new(device.clone(), gavel_protocol::Channel::Cmd);
+    mqtt.publish(
+        topic.to_string(),
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        gavel_protocol::encode(&command),
+    )
+    .await?;
+    tracing::info!(%device, serial = %issued.serial, not_after = %issued.not_after, "certificate renewed");
+    Ok(())
 }
 
 /// Rewrites `<pki>/crl.pem` from the store (for external brokers).

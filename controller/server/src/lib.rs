@@ -151,6 +151,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         shutdown.child_token(),
     );
     let (compliance_trigger, compliance_rx) = compliance::channel();
+    let (renewal_tx, renewal_rx) = tokio::sync::mpsc::unbounded_channel();
     let (fleet, fleet_task) = fleet_actor::spawn(
         fleet_actor::FleetParts {
             fleet: Fleet::restore(restored),
@@ -164,6 +165,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             compliance: Some(compliance_trigger.clone()),
             schedules: Some(schedules.clone()),
             clustered,
+            renewals: Some(renewal_tx),
         },
         shutdown.child_token(),
     );
@@ -237,7 +239,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         store: store.clone(),
         push,
         acks,
-        mqtt: client,
+        mqtt: client.clone(),
         metrics,
         rejects,
         command_timeout: Duration::from_millis(settings.command_timeout_ms),
@@ -294,6 +296,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         pki: pki.clone(),
         revocations: revocations.clone(),
         mqtt_tls,
+        device_cert_validity: time::Duration::seconds(i64::from(settings.device_cert_validity_s)),
         device_broker: settings.device_broker.as_ref().and_then(|b| {
             let (h, p) = b.rsplit_once(':')?;
             Some((h.to_string(), p.parse().ok()?))
@@ -325,6 +328,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         limiter: Default::default(),
         enabled: settings.auth.enabled,
     };
+    tasks.push(identity_api::spawn_renewals(
+        identity.clone(),
+        renewal_rx,
+        client.clone(),
+        shutdown.child_token(),
+    ));
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         let server = axum::serve(

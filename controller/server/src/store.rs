@@ -32,6 +32,20 @@ pub enum StoreError {
     Corrupt { device: String, message: String },
 }
 
+/// `users` columns: name, role, court, password hash, disabled at.
+type UserTuple = (String, String, Option<String>, String, Option<i64>);
+/// `audit_log` columns: at, actor, role, source, action, target, outcome, detail.
+type AuditRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+);
+
 /// A user as stored.
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -887,6 +901,30 @@ impl Store {
         Ok(serials)
     }
 
+    /// How many live (not revoked, not expired) certificates `device` has.
+    pub async fn live_certs(&self, device: &str, now: OffsetDateTime) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM device_certs WHERE device_id = $1 AND revoked_ms IS NULL AND not_after_ms > $2",
+        )
+        .bind(device.to_owned())
+        .bind(millis(now))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The certificates of `device`: (serial, issued ms, not after ms, revoked ms).
+    pub async fn device_certs(
+        &self,
+        device: &str,
+    ) -> Result<Vec<(String, i64, i64, Option<i64>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT serial, issued_ms, not_after_ms, revoked_ms FROM device_certs WHERE device_id = $1 ORDER BY issued_ms",
+        )
+        .bind(device.to_owned())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Every revoked certificate: (serial, revoked at, ms).
     pub async fn revoked_certs(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
@@ -914,7 +952,7 @@ impl Store {
 
     /// A user by name (disabled users included, flagged).
     pub async fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
-        let row: Option<(String, String, Option<String>, String, Option<i64>)> = sqlx::query_as(
+        let row: Option<UserTuple> = sqlx::query_as(
             "SELECT name, role, court, password_hash, disabled_ms FROM users WHERE name = $1",
         )
         .bind(name.to_owned())
@@ -1042,16 +1080,7 @@ impl Store {
         limit: i64,
         outcome: Option<&str>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows: Vec<(
-            i64,
-            String,
-            Option<String>,
-            Option<String>,
-            String,
-            String,
-            String,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT at_ms, actor, role, source, action, target, outcome, detail FROM audit_log
                  WHERE ($1 = '' OR outcome = $1) ORDER BY id DESC LIMIT $2",
         )

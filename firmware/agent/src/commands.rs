@@ -50,6 +50,8 @@ pub enum Action {
     OtaInstall(crate::ota::InstallRequest),
     /// Run the self-test, then answer with [`self_test_ack`].
     SelfTest,
+    /// Install a renewed certificate (the shell answers), then reconnect with it.
+    InstallCertificate(String),
 }
 
 /// The ack of a self-test once its checks ran.
@@ -214,6 +216,12 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
             },
         ),
         // Design: the ack waits for the checks (see `self_test_ack`); this one is a placeholder.
+        CommandBody::InstallCertificate { certificate } => (
+            ack(Outcome::Failed {
+                error: "not installed yet".into(),
+            }),
+            Action::InstallCertificate(certificate.clone()),
+        ),
         CommandBody::SelfTest => (
             ack(Outcome::Ok {
                 reply: Reply::SelfTest { checks: Vec::new() },

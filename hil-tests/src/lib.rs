@@ -190,6 +190,8 @@ pub struct Controller {
     pub url: String,
     /// Where devices reach the broker.
     pub mqtt: (String, u16),
+    /// Where devices reach the TLS gate (`GAVEL_MQTT_TLS_LISTEN`), when on.
+    pub mqtt_tls: Option<(String, u16)>,
 }
 
 impl Controller {
@@ -215,6 +217,8 @@ impl Controller {
             .arg("--ready-file")
             .arg(&ready)
             .env("GAVEL_LOG", "info,rumqttd=off,tower_http=warn")
+            // Feature tests run without sign-in (loopback only); tests/access.rs turns it on.
+            .env("GAVEL_AUTH", "off")
             .envs(env.iter().copied());
         match broker {
             Broker::Embedded => {
@@ -250,7 +254,12 @@ impl Controller {
         };
         let mut http = None;
         let mut mqtt = None;
+        let mut mqtt_tls = None;
         for part in line.split_whitespace() {
+            if let Some(v) = part.strip_prefix("mqtt_tls=") {
+                let (h, p) = v.rsplit_once(':').context("mqtt_tls=HOST:PORT")?;
+                mqtt_tls = Some((h.to_owned(), p.parse()?));
+            }
             if let Some(v) = part.strip_prefix("http=") {
                 http = Some(format!("http://{v}"));
             }
@@ -263,6 +272,7 @@ impl Controller {
             proc,
             url: http.context("ready file names http=")?,
             mqtt: mqtt.context("ready file names mqtt=")?,
+            mqtt_tls,
         })
     }
 

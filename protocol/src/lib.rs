@@ -14,6 +14,7 @@
 //! | `receipt` | controller -> device | 1 | yes |
 //! | `schedule` | controller -> device | 1 | yes |
 
+pub mod acl;
 pub mod codec;
 pub mod ids;
 pub mod message;

@@ -46,6 +46,25 @@ pub const MAX_TEXT: usize = 256;
 /// Longest list accepted (volumes, capabilities, sensors).
 pub const MAX_ITEMS: usize = 64;
 
+/// Longest PEM text (a CSR or certificate) accepted.
+pub const MAX_PEM: usize = 8 * 1024;
+
+fn pem(field: &str, value: &str, label: &str) -> Result<(), Invalid> {
+    if value.len() > MAX_PEM {
+        return Err(Invalid::new(
+            field,
+            format!("{} bytes long; at most {MAX_PEM}", value.len()),
+        ));
+    }
+    if !value
+        .trim_start()
+        .starts_with(&format!("-----BEGIN {label}-----"))
+    {
+        return Err(Invalid::new(field, format!("not a PEM {label}")));
+    }
+    Ok(())
+}
+
 fn text(field: &str, value: &str) -> Result<(), Invalid> {
     if value.len() > MAX_TEXT {
         return Err(Invalid::new(
@@ -639,6 +658,16 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// The device asks for a new certificate before its own expires: a signing request for
+    /// a key it just made (sent as `end`). The controller answers with an
+    /// `install_certificate` command. Added within v1.
+    CertRenewal {
+        /// PEM certificate signing request.
+        csr: String,
+        /// When the current certificate expires.
+        #[serde(with = "time::serde::rfc3339")]
+        current_not_after: OffsetDateTime,
+    },
     /// A source of a recording was lost (`start`) or came back (`end`, with the gap's span).
     /// Added within v1.
     SourceLost {
@@ -686,6 +715,7 @@ impl EventBody {
             EventBody::Agent { .. }
             | EventBody::Capability { .. }
             | EventBody::Probe { .. }
+            | EventBody::CertRenewal { .. }
             | EventBody::Ota { .. }
             | EventBody::Ticket { .. } => None,
         }
@@ -882,6 +912,7 @@ impl Message for Event {
                     text("error", e)?;
                 }
             }
+            EventBody::CertRenewal { csr, .. } => pem("csr", csr, "CERTIFICATE REQUEST")?,
             EventBody::SourceLost {
                 hearing_id,
                 source,
@@ -982,6 +1013,15 @@ pub enum CommandBody {
         /// Window the holder is called to.
         window: String,
     },
+    /// Check the device: broker link, clock, each camera, each microphone, disk (added
+    /// within v1). The command's `ts` is the controller's clock.
+    SelfTest,
+    /// The renewed certificate for the key of the device's last `cert_renewal` (added
+    /// within v1). The device installs it and reconnects with it.
+    InstallCertificate {
+        /// PEM certificate.
+        certificate: String,
+    },
 }
 
 impl CommandBody {
@@ -997,6 +1037,8 @@ impl CommandBody {
             CommandBody::StartRecording { .. } => "start_recording",
             CommandBody::StopRecording { .. } => "stop_recording",
             CommandBody::Announce { .. } => "announce",
+            CommandBody::SelfTest => "self_test",
+            CommandBody::InstallCertificate { .. } => "install_certificate",
         }
     }
 }
@@ -1029,6 +1071,9 @@ impl Message for Command {
         }
         match &self.body {
             CommandBody::Restart { reason: Some(r) } => text("reason", r)?,
+            CommandBody::InstallCertificate { certificate } => {
+                pem("certificate", certificate, "CERTIFICATE")?
+            }
             CommandBody::Replay { boot_id, .. } => text("boot_id", boot_id)?,
             CommandBody::OtaInstall {
                 campaign,
@@ -1111,6 +1156,37 @@ pub enum Reply {
     Announcing {
         number: String,
     },
+    /// The self-test's checks, in order (added within v1).
+    SelfTest {
+        checks: Vec<SelfCheck>,
+    },
+    /// A renewed certificate was installed; the device reconnects with it (added within v1).
+    CertificateInstalled {
+        serial: String,
+        #[serde(with = "time::serde::rfc3339")]
+        not_after: OffsetDateTime,
+    },
+}
+
+/// How one self-test check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    /// Works, with something to look at.
+    Warn,
+    Fail,
+    /// Not applicable here (e.g. a simulated source).
+    Skip,
+}
+
+/// One self-test check: `broker`, `clock`, `camera:<source>`, `microphone:<source>`, `disk`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfCheck {
+    pub name: String,
+    pub status: CheckStatus,
+    /// What was measured or what is wrong, for people.
+    pub detail: String,
 }
 
 /// How a command ended.
@@ -1144,6 +1220,17 @@ impl Message for Ack {
         match &self.outcome {
             Outcome::Rejected { reason } => text("reason", reason),
             Outcome::Failed { error } => text("error", error),
+            Outcome::Ok {
+                reply: Reply::SelfTest { checks },
+            } => {
+                if checks.len() > 64 {
+                    return Err(Invalid::new("checks", "more than 64"));
+                }
+                checks.iter().try_for_each(|c| {
+                    text("checks.name", &c.name)?;
+                    text("checks.detail", &c.detail)
+                })
+            }
             Outcome::Ok { .. } => Ok(()),
         }
     }

@@ -38,24 +38,29 @@ fn every_fixture_file_is_covered_by_a_test() {
         names,
         [
             "ack-announcing.json",
+            "ack-certificate-installed.json",
             "ack-config.json",
             "ack-ota-accepted.json",
             "ack-pong.json",
             "ack-recording.json",
             "ack-rejected.json",
             "ack-replaying.json",
+            "ack-self-test.json",
             "birth.json",
             "command-announce.json",
             "command-get-config.json",
+            "command-install-certificate.json",
             "command-ota-install.json",
             "command-ping.json",
             "command-rebirth.json",
             "command-replay.json",
             "command-restart.json",
+            "command-self-test.json",
             "command-start-recording.json",
             "command-stop-recording.json",
             "event-agent-start.json",
             "event-capability.json",
+            "event-cert-renewal.json",
             "event-ota-rolled-back.json",
             "event-probe.json",
             "event-recording-request.json",
@@ -139,6 +144,8 @@ fn command_fixtures_round_trip() {
         "command-ping.json",
         "command-get-config.json",
         "command-restart.json",
+        "command-self-test.json",
+        "command-install-certificate.json",
         "command-start-recording.json",
         "command-stop-recording.json",
     ] {
@@ -175,6 +182,8 @@ fn ack_fixtures_round_trip() {
         "ack-rejected.json",
         "ack-replaying.json",
         "ack-recording.json",
+        "ack-self-test.json",
+        "ack-certificate-installed.json",
     ] {
         let _: Ack = round_trip(name);
     }
@@ -203,6 +212,11 @@ fn recording_event_fixtures_round_trip() {
             recovered: false,
             ..
         }
+    ));
+    let e: Event = round_trip("event-cert-renewal.json");
+    assert!(matches!(
+        e.body,
+        gavel_protocol::EventBody::CertRenewal { .. }
     ));
     let e: Event = round_trip("event-sealed.json");
     assert!(matches!(e.body, EventBody::Sealed { segments: 252, .. }));

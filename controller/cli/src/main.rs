@@ -2,6 +2,7 @@
 
 mod hall;
 mod ota;
+mod session;
 
 use std::time::Duration;
 
@@ -32,10 +33,91 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum Users {
+    /// List users and their roles.
+    Ls,
+    /// Add a user. The password comes from the environment variable GAVEL_NEW_PASSWORD
+    /// (never the command line).
+    Add {
+        name: String,
+        /// administrator, technician, inspector, clerk or kiosk.
+        #[arg(long)]
+        role: String,
+        /// The court a clerk works for.
+        #[arg(long)]
+        court: Option<String>,
+    },
+    /// Disable a user and end their sessions.
+    Disable { name: String },
+}
+
+#[derive(Subcommand, Debug)]
 enum Top {
+    /// Sign in; the session is kept for later commands (or export GAVEL_TOKEN). The password
+    /// comes from GAVEL_PASSWORD, else it is read from standard input.
+    Login {
+        #[arg(long)]
+        user: String,
+    },
+    /// Sign out and forget the saved session.
+    Logout,
+    /// Users and roles (administrators).
+    #[command(subcommand)]
+    Users(Users),
+    /// The audit log: who did what, when, from where, and every refusal.
+    Audit {
+        /// Only refusals.
+        #[arg(long)]
+        denied: bool,
+        /// How many entries, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Export as CSV to this file.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<std::path::PathBuf>,
+    },
     /// Devices known to the controller.
     #[command(subcommand)]
     Devices(Devices),
+    /// Make a one-time enrollment token for a new (or replaced) device, with where it
+    /// belongs. On the device: `gavel-agent --config FILE enroll --controller URL` with the
+    /// token in GAVEL_ENROLL_TOKEN.
+    Provision {
+        /// The device id to give it, e.g. hz-101-terminal.
+        id: String,
+        /// Its court.
+        #[arg(long, requires = "room")]
+        court: Option<String>,
+        /// Its room.
+        #[arg(long, requires = "court")]
+        room: Option<String>,
+        /// Its device profile (courtroom-terminal, audio-host, ip-camera, service-kiosk,
+        /// command-wall).
+        #[arg(long)]
+        profile: Option<String>,
+        /// A tag for OTA targeting (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// How long the token is valid, in minutes.
+        #[arg(long, default_value_t = 60)]
+        valid_min: u32,
+        /// Then wait up to this many seconds for the device to enroll and come online, and
+        /// run its self-test.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+        /// After a passing self-test, record a test of this many seconds in the device's
+        /// room and show the segments that arrived (needs --court/--room and --wait).
+        #[arg(long, value_name = "SECONDS", requires = "wait")]
+        test_recording: Option<u64>,
+    },
+    /// Run a device's self-test again: broker link, clock, each camera, each microphone,
+    /// disk. Exits with status 1 when a check fails.
+    Selftest { id: String },
+    /// Print a shell completion script: `gavelctl completions bash > /etc/bash_completion.d/gavelctl`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Fleet summary: devices, online, offline, courts, rooms.
     Fleet,
     /// Scheduled hearings.
@@ -323,6 +405,9 @@ enum Devices {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+    /// Revoke every certificate of a device: the broker drops its connection at once and
+    /// refuses it from then on (re-enroll it with `gavelctl provision`).
+    Revoke { id: String },
     /// Restart a device's agent.
     Restart {
         id: String,
@@ -339,7 +424,16 @@ struct Api {
 
 impl Api {
     fn new(base: &str) -> anyhow::Result<Self> {
+        let base_trimmed = base.trim_end_matches('/');
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = session::token_for(base_trimmed) {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("GAVEL_TOKEN holds characters a header cannot carry")?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(Duration::from_secs(30))
             .build()
             .context("building the HTTP client")?;
@@ -361,6 +455,14 @@ impl Api {
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no details");
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                bail!(
+                    "{what}: not signed in or session expired: run `gavelctl login --user NAME` ({msg})"
+                );
+            }
+            if status == reqwest::StatusCode::FORBIDDEN {
+                bail!("{what}: {msg} (ask an administrator for a role that may)");
+            }
             bail!("{what}: {status}: {msg}");
         }
         Ok(body)
@@ -712,6 +814,149 @@ fn print_device(d: &DeviceRecord) {
         row(&mut t, "skew vs controller", format!("{skew} ms"));
     }
     println!("{t}");
+}
+
+fn spinner(msg: String) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb.set_message(msg);
+    pb
+}
+
+/// Waits until the device is online.
+async fn wait_online(api: &Api, id: &str, limit: Duration) -> anyhow::Result<()> {
+    let pb = spinner(format!("waiting for {id} to enroll and come online"));
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(d) = api
+            .get(&format!("/api/v1/devices/{id}"), &format!("reading {id}"))
+            .await
+            && d["online"] == true
+        {
+            pb.finish_with_message(format!(
+                "{id} online after {} s ({} in {}/{})",
+                started.elapsed().as_secs(),
+                d["profile"].as_str().unwrap_or("-"),
+                d["court"].as_str().unwrap_or("-"),
+                d["room"].as_str().unwrap_or("-")
+            ));
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            pb.abandon_with_message(format!("{id} did not come online"));
+            bail!(
+                "{id} did not come online within {} s: run `gavel-agent enroll` on it with the token, then start the agent",
+                limit.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Runs the device's self-test and prints the table; true when nothing failed.
+async fn self_test(api: &Api, id: &str, json: bool) -> anyhow::Result<bool> {
+    let pb = spinner(format!(
+        "{id}: self-test (broker, clock, cameras, microphones, disk)"
+    ));
+    let v = api
+        .post(
+            &format!("/api/v1/devices/{id}/commands"),
+            &serde_json::json!({"type": "self_test", "timeout_ms": 30_000}),
+            &format!("self-test of {id}"),
+        )
+        .await;
+    pb.finish_and_clear();
+    let v = v?;
+    let checks = v["reply"]["checks"].as_array().cloned().unwrap_or_default();
+    let failed = checks.iter().filter(|c| c["status"] == "fail").count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let mut t = table();
+        t.set_header(["CHECK", "RESULT", "DETAIL"]);
+        for c in &checks {
+            t.add_row([
+                c["name"].as_str().unwrap_or("-").to_owned(),
+                c["status"].as_str().unwrap_or("-").to_uppercase(),
+                c["detail"].as_str().unwrap_or("").to_owned(),
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "{id}: self-test {} ({} checks, {failed} failed)",
+            if failed == 0 { "PASSED" } else { "FAILED" },
+            checks.len()
+        );
+    }
+    Ok(failed == 0)
+}
+
+/// Records `length` in the room and shows the segments the device delivered.
+async fn test_record(
+    api: &Api,
+    id: &str,
+    court: &str,
+    room: &str,
+    length: Duration,
+) -> anyhow::Result<()> {
+    let hearing = format!(
+        "provision-test-{id}-{}",
+        OffsetDateTime::now_utc().unix_timestamp()
+    );
+    let body = serde_json::json!({"hearing_id": hearing, "by": "gavelctl provision", "reason": "provisioning test recording"});
+    api.post(
+        &format!("/api/v1/rooms/{court}/{room}/recording/start"),
+        &body,
+        "starting the test recording",
+    )
+    .await?;
+    let pb = indicatif::ProgressBar::new(length.as_secs());
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("test recording {bar:30} {pos}/{len} s")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    for _ in 0..length.as_secs() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    api.post(
+        &format!("/api/v1/rooms/{court}/{room}/recording/stop"),
+        &body,
+        "stopping the test recording",
+    )
+    .await?;
+    // Segments arrive as events once closed and hashed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = api
+            .get(
+                &format!("/api/v1/devices/{id}/events?limit=500"),
+                "reading the device's events",
+            )
+            .await?;
+        let segments: Vec<&Value> = events
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                let b = &e["event"]["body"];
+                e["event"]["type"] == "segment" || b["type"] == "segment"
+            })
+            .filter(|e| e.to_string().contains(&hearing))
+            .collect();
+        if !segments.is_empty() {
+            println!(
+                "{id}: test recording {hearing}: {} segment(s) delivered, hashed and chained",
+                segments.len()
+            );
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{id}: no recording segment of {hearing} arrived within 20 s of stopping");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -1200,6 +1445,233 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             println!("{id}: resolved by {by}");
+        }
+        Top::Login { user } => {
+            let password = match std::env::var("GAVEL_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    eprint!("password for {user}: ");
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let v = api
+                .post(
+                    "/api/v1/login",
+                    &serde_json::json!({"user": user, "password": password}),
+                    &format!("signing in as {user}"),
+                )
+                .await?;
+            let saved = session::Saved {
+                controller: cli.controller.trim_end_matches('/').to_string(),
+                user: user.clone(),
+                role: v["role"].as_str().unwrap_or("-").to_string(),
+                token: v["token"].as_str().unwrap_or_default().to_string(),
+                expires_at: v["expires_at"].as_str().unwrap_or("-").to_string(),
+            };
+            let file = session::save(&saved)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "signed in as {user} ({}) until {}; session kept in {}",
+                    saved.role,
+                    saved.expires_at,
+                    file.display()
+                );
+            }
+        }
+        Top::Logout => {
+            let _ = api
+                .post("/api/v1/logout", &serde_json::json!({}), "signing out")
+                .await;
+            session::forget();
+            println!("signed out");
+        }
+        Top::Users(Users::Ls) => {
+            let v = api.get("/api/v1/users", "listing users").await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let mut t = table();
+                t.set_header(["USER", "ROLE", "COURT", "STATE"]);
+                for u in v.as_array().into_iter().flatten() {
+                    t.add_row([
+                        u["name"].as_str().unwrap_or("-").to_owned(),
+                        u["role"].as_str().unwrap_or("-").to_owned(),
+                        u["court"].as_str().unwrap_or("-").to_owned(),
+                        if u["disabled"] == true {
+                            "disabled"
+                        } else {
+                            "active"
+                        }
+                        .to_owned(),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        Top::Users(Users::Add { name, role, court }) => {
+            let password = std::env::var("GAVEL_NEW_PASSWORD").context(
+                "set the new user's password in the environment variable GAVEL_NEW_PASSWORD",
+            )?;
+            let v = api
+                .post(
+                    "/api/v1/users",
+                    &serde_json::json!({"name": name, "role": role, "court": court, "password": password}),
+                    &format!("adding user {name}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("user {name} added as {role}");
+            }
+        }
+        Top::Users(Users::Disable { name }) => {
+            api.post(
+                &format!("/api/v1/users/{name}/disable"),
+                &serde_json::json!({}),
+                &format!("disabling {name}"),
+            )
+            .await?;
+            println!("user {name} disabled; their sessions ended");
+        }
+        Top::Audit { denied, limit, csv } => {
+            let outcome = if denied { "&outcome=denied" } else { "" };
+            if let Some(file) = csv {
+                let resp = api
+                    .http
+                    .get(format!(
+                        "{}/api/v1/audit?format=csv&limit={limit}{outcome}",
+                        api.base
+                    ))
+                    .send()
+                    .await
+                    .context("cannot reach the controller (exporting the audit log)")?;
+                let status = resp.status();
+                let body = resp.bytes().await.context("reading the audit log")?;
+                if !status.is_success() {
+                    bail!(
+                        "exporting the audit log: {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                std::fs::write(&file, &body)
+                    .with_context(|| format!("writing {}", file.display()))?;
+                println!("audit log written to {}", file.display());
+            } else {
+                let v = api
+                    .get(
+                        &format!("/api/v1/audit?limit={limit}{outcome}"),
+                        "reading the audit log",
+                    )
+                    .await?;
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    let mut t = table();
+                    t.set_header(["AT", "WHO", "ROLE", "FROM", "ACTION", "OUTCOME", "DETAIL"]);
+                    for e in v.as_array().into_iter().flatten() {
+                        t.add_row([
+                            e["at_ms"]
+                                .as_i64()
+                                .and_then(|ms| {
+                                    OffsetDateTime::from_unix_timestamp_nanos(
+                                        i128::from(ms) * 1_000_000,
+                                    )
+                                    .ok()
+                                })
+                                .map(gavel_protocol::rfc3339)
+                                .unwrap_or_default(),
+                            e["actor"].as_str().unwrap_or("-").to_owned(),
+                            e["role"].as_str().unwrap_or("-").to_owned(),
+                            e["source"].as_str().unwrap_or("-").to_owned(),
+                            e["action"].as_str().unwrap_or("-").to_owned(),
+                            e["outcome"].as_str().unwrap_or("-").to_owned(),
+                            e["detail"].as_str().unwrap_or("").to_owned(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        Top::Provision {
+            id,
+            court,
+            room,
+            profile,
+            tags,
+            valid_min,
+            wait,
+            test_recording,
+        } => {
+            let body = serde_json::json!({
+                "court": court,
+                "room": room,
+                "profile": profile,
+                "tags": tags,
+                "ttl_s": valid_min.saturating_mul(60),
+            });
+            let v = api
+                .post(
+                    &format!("/api/v1/devices/{id}/enrollment"),
+                    &body,
+                    &format!("making an enrollment token for {id}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let token = v["token"].as_str().unwrap_or("-");
+                println!(
+                    "enrollment token for {id} (one use, valid until {}):\n  {token}\n\non the device:\n  GAVEL_ENROLL_TOKEN={token} gavel-agent --config /etc/gavel/agent.toml enroll --controller {}",
+                    v["expires_at"].as_str().unwrap_or("-"),
+                    cli.controller
+                );
+            }
+            if let Some(secs) = wait {
+                wait_online(&api, &id, Duration::from_secs(secs)).await?;
+                let passed = self_test(&api, &id, cli.json).await?;
+                if !passed {
+                    bail!("{id}: self-test failed (see the table above)");
+                }
+                if let (Some(secs), Some(court), Some(room)) = (test_recording, &court, &room) {
+                    test_record(&api, &id, court, room, Duration::from_secs(secs)).await?;
+                }
+            }
+        }
+        Top::Selftest { id } => {
+            if !self_test(&api, &id, cli.json).await? {
+                std::process::exit(1);
+            }
+        }
+        Top::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "gavelctl",
+                &mut std::io::stdout(),
+            );
+        }
+        Top::Devices(Devices::Revoke { id }) => {
+            let v = api
+                .post(
+                    &format!("/api/v1/devices/{id}/revoke"),
+                    &serde_json::json!({}),
+                    &format!("revoking {id}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let n = v["revoked"].as_array().map_or(0, Vec::len);
+                println!("{id}: {n} certificate(s) revoked; the broker refuses it from now on");
+            }
         }
         Top::Devices(Devices::Restart { id, reason }) => {
             let body = serde_json::json!({"type": "restart", "reason": reason});

@@ -190,6 +190,7 @@ fn add_event(e: &mut Evidence, device: &str, received: OffsetDateTime, body: Eve
         EventBody::Agent { .. }
         | EventBody::Capability { .. }
         | EventBody::Probe { .. }
+        | EventBody::CertRenewal { .. }
         | EventBody::Ota { .. }
         | EventBody::RecordingRequest { .. }
         | EventBody::Ticket { .. } => {}

@@ -51,6 +51,22 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// The service hall: queue and case look-up from kiosks.
     pub hall: HallSettings,
+    /// Devices connect over mutual TLS through the controller's gate (embedded broker).
+    pub mqtt_tls: MqttTlsSettings,
+    /// Users, roles and the audit log of the API.
+    pub auth: AuthSettings,
+    /// The controller's own MQTT connections use mutual TLS with the files in this folder
+    /// (`ca.pem`, `controller.pem`, `controller.key`, as written by
+    /// `gavel-controller pki mosquitto`). For an external broker with the generated
+    /// configuration. Env: GAVEL_MQTT_TLS_DIR.
+    pub mqtt_client_tls_dir: Option<PathBuf>,
+    /// `HOST:PORT` of the TLS broker devices are told at enrollment when it is not the
+    /// controller's gate (a Mosquitto with the generated configuration). Env:
+    /// GAVEL_DEVICE_BROKER.
+    pub device_broker: Option<String>,
+    /// How long device certificates live, in seconds (default 90 days); devices renew when
+    /// two thirds have passed. Env: GAVEL_DEVICE_CERT_VALIDITY_S.
+    pub device_cert_validity_s: u32,
 }
 
 /// The service hall (`[hall]`).
@@ -75,6 +91,48 @@ impl Default for HallSettings {
                 .map(str::to_owned)
                 .to_vec(),
             default_service_s: 300,
+        }
+    }
+}
+
+/// API access control (issue 9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Require signed-in users. May be off only when the API listens on loopback
+    /// (development rigs and feature tests).
+    pub enabled: bool,
+    /// `NAME:PASSWORD` of an administrator made at start when no user exists yet
+    /// (`GAVEL_BOOTSTRAP_ADMIN`; prefer the environment to the file).
+    pub bootstrap_admin: Option<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bootstrap_admin: None,
+        }
+    }
+}
+
+/// The MQTT TLS gate in front of the embedded broker (issue 9): device certificates from the
+/// controller's CA, the per-device ACL. When on, the embedded broker itself listens on
+/// loopback only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttTlsSettings {
+    /// Where devices connect over TLS (`0.0.0.0:8883`). None: no gate.
+    pub listen: Option<SocketAddr>,
+    /// DNS names and IP addresses in the gate's server certificate.
+    pub names: Vec<String>,
+}
+
+impl Default for MqttTlsSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            names: vec!["localhost".into(), "127.0.0.1".into()],
         }
     }
 }
@@ -187,6 +245,11 @@ impl Default for Settings {
             schedule: ScheduleSettings::default(),
             cluster: ClusterSettings::default(),
             hall: HallSettings::default(),
+            mqtt_tls: MqttTlsSettings::default(),
+            auth: AuthSettings::default(),
+            mqtt_client_tls_dir: None,
+            device_broker: None,
+            device_cert_validity_s: 90 * 24 * 3600,
         }
     }
 }
@@ -273,6 +336,38 @@ impl Settings {
                         max_payload_bytes: default_max_payload(),
                     };
                 }
+                "GAVEL_AUTH" => {
+                    self.auth.enabled = match value.as_str() {
+                        "on" | "true" | "1" => true,
+                        "off" | "false" | "0" => false,
+                        _ => return Err(invalid(&key, &value, "expected on or off")),
+                    }
+                }
+                "GAVEL_BOOTSTRAP_ADMIN" => self.auth.bootstrap_admin = Some(value),
+                "GAVEL_MQTT_TLS_DIR" => self.mqtt_client_tls_dir = Some(value.into()),
+                "GAVEL_DEVICE_CERT_VALIDITY_S" => {
+                    self.device_cert_validity_s = value
+                        .parse()
+                        .ok()
+                        .filter(|s| *s >= 10)
+                        .ok_or_else(|| invalid(&key, &value, "expected seconds, at least 10"))?
+                }
+                "GAVEL_DEVICE_BROKER" => {
+                    if value
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| p.parse::<u16>().ok())
+                        .is_none()
+                    {
+                        return Err(invalid(&key, &value, "expected HOST:PORT"));
+                    }
+                    self.device_broker = Some(value)
+                }
+                "GAVEL_MQTT_TLS_LISTEN" => {
+                    let listen = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected HOST:PORT"))?;
+                    self.mqtt_tls.listen = Some(listen);
+                }
                 "GAVEL_MQTT_EXTERNAL" => {
                     let (host, port) = value
                         .rsplit_once(':')
@@ -317,6 +412,38 @@ impl Settings {
                 "database_url",
                 &self.database_url,
                 "expected sqlite://PATH or postgres://USER@HOST/DB",
+            ));
+        }
+        if let (Some(listen), BrokerSettings::External { .. }) =
+            (self.mqtt_tls.listen, &self.broker)
+        {
+            return Err(invalid(
+                "mqtt_tls.listen",
+                listen,
+                "the TLS gate fronts the embedded broker; for Mosquitto use `gavel-controller pki mosquitto`",
+            ));
+        }
+        if !self.auth.enabled && !self.http_listen.ip().is_loopback() {
+            return Err(invalid(
+                "auth.enabled",
+                "false",
+                "the API may run without sign-in only on a loopback address; set http_listen to 127.0.0.1:PORT or turn auth on",
+            ));
+        }
+        if let Some(b) = &self.auth.bootstrap_admin
+            && !b.contains(':')
+        {
+            return Err(invalid(
+                "auth.bootstrap_admin",
+                "(hidden)",
+                "expected NAME:PASSWORD",
+            ));
+        }
+        if self.mqtt_tls.listen.is_some() && self.mqtt_tls.names.is_empty() {
+            return Err(invalid(
+                "mqtt_tls.names",
+                "[]",
+                "the gate certificate needs at least one DNS name or IP address",
             ));
         }
         if !(-12..=14).contains(&self.enforcement.utc_offset_h) {

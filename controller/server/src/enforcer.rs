@@ -306,6 +306,8 @@ pub struct EnforcerParts {
     pub leadership: Leadership,
     /// In a cluster: the broker (host, port) for forwarding and announcing.
     pub cluster_broker: Option<(String, u16)>,
+    /// TLS for the cluster link (an external broker with the generated configuration).
+    pub cluster_tls: Option<crate::ingest::ClientTls>,
     /// Told of every change of a room's hearings.
     pub schedules: SchedulePublisher,
 }
@@ -318,7 +320,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(8192);
     let (cluster, announce) = match &parts.cluster_broker {
         Some((host, port)) => {
-            let (client, eventloop) = cluster_client(host, *port);
+            let (client, eventloop) = cluster_client(host, *port, parts.cluster_tls.as_ref());
             tokio::spawn(run_link(
                 client.clone(),
                 eventloop,
@@ -348,9 +350,16 @@ pub fn spawn(
     )
 }
 
-fn cluster_client(host: &str, port: u16) -> (AsyncClient, EventLoop) {
+fn cluster_client(
+    host: &str,
+    port: u16,
+    tls: Option<&crate::ingest::ClientTls>,
+) -> (AsyncClient, EventLoop) {
     let id = format!("gavel-controller-link-{}", uuid::Uuid::new_v4().simple());
     let mut options = MqttOptions::new(id, host, port);
+    if let Some(tls) = tls {
+        options.set_transport(tls.transport());
+    }
     options
         .set_keep_alive(Duration::from_secs(10))
         .set_clean_session(true)
@@ -448,6 +457,7 @@ async fn run(
         mut leadership,
         cluster_broker,
         schedules,
+        ..
     } = parts;
     let clustered = cluster_broker.is_some();
     loop {

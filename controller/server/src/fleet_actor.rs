@@ -186,6 +186,8 @@ pub struct FleetParts {
     /// verdict (this instance sees only part of each device's traffic; the broker's last
     /// will reports a dead device).
     pub clustered: bool,
+    /// Told of every certificate renewal request, after it is stored.
+    pub renewals: Option<tokio::sync::mpsc::UnboundedSender<(gavel_protocol::DeviceId, String)>>,
 }
 
 /// The fleet summary is published at most this often.
@@ -209,6 +211,7 @@ pub fn spawn(
         compliance: parts.compliance,
         schedules: parts.schedules,
         hall: parts.hall,
+        renewals: parts.renewals,
         stale_verdicts: !parts.clustered,
         summary_due: false,
         summary_sent: std::time::Instant::now() - SUMMARY_EVERY,
@@ -236,6 +239,7 @@ struct Actor {
     compliance: Option<crate::compliance::ComplianceTrigger>,
     schedules: Option<crate::schedules::SchedulePublisher>,
     hall: Option<crate::hall::HallHandle>,
+    renewals: Option<tokio::sync::mpsc::UnboundedSender<(DeviceId, String)>>,
     /// Whether a silent device is declared stale (single node only).
     stale_verdicts: bool,
     /// The summary changed since it was last published.
@@ -545,6 +549,13 @@ impl Actor {
                     for (_, event, _) in &self.events {
                         if let EventBody::Sealed { hearing_id, .. } = &event.body {
                             c.changed(hearing_id);
+                        }
+                    }
+                }
+                if let Some(r) = &self.renewals {
+                    for (device, event, _) in &self.events {
+                        if let EventBody::CertRenewal { csr, .. } = &event.body {
+                            let _ = r.send((device.clone(), csr.clone()));
                         }
                     }
                 }

@@ -128,11 +128,58 @@ pub fn subscriptions(cluster_group: Option<&str>) -> Vec<String> {
     }
 }
 
+/// The controller's own TLS identity for an external broker (PEM bytes).
+#[derive(Clone)]
+pub struct ClientTls {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Reads `ca.pem`, `controller.pem` and `controller.key` from `dir`.
+    pub fn load(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).with_context(|| {
+                format!(
+                    "reading {} (made by `gavel-controller pki mosquitto --out {}`)",
+                    dir.join(name).display(),
+                    dir.display()
+                )
+            })
+        };
+        Ok(Self {
+            ca: read("ca.pem")?,
+            cert: read("controller.pem")?,
+            key: read("controller.key")?,
+        })
+    }
+
+    /// The rumqttc transport.
+    pub fn transport(&self) -> rumqttc::Transport {
+        rumqttc::Transport::tls(
+            self.ca.clone(),
+            Some((self.cert.clone(), self.key.clone())),
+            None,
+        )
+    }
+}
+
 /// Connects the controller's MQTT client; returns the client (for commands) and the
 /// event loop that [`run`] drives.
-pub fn client(host: &str, port: u16) -> (AsyncClient, EventLoop) {
+pub fn client(host: &str, port: u16, tls: Option<&ClientTls>) -> (AsyncClient, EventLoop) {
     let id = format!("gavel-controller-{}", uuid::Uuid::new_v4().simple());
     let mut options = MqttOptions::new(id, host, port);
+    if let Some(tls) = tls {
+        options.set_transport(tls.transport());
+    }
     options
         .set_keep_alive(Duration::from_secs(10))
         .set_clean_session(true)

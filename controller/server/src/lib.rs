@@ -9,6 +9,7 @@
 //! closes. The embedded broker's threads end with the process.
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod campaigns;
 pub mod compliance;
@@ -16,11 +17,14 @@ pub mod config;
 pub mod election;
 pub mod enforcer;
 pub mod fleet_actor;
+pub mod gate;
 pub mod hall;
 pub mod hearings_api;
+pub mod identity_api;
 pub mod ingest;
 pub mod metrics;
 pub mod ota;
+pub mod pki;
 pub mod recording;
 pub mod schedules;
 pub mod store;
@@ -45,6 +49,12 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// Where devices reach the MQTT broker (host, port).
     pub mqtt: (String, u16),
+    /// Where devices reach the MQTT TLS gate, when it is on.
+    pub mqtt_tls: Option<SocketAddr>,
+    /// The device CA's folder (`ca.pem` is what devices trust).
+    pub pki_dir: std::path::PathBuf,
+    /// Revoked certificates, as the gate sees them.
+    pub revocations: gate::Revocations,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     store: store::Store,
@@ -83,12 +93,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .context("loading event stream positions")?;
     info!(devices = restored.len(), backend = ?store.backend(), "fleet registry loaded");
 
+    let gate_on = settings.mqtt_tls.listen.is_some();
     let mqtt = match &settings.broker {
         BrokerSettings::Embedded {
             listen,
             max_payload_bytes,
         } => {
-            let (listen, max) = (*listen, *max_payload_bytes);
+            let (mut listen, max) = (*listen, *max_payload_bytes);
+            if gate_on && !listen.ip().is_loopback() {
+                // Devices come through the gate; the broker itself stays on loopback.
+                listen.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+                info!(%listen, "TLS gate on: the embedded broker listens on loopback only");
+            }
             let addr = tokio::task::spawn_blocking(move || broker::start(listen, max))
                 .await
                 .context("broker start task")??;
@@ -102,7 +118,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let (push, _) = broadcast::channel(1024);
     let acks = fleet_actor::PendingAcks::default();
     let rejects = ingest::RejectLog::default();
-    let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1);
+    let client_tls = match &settings.mqtt_client_tls_dir {
+        Some(dir) => Some(ingest::ClientTls::load(dir)?),
+        None => None,
+    };
+    let (client, eventloop) = ingest::client(&mqtt.0, mqtt.1, client_tls.as_ref());
     let (schedules, schedule_inbox) = schedules::channel();
     let (hall, hall_inbox) = hall::channel();
     let clustered = settings.cluster.enabled;
@@ -127,11 +147,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             metrics: metrics.clone(),
             leadership: leadership.clone(),
             cluster_broker: clustered.then(|| mqtt.clone()),
+            cluster_tls: client_tls.clone(),
             schedules: schedules.clone(),
         },
         shutdown.child_token(),
     );
     let (compliance_trigger, compliance_rx) = compliance::channel();
+    let (renewal_tx, renewal_rx) = tokio::sync::mpsc::unbounded_channel();
     let (fleet, fleet_task) = fleet_actor::spawn(
         fleet_actor::FleetParts {
             fleet: Fleet::restore(restored),
@@ -146,6 +168,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             schedules: Some(schedules.clone()),
             hall: Some(hall.clone()),
             clustered,
+            renewals: Some(renewal_tx),
         },
         shutdown.child_token(),
     );
@@ -245,17 +268,101 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         store: store.clone(),
         push,
         acks,
-        mqtt: client,
+        mqtt: client.clone(),
         metrics,
         rejects,
         command_timeout: Duration::from_millis(settings.command_timeout_ms),
-        enforcer,
+        enforcer: enforcer.clone(),
         schedules,
         pre_roll: time::Duration::seconds(i64::from(settings.schedule.pre_roll_s)),
         utc_offset: settings.enforcement.offset(),
         compliance: compliance_sources,
         compliance_trigger,
     };
+    let pki_dir = settings.data_dir.join("pki");
+    let pki = Arc::new(pki::Pki::open(&pki_dir)?);
+    let revocations = gate::Revocations::new(
+        store
+            .revoked_certs()
+            .await
+            .context("loading revoked certificates")?
+            .into_iter()
+            .map(|(serial, _)| serial),
+    );
+    let mut mqtt_tls = None;
+    if let Some(listen) = settings.mqtt_tls.listen {
+        let max_packet_bytes = match &settings.broker {
+            BrokerSettings::Embedded {
+                max_payload_bytes, ..
+            } => *max_payload_bytes + 64 * 1024,
+            BrokerSettings::External { .. } => 1024 * 1024,
+        };
+        let server = pki.server_cert(&settings.mqtt_tls.names)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the MQTT TLS gate on {listen}"))?;
+        mqtt_tls = Some(listener.local_addr()?);
+        let upstream: SocketAddr = format!("{}:{}", mqtt.0, mqtt.1)
+            .parse()
+            .context("the embedded broker's address")?;
+        let config = gate::GateConfig {
+            ca_pem: pki.ca().cert_pem().to_string(),
+            cert_pem: server.issued.cert_pem,
+            key_pem: server.key_pem,
+            upstream,
+            max_packet_bytes,
+            revocations: revocations.clone(),
+        };
+        let token = shutdown.child_token();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = gate::run(listener, config, token).await {
+                tracing::error!(error = %format!("{e:#}"), "MQTT TLS gate stopped");
+            }
+        }));
+    }
+    let identity = identity_api::IdentityState {
+        store: store.clone(),
+        pki: pki.clone(),
+        revocations: revocations.clone(),
+        mqtt_tls,
+        device_cert_validity: time::Duration::seconds(i64::from(settings.device_cert_validity_s)),
+        device_broker: settings.device_broker.as_ref().and_then(|b| {
+            let (h, p) = b.rsplit_once(':')?;
+            Some((h.to_string(), p.parse().ok()?))
+        }),
+    };
+    if let Some(admin) = &settings.auth.bootstrap_admin
+        && store.user_count().await.context("counting users")? == 0
+    {
+        let (name, password) = admin.split_once(':').unwrap_or((admin.as_str(), ""));
+        auth::create_user(
+            &store,
+            auth::NewUser {
+                name: name.to_string(),
+                role: "administrator".into(),
+                court: None,
+                password: password.to_string(),
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("GAVEL_BOOTSTRAP_ADMIN: {}", e.1))?;
+        info!(user = name, "made the first administrator");
+    }
+    if !settings.auth.enabled {
+        tracing::warn!("API sign-in is OFF (GAVEL_AUTH=off): loopback only, development use");
+    }
+    let access = auth::AuthState {
+        store: store.clone(),
+        enforcer: enforcer.clone(),
+        limiter: Default::default(),
+        enabled: settings.auth.enabled,
+    };
+    tasks.push(identity_api::spawn_renewals(
+        identity.clone(),
+        renewal_rx,
+        client.clone(),
+        shutdown.child_token(),
+    ));
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         let server = axum::serve(
@@ -263,17 +370,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             api::router(state)
                 .merge(ota::routes(bundles))
                 .merge(campaigns::routes(campaigns))
-                .merge(hall_routes),
+                .merge(hall_routes)
+                .merge(identity_api::routes(identity))
+                .merge(auth::routes(access.clone()))
+                .layer(axum::middleware::from_fn_with_state(access, auth::require))
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = server.await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    info!(%http_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), "controller started");
+    info!(%http_addr, mqtt = %format!("{}:{}", mqtt.0, mqtt.1), mqtt_tls = ?mqtt_tls, "controller started");
     Ok(Running {
         http_addr,
         mqtt,
+        mqtt_tls,
+        pki_dir,
+        revocations,
         shutdown,
         // Order matters: HTTP first, then campaigns (persist), ingest, the fleet flush,
         // enforcement, and last the election (its connection holds the scheduler lock).

@@ -30,9 +30,68 @@ struct Args {
     /// Folder for the embedded database.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Write "http=ADDR mqtt=HOST:PORT" to this file once ready (for scripts and tests).
+    /// Write "http=ADDR mqtt=HOST:PORT [mqtt_tls=ADDR]" to this file once ready (for scripts and tests).
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// The device PKI (the CA in <data_dir>/pki).
+    #[command(subcommand)]
+    Pki(Pki),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Pki {
+    /// Write a Mosquitto configuration that enforces device identity and the per-device
+    /// ACL (TLS listener, CA, server certificate, CRL of revoked devices, ACL file) and the
+    /// controller's own client certificate; then run mosquitto -c DIR/mosquitto.conf and
+    /// the controller with GAVEL_MQTT_EXTERNAL=HOST:PORT GAVEL_MQTT_TLS_DIR=DIR. Run it again
+    /// after revoking a device, then send SIGHUP to mosquitto (or restart it).
+    Mosquitto {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// TLS port of the listener.
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
+        /// DNS names or IP addresses of the broker for its certificate (repeatable).
+        #[arg(long = "name", default_values_t = ["localhost".to_string()])]
+        names: Vec<String>,
+    },
+}
+
+async fn pki(settings: &Settings, command: &Pki) -> anyhow::Result<()> {
+    let Pki::Mosquitto { out, port, names } = command;
+    let pki = gavel_controller::pki::Pki::open(&settings.data_dir.join("pki"))?;
+    let url = settings.effective_database_url();
+    let store = gavel_controller::store::Store::open(&url)
+        .await
+        .context("opening the database for the revoked certificates")?;
+    let revoked: Vec<gavel_identity::ca::Revoked> = store
+        .revoked_certs()
+        .await?
+        .into_iter()
+        .map(|(serial, ms)| gavel_identity::ca::Revoked {
+            serial,
+            at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        })
+        .collect();
+    let number = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(1);
+    let conf = pki.write_mosquitto(out, *port, names, &revoked, number)?;
+    store.close().await;
+    println!(
+        "wrote {} ({} revoked certificate(s) in the CRL)\n  broker:     mosquitto -c {}\n  controller: GAVEL_MQTT_EXTERNAL=HOST:{port} GAVEL_MQTT_TLS_DIR={} gavel-controller",
+        conf.display(),
+        revoked.len(),
+        conf.display(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn settings(args: &Args) -> anyhow::Result<Settings> {
@@ -77,9 +136,16 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let settings = settings(&args)?;
+    if let Some(Cmd::Pki(p)) = &args.command {
+        return pki(&settings, p).await;
+    }
     let running = gavel_controller::start(settings).await?;
+    let tls = running
+        .mqtt_tls
+        .map(|a| format!(" mqtt_tls={a}"))
+        .unwrap_or_default();
     let ready = format!(
-        "http={} mqtt={}:{}\n",
+        "http={} mqtt={}:{}{tls}\n",
         running.http_addr, running.mqtt.0, running.mqtt.1
     );
     if let Some(file) = &args.ready_file {

@@ -32,6 +32,47 @@ pub enum StoreError {
     Corrupt { device: String, message: String },
 }
 
+/// `users` columns: name, role, court, password hash, disabled at.
+type UserTuple = (String, String, Option<String>, String, Option<i64>);
+/// `audit_log` columns: at, actor, role, source, action, target, outcome, detail.
+type AuditRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+);
+
+/// A user as stored.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub name: String,
+    pub role: String,
+    pub court: Option<String>,
+    /// Argon2id PHC string (empty when listing).
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+/// One audit record: who did what to what, from where, and how it ended.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub actor: String,
+    pub role: Option<String>,
+    /// Client address.
+    pub source: Option<String>,
+    /// `METHOD /path` and the access action.
+    pub action: String,
+    pub target: String,
+    /// `ok`, `failed` (the action ran and failed) or `denied` (refused before it ran).
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
 /// The controller's database.
 #[derive(Clone)]
 pub struct Store {
@@ -154,6 +195,61 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, COMPLIANCE, COMPLIANCE),
     (6, ONE_OPEN_ALARM, ONE_OPEN_ALARM),
     (7, HALL_TICKETS, HALL_TICKETS),
+    (8, IDENTITY, IDENTITY),
+    (
+        9,
+        // SQLite: the audit log's id is the rowid.
+        "CREATE TABLE IF NOT EXISTS users (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            court TEXT,
+            password_hash TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            disabled_ms BIGINT
+        );
+        CREATE TABLE IF NOT EXISTS sessions (
+            token_sha256 TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at_ms BIGINT NOT NULL,
+            actor TEXT NOT NULL,
+            role TEXT,
+            source TEXT,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT
+        )",
+        "CREATE TABLE IF NOT EXISTS users (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            court TEXT,
+            password_hash TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            disabled_ms BIGINT
+        );
+        CREATE TABLE IF NOT EXISTS sessions (
+            token_sha256 TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS audit_log (
+            id BIGSERIAL PRIMARY KEY,
+            at_ms BIGINT NOT NULL,
+            actor TEXT NOT NULL,
+            role TEXT,
+            source TEXT,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT
+        )",
+    ),
 ];
 
 /// The service hall's queue tickets, one row per court, day and number (same SQL for
@@ -166,6 +262,25 @@ const HALL_TICKETS: &str = "CREATE TABLE IF NOT EXISTS hall_tickets (
             record TEXT NOT NULL,
             PRIMARY KEY (court, day, number)
         )";
+
+/// Device identity (issue 9): one-time enrollment tokens (only their SHA-256 is kept) and
+/// every certificate issued, with its revocation.
+const IDENTITY: &str = "CREATE TABLE IF NOT EXISTS enrollment_tokens (
+            token_sha256 TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            assignment TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            used_ms BIGINT
+        );
+        CREATE TABLE IF NOT EXISTS device_certs (
+            serial TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            issued_ms BIGINT NOT NULL,
+            not_after_ms BIGINT NOT NULL,
+            revoked_ms BIGINT
+        );
+        CREATE INDEX IF NOT EXISTS device_certs_by_device ON device_certs (device_id)";
 
 /// Hearing-scoped events (recording, segment, source lost, seal), compliance records and
 /// the devices' pinned evidence keys (same SQL for both engines).
@@ -783,6 +898,289 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(key)
+    }
+
+    /// Keeps a new enrollment token (its hash) for `device`.
+    pub async fn create_enrollment(
+        &self,
+        token_sha256: &str,
+        device: &str,
+        assignment: &str,
+        now: OffsetDateTime,
+        expires: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO enrollment_tokens (token_sha256, device_id, assignment, created_ms, expires_ms)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_sha256.to_owned())
+        .bind(device.to_owned())
+        .bind(assignment.to_owned())
+        .bind(millis(now))
+        .bind(millis(expires))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uses a token once: its device and assignment, or None when it is unknown, used or
+    /// expired. Atomic: two devices racing with one token cannot both win.
+    pub async fn redeem_enrollment(
+        &self,
+        token_sha256: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "UPDATE enrollment_tokens SET used_ms = $1
+             WHERE token_sha256 = $2 AND used_ms IS NULL AND expires_ms > $1
+             RETURNING device_id, assignment",
+        )
+        .bind(millis(now))
+        .bind(token_sha256.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    /// Records an issued certificate.
+    pub async fn record_cert(
+        &self,
+        serial: &str,
+        device: &str,
+        issued: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO device_certs (serial, device_id, issued_ms, not_after_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(serial.to_owned())
+        .bind(device.to_owned())
+        .bind(millis(issued))
+        .bind(millis(not_after))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes every certificate of `device` not yet revoked; returns their serials.
+    pub async fn revoke_device(
+        &self,
+        device: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let serials: Vec<String> = sqlx::query_scalar(
+            "UPDATE device_certs SET revoked_ms = $1 WHERE device_id = $2 AND revoked_ms IS NULL
+             RETURNING serial",
+        )
+        .bind(millis(now))
+        .bind(device.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(serials)
+    }
+
+    /// How many live (not revoked, not expired) certificates `device` has.
+    pub async fn live_certs(&self, device: &str, now: OffsetDateTime) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM device_certs WHERE device_id = $1 AND revoked_ms IS NULL AND not_after_ms > $2",
+        )
+        .bind(device.to_owned())
+        .bind(millis(now))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The certificates of `device`: (serial, issued ms, not after ms, revoked ms).
+    pub async fn device_certs(
+        &self,
+        device: &str,
+    ) -> Result<Vec<(String, i64, i64, Option<i64>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT serial, issued_ms, not_after_ms, revoked_ms FROM device_certs WHERE device_id = $1 ORDER BY issued_ms",
+        )
+        .bind(device.to_owned())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every revoked certificate: (serial, revoked at, ms).
+    pub async fn revoked_certs(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT serial, revoked_ms FROM device_certs WHERE revoked_ms IS NOT NULL ORDER BY revoked_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Adds a user (fails when the name is taken).
+    pub async fn add_user(&self, u: &UserRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (name, role, court, password_hash, created_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(u.name.clone())
+        .bind(u.role.clone())
+        .bind(u.court.clone())
+        .bind(u.password_hash.clone())
+        .bind(millis(OffsetDateTime::now_utc()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A user by name (disabled users included, flagged).
+    pub async fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
+        let row: Option<UserTuple> = sqlx::query_as(
+            "SELECT name, role, court, password_hash, disabled_ms FROM users WHERE name = $1",
+        )
+        .bind(name.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(
+            row.map(|(name, role, court, password_hash, disabled)| UserRow {
+                name,
+                role,
+                court,
+                password_hash,
+                disabled: disabled.is_some(),
+            }),
+        )
+    }
+
+    /// Every user (without password hashes).
+    pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let rows: Vec<(String, String, Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT name, role, court, disabled_ms FROM users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, role, court, disabled)| UserRow {
+                name,
+                role,
+                court,
+                password_hash: String::new(),
+                disabled: disabled.is_some(),
+            })
+            .collect())
+    }
+
+    /// How many users exist.
+    pub async fn user_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Disables a user and ends their sessions; false when there is no such user.
+    pub async fn disable_user(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET disabled_ms = $1 WHERE name = $2")
+            .bind(millis(OffsetDateTime::now_utc()))
+            .bind(name.to_owned())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            .bind(name.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Keeps a session token (its hash).
+    pub async fn add_session(
+        &self,
+        token_sha256: &str,
+        user: &str,
+        expires: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_sha256, user_name, created_ms, expires_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_sha256.to_owned())
+        .bind(user.to_owned())
+        .bind(millis(OffsetDateTime::now_utc()))
+        .bind(millis(expires))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user of a live session token (not expired, user not disabled).
+    pub async fn session_user(
+        &self,
+        token_sha256: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let name: Option<String> = sqlx::query_scalar(
+            "SELECT user_name FROM sessions WHERE token_sha256 = $1 AND expires_ms > $2",
+        )
+        .bind(token_sha256.to_owned())
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        match name {
+            Some(n) => Ok(self.user(&n).await?.filter(|u| !u.disabled)),
+            None => Ok(None),
+        }
+    }
+
+    /// Ends a session.
+    pub async fn end_session(&self, token_sha256: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1")
+            .bind(token_sha256.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends to the audit log. There is no update or delete of audit rows anywhere.
+    pub async fn audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at_ms, actor, role, source, action, target, outcome, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(e.at_ms)
+        .bind(e.actor.clone())
+        .bind(e.role.clone())
+        .bind(e.source.clone())
+        .bind(e.action.clone())
+        .bind(e.target.clone())
+        .bind(e.outcome.clone())
+        .bind(e.detail.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The audit log, newest first, at most `limit` rows, optionally only one outcome.
+    pub async fn audit_log(
+        &self,
+        limit: i64,
+        outcome: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT at_ms, actor, role, source, action, target, outcome, detail FROM audit_log
+                 WHERE ($1 = '' OR outcome = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(outcome.unwrap_or("").to_owned())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(at_ms, actor, role, source, action, target, outcome, detail)| AuditEntry {
+                    at_ms,
+                    actor,
+                    role,
+                    source,
+                    action,
+                    target,
+                    outcome,
+                    detail,
+                },
+            )
+            .collect())
     }
 
     /// Closes the pool, waiting for connections to finish.

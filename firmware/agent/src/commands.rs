@@ -1,7 +1,9 @@
 //! Answers to controller commands. Pure: given the command, the time and the agent's
 //! context, it returns the ack and what the agent must do next.
 
-use gavel_protocol::{Ack, Command, CommandBody, Outcome, PROTOCOL_VERSION, RecordingState, Reply};
+use gavel_protocol::{
+    Ack, Command, CommandBody, Outcome, PROTOCOL_VERSION, RecordingState, Reply, SelfCheck,
+};
 use time::OffsetDateTime;
 
 /// What the agent knows when answering.
@@ -51,6 +53,22 @@ pub enum Action {
         number: String,
         window: String,
     },
+    /// Run the self-test, then answer with [`self_test_ack`].
+    SelfTest,
+    /// Install a renewed certificate (the shell answers), then reconnect with it.
+    InstallCertificate(String),
+}
+
+/// The ack of a self-test once its checks ran.
+pub fn self_test_ack(command: &Command, now: OffsetDateTime, checks: Vec<SelfCheck>) -> Ack {
+    Ack {
+        v: PROTOCOL_VERSION,
+        ts: now,
+        id: command.id.clone(),
+        outcome: Outcome::Ok {
+            reply: Reply::SelfTest { checks },
+        },
+    }
 }
 
 /// The ack of an `ota_install` the OTA task refused (another update runs).
@@ -201,6 +219,19 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
                 reason: reason.clone(),
                 by: by.clone(),
             },
+        ),
+        // Design: the ack waits for the checks (see `self_test_ack`); this one is a placeholder.
+        CommandBody::InstallCertificate { certificate } => (
+            ack(Outcome::Failed {
+                error: "not installed yet".into(),
+            }),
+            Action::InstallCertificate(certificate.clone()),
+        ),
+        CommandBody::SelfTest => (
+            ack(Outcome::Ok {
+                reply: Reply::SelfTest { checks: Vec::new() },
+            }),
+            Action::SelfTest,
         ),
         CommandBody::StopRecording {
             hearing_id,

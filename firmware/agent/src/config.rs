@@ -12,6 +12,21 @@ use serde::{Deserialize, Serialize};
 pub struct BrokerAddr {
     pub host: String,
     pub port: u16,
+    /// Mutual TLS files, written by `gavel-agent enroll`. Absent: plain MQTT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the device's TLS identity lives (PEM files).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The device CA certificate.
+    pub ca: PathBuf,
+    /// The device certificate.
+    pub cert: PathBuf,
+    /// The device key (0600).
+    pub key: PathBuf,
 }
 
 /// The agent's configuration, written at provisioning.
@@ -190,6 +205,7 @@ impl Default for AgentConfig {
             broker: BrokerAddr {
                 host: "127.0.0.1".into(),
                 port: 1884,
+                tls: None,
             },
             health_interval_s: None,
             keepalive_s: None,
@@ -225,6 +241,24 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> ConfigError {
     }
 }
 
+/// Reads the TLS identity files, naming the one that cannot be read.
+pub fn read_tls(files: &TlsFiles) -> anyhow::Result<gavel_link::TlsIdentity> {
+    use anyhow::Context;
+    let read = |what: &str, path: &Path| {
+        std::fs::read(path).with_context(|| {
+            format!(
+                "reading the {what} {} (run `gavel-agent enroll` to make it)",
+                path.display()
+            )
+        })
+    };
+    Ok(gavel_link::TlsIdentity {
+        ca: read("CA certificate", &files.ca)?,
+        cert: read("device certificate", &files.cert)?,
+        key: read("device key", &files.key)?,
+    })
+}
+
 /// Parses `HOST:PORT`.
 pub fn parse_host_port(s: &str) -> Option<BrokerAddr> {
     let (host, port) = s.rsplit_once(':')?;
@@ -232,6 +266,7 @@ pub fn parse_host_port(s: &str) -> Option<BrokerAddr> {
     (!host.is_empty()).then(|| BrokerAddr {
         host: host.to_owned(),
         port,
+        tls: None,
     })
 }
 
@@ -284,8 +319,10 @@ impl AgentConfig {
                         .collect()
                 }
                 "GAVEL_BROKER" => {
+                    let tls = self.broker.tls.take();
                     self.broker = parse_host_port(&value)
-                        .ok_or_else(|| invalid(&key, &value, "expected HOST:PORT"))?
+                        .ok_or_else(|| invalid(&key, &value, "expected HOST:PORT"))?;
+                    self.broker.tls = tls;
                 }
                 "GAVEL_HEALTH_INTERVAL_S" => {
                     self.health_interval_s = Some(

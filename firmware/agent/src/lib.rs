@@ -8,14 +8,17 @@ pub mod cameras;
 pub mod clerk;
 pub mod commands;
 pub mod config;
+pub mod enroll;
 pub mod follow;
 pub mod hall;
 pub mod hardware;
 pub mod ota;
 pub mod printer;
 pub mod record;
+pub mod renewal;
 pub mod room;
 pub mod schedule;
+pub mod selftest;
 pub mod session;
 
 use std::sync::Arc;
@@ -337,6 +340,10 @@ pub async fn run(
         backoff_min: Duration::from_millis(250),
         backoff_max: Duration::from_secs(30),
         resend_after: options.resend_after.unwrap_or(Duration::from_secs(30)),
+        tls: match &config.broker.tls {
+            Some(files) => Some(config::read_tls(files)?),
+            None => None,
+        },
     };
     let (link, mut events, link_task) =
         Link::spawn(settings, &boot_id, birth, Some(outbox.clone()));
@@ -390,6 +397,15 @@ pub async fn run(
     let mut probe_tick = tokio::time::interval(probe_period.unwrap_or(Duration::from_secs(3600)));
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut probes: u64 = 0;
+    // Certificate rotation: look every tenth of the certificate's life.
+    let renew_files = config.broker.tls.clone();
+    let renew_period = renew_files
+        .as_ref()
+        .and_then(|f| renewal::validity(&f.cert).ok())
+        .map(|(from, to)| renewal::check_every(from, to));
+    let mut renew_tick = tokio::time::interval(renew_period.unwrap_or(Duration::from_secs(3600)));
+    renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renewal_sent: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
 
     let exit = loop {
@@ -411,6 +427,31 @@ pub async fn run(
                 // Tests parse this line: the event is durable from here on.
                 info!("probe stored {boot_id}/{seq}");
                 probes += 1;
+            }
+            _ = renew_tick.tick(), if renew_period.is_some() => {
+                let Some(files) = &renew_files else { continue };
+                let waited_enough = renewal_sent
+                    .is_none_or(|t| t.elapsed() >= renew_period.unwrap_or_default() * 3);
+                match renewal::validity(&files.cert) {
+                    Ok((from, to)) if waited_enough && renewal::due(from, to, OffsetDateTime::now_utc()) => {
+                        match renewal::request(files) {
+                            Ok(csr) => {
+                                let body = EventBody::CertRenewal { csr, current_not_after: to };
+                                let id = format!("renewal-{}", to.unix_timestamp());
+                                match outbox.emit(id, Phase::End, body).await {
+                                    Ok(_) => {
+                                        info!(not_after = %to, "certificate renewal requested");
+                                        renewal_sent = Some(std::time::Instant::now());
+                                    }
+                                    Err(e) => warn!(error = %e, "could not store the renewal request"),
+                                }
+                            }
+                            Err(e) => warn!(error = %format!("{e:#}"), "could not make a renewal request"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %format!("{e:#}"), "cannot read the device certificate"),
+                }
             }
             _ = health_tick.tick() => {
                 let Some((mut s, mut env)) = sampler.take() else { continue };
@@ -490,10 +531,66 @@ pub async fn run(
                     {
                         ack = commands::ota_refused_ack(&cmd, OffsetDateTime::now_utc(), reason);
                     }
+                    if let commands::Action::InstallCertificate(pem) = &action {
+                        let result = match &config.broker.tls {
+                            Some(files) => renewal::install(files, device.as_str(), pem),
+                            None => Err(anyhow::anyhow!("this device does not use TLS")),
+                        };
+                        let installed = result.is_ok();
+                        let outcome = match result {
+                            Ok((serial, not_after)) => {
+                                info!(%serial, %not_after, "renewed certificate installed; reconnecting with it");
+                                gavel_protocol::Outcome::Ok {
+                                    reply: gavel_protocol::Reply::CertificateInstalled { serial, not_after },
+                                }
+                            }
+                            Err(e) => {
+                                warn!(error = %format!("{e:#}"), "renewed certificate refused");
+                                gavel_protocol::Outcome::Failed { error: format!("{e:#}") }
+                            }
+                        };
+                        ack.outcome = outcome;
+                        if let Err(e) = link.publish(&ack) {
+                            warn!(error = %e, id = %cmd.id, "could not send ack");
+                        }
+                        if installed {
+                            // The link presents its certificate at connect: restart to use it.
+                            tokio::time::sleep(Duration::from_millis(commands::RESTART_DELAY_MS)).await;
+                            break Exit::Restart;
+                        }
+                        continue;
+                    }
+                    if matches!(action, commands::Action::SelfTest) {
+                        // Probing cameras and microphones takes seconds: answer from a task.
+                        let input = selftest::Input {
+                            device: device.to_string(),
+                            tls: config.broker.tls.is_some(),
+                            controller_ts: cmd.ts,
+                            received_at: OffsetDateTime::now_utc(),
+                            sources: config
+                                .media
+                                .iter()
+                                .map(|(id, s)| (id.clone(), s.clone()))
+                                .collect(),
+                            data_dir: config.data_dir.clone(),
+                        };
+                        let link = link.clone();
+                        tokio::spawn(async move {
+                            let checks = tokio::task::spawn_blocking(move || selftest::run(&input))
+                                .await
+                                .unwrap_or_default();
+                            let ack = commands::self_test_ack(&cmd, OffsetDateTime::now_utc(), checks);
+                            if let Err(e) = link.publish(&ack) {
+                                warn!(error = %e, id = %cmd.id, "could not send the self-test ack");
+                            }
+                        });
+                        continue;
+                    }
                     if let Err(e) = link.publish(&ack) {
                         warn!(error = %e, id = %cmd.id, "could not send ack");
                     }
                     match action {
+                        commands::Action::SelfTest | commands::Action::InstallCertificate(_) => {}
                         commands::Action::None
                         | commands::Action::StartRecording { .. }
                         | commands::Action::StopRecording { .. }

@@ -92,6 +92,24 @@ enum Sub {
         #[command(subcommand)]
         action: PrinterAction,
     },
+    /// Enroll this device with the controller: make its key here, send a signing request
+    /// with the technician's one-time token, and write the certificate, the CA and the
+    /// device's assignment (id, court, room, profile, TLS broker) into --config.
+    Enroll {
+        /// The controller's API address, e.g. http://controller.court:8700.
+        #[arg(long)]
+        controller: String,
+        /// The one-time token from `gavelctl provision` (or the environment variable
+        /// GAVEL_ENROLL_TOKEN, which keeps it out of the shell history).
+        #[arg(long, env = "GAVEL_ENROLL_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Where the key and certificates go (default `<data_dir>/identity`).
+        #[arg(long)]
+        identity_dir: Option<PathBuf>,
+        /// Host name of the TLS broker, when it is not the controller's host.
+        #[arg(long)]
+        broker_host: Option<String>,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -215,8 +233,10 @@ fn config(args: &Args) -> anyhow::Result<AgentConfig> {
         c.profiles_dir = v.clone();
     }
     if let Some(v) = &args.broker {
+        let tls = c.broker.tls.take();
         c.broker = gavel_agent::config::parse_host_port(v)
             .with_context(|| format!("--broker {v:?}: expected HOST:PORT"))?;
+        c.broker.tls = tls;
     }
     if let (Some(court), Some(room)) = (&args.court, &args.room) {
         c.placement = Some(gavel_protocol::Placement {
@@ -275,6 +295,50 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(Sub::Printer { port, baud, action }) = &args.command {
         return printer(&args, port.as_deref(), *baud, action).await;
+    }
+    if let Some(Sub::Enroll {
+        controller,
+        token,
+        identity_dir,
+        broker_host,
+    }) = &args.command
+    {
+        let file = args
+            .config
+            .clone()
+            .context("enroll writes the device's configuration: give --config FILE")?;
+        let mut c = if file.exists() {
+            AgentConfig::from_file(&file)?
+        } else {
+            AgentConfig::default()
+        };
+        c.apply_env(std::env::vars())?;
+        if let Some(v) = &args.data_dir {
+            c.data_dir = v.clone();
+        }
+        let dir = identity_dir
+            .clone()
+            .unwrap_or_else(|| c.data_dir.join("identity"));
+        let done =
+            gavel_agent::enroll::enroll(controller, token, &file, &dir, broker_host.as_deref())
+                .await?;
+        println!(
+            "enrolled as {} (certificate valid until {}); key and certificates in {}",
+            done.device_id,
+            done.not_after,
+            done.identity_dir.display()
+        );
+        match done.broker {
+            Some((host, port)) => println!(
+                "broker: {host}:{port} over mutual TLS; configuration written to {}",
+                file.display()
+            ),
+            None => println!(
+                "the controller runs no TLS gate: configure the broker by hand; configuration written to {}",
+                file.display()
+            ),
+        }
+        return Ok(());
     }
     let config = config(&args)?;
     let profile = gavel_profile::load_named(&config.profiles_dir, &config.profile)?;

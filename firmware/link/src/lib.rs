@@ -41,6 +41,25 @@ pub struct LinkSettings {
     pub backoff_max: Duration,
     /// Send unconfirmed events again when no receipt came for this long.
     pub resend_after: Duration,
+    /// Mutual TLS (the controller's gate or a Mosquitto with the generated configuration).
+    pub tls: Option<TlsIdentity>,
+}
+
+/// What the device presents and trusts over TLS (PEM bytes).
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The device CA certificate: the broker's certificate must chain to it.
+    pub ca: Vec<u8>,
+    /// The device's certificate (its common name is the device id).
+    pub cert: Vec<u8>,
+    /// The device's private key, made on the device.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity").finish_non_exhaustive()
+    }
 }
 
 /// What the link tells the agent.
@@ -101,6 +120,13 @@ impl Link {
                 gavel_protocol::MAX_PAYLOAD + 1024,
             )
             .set_last_will(will(&settings.device, boot_id, 0));
+        if let Some(tls) = &settings.tls {
+            options.set_transport(rumqttc::Transport::tls(
+                tls.ca.clone(),
+                Some((tls.cert.clone(), tls.key.clone())),
+                None,
+            ));
+        }
         let (client, eventloop) = AsyncClient::new(options, 64);
         let (rebirth_tx, rebirth_rx) = mpsc::channel(4);
         let link = Link {

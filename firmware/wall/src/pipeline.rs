@@ -59,6 +59,10 @@ pub struct WallSettings {
     pub state_file: Option<PathBuf>,
 }
 
+/// Slate backgrounds: dark grey while connecting, dark red when lost.
+const CONNECTING_COLOR: u32 = 0xff30_3030;
+const LOST_COLOR: u32 = 0xff80_0000;
+
 const MODE_SLATE_CONNECTING: u8 = 0;
 const MODE_SLATE_LOST: u8 = 1;
 const MODE_LIVE: u8 = 2;
@@ -68,6 +72,10 @@ struct Branch {
     bin: gst::Bin,
     pad: gst::Pad,
     appsrc: gst_app::AppSrc,
+    /// The tile's label (drawn into its frames by the source pipeline).
+    label: String,
+    /// Connecting and lost slates, with the label.
+    slates: [gst::Buffer; 2],
     /// `MODE_*`: whether the source's frames or a slate go to the tile.
     mode: Arc<AtomicU8>,
     /// Whether the tile is on the wall (hidden sources are not fed).
@@ -113,20 +121,27 @@ fn input_size(s: &Settings) -> (u32, u32) {
 }
 
 fn caps_text(w: u32, h: u32, fps: u32) -> String {
-    format!("video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1")
+    format!("video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1,interlace-mode=progressive")
 }
 
-/// Renders one slate frame: a dark background with `text` in the middle.
-fn slate(w: u32, h: u32, color: u32, text: &str) -> Result<gst::Buffer, WallError> {
+/// The tile label as every source pipeline and slate draws it (bottom left, shaded).
+const LABEL: &str = "textoverlay name=label valignment=bottom halignment=left shaded-background=true font-desc=\"Sans 14\"";
+
+/// Renders one slate frame: a dark background with `text` in the middle and the tile's
+/// `label` where live frames have it.
+fn slate(w: u32, h: u32, color: u32, text: &str, label: &str) -> Result<gst::Buffer, WallError> {
     let desc = format!(
         "videotestsrc num-buffers=1 pattern=solid-color foreground-color={color} \
          ! video/x-raw,format=I420,width={w},height={h} \
          ! textoverlay name=t valignment=center halignment=center font-desc=\"Sans Bold 28\" \
-         ! appsink name=out sync=false"
+         ! {LABEL} ! appsink name=out sync=false"
     );
     let pipeline = launch(&desc)?;
     if let Some(t) = pipeline.by_name("t") {
         t.set_property("text", text);
+    }
+    if let Some(t) = pipeline.by_name("label") {
+        t.set_property("text", label);
     }
     let sink = appsink(&pipeline, "out")?;
     pipeline
@@ -176,10 +191,8 @@ pub fn spawn(
 ) -> Result<(WallHandle, tokio::task::JoinHandle<()>), WallError> {
     gst::init().map_err(|e| WallError::Pipeline(format!("GStreamer init: {e}")))?;
     let (iw, ih) = input_size(&settings.core);
-    let slates = [
-        slate(iw, ih, 0xff303030, "CONNECTING…")?,
-        slate(iw, ih, 0xff800000, "SIGNAL LOST")?,
-    ];
+    // Fails early (missing plugins) rather than at the first source.
+    slate(iw, ih, LOST_COLOR, "SIGNAL LOST", "")?;
     let (w, h, fps) = (settings.core.width, settings.core.height, settings.fps.max(1));
     let sink = match &settings.sink {
         Sink::Display => "queue leaky=downstream max-size-buffers=2 ! videoconvert ! autovideosink sync=false".to_owned(),
@@ -189,7 +202,7 @@ pub fn spawn(
     // Design: a tiny black live source paces the output at `fps` whatever the cameras do;
     // pads of sources that have not delivered yet are not waited for.
     let desc = format!(
-        "compositor name=mix background=black ignore-inactive-pads=true latency=100000000 \
+        "compositor name=mix background=black latency=100000000 \
            ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! {sink} \
          videotestsrc is-live=true pattern=black ! video/x-raw,width=16,height=16,framerate={fps}/1 ! mix."
     );
@@ -224,6 +237,9 @@ pub fn spawn(
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| WallError::Pipeline(format!("starting the compositor: {e}")))?;
+    // Inputs are added to a pipeline that is PLAYING, never to one changing state.
+    let (done, _, _) = pipeline.state(gst::ClockTime::from_seconds(5));
+    done.map_err(|e| WallError::Pipeline(format!("the compositor did not start: {e}")))?;
     let (tx, rx) = mpsc::channel(8);
     let shell = Shell {
         core: WallCore::new(settings.core),
@@ -231,7 +247,6 @@ pub fn spawn(
         pipeline,
         mix,
         input: (iw, ih),
-        slates,
         branches: BTreeMap::new(),
         sources: BTreeMap::new(),
         generation: 0,
@@ -275,8 +290,6 @@ struct Shell {
     pipeline: gst::Pipeline,
     mix: gst::Element,
     input: (u32, u32),
-    /// Connecting, lost.
-    slates: [gst::Buffer; 2],
     branches: BTreeMap<RoomKey, Branch>,
     sources: BTreeMap<RoomKey, SourcePipe>,
     generation: u64,
@@ -342,8 +355,16 @@ impl Shell {
         if outputs.is_empty() {
             return;
         }
+        let added = outputs.iter().any(|o| matches!(o, Output::Add { .. }));
         for o in outputs {
             self.apply(o);
+        }
+        if added {
+            // Design: inputs added while playing take part in the live latency only once
+            // the pipeline recomputes it; without this the compositor can stall waiting.
+            if let Err(e) = self.pipeline.recalculate_latency() {
+                debug!(error = %e, "recomputing the wall latency failed");
+            }
         }
         self.write_state();
     }
@@ -366,7 +387,7 @@ impl Shell {
         for b in self.branches.values() {
             let mode = b.mode.load(Ordering::Relaxed);
             if mode != MODE_LIVE && b.visible.load(Ordering::Relaxed) {
-                let slate = &self.slates[usize::from(mode == MODE_SLATE_LOST)];
+                let slate = &b.slates[usize::from(mode == MODE_SLATE_LOST)];
                 let _ = b.appsrc.push_buffer(unstamped(slate));
             }
         }
@@ -432,7 +453,7 @@ impl Shell {
                     };
                     b.mode.store(mode, Ordering::Relaxed);
                     if b.visible.load(Ordering::Relaxed) {
-                        let _ = b.appsrc.push_buffer(unstamped(&self.slates[usize::from(mode)]));
+                        let _ = b.appsrc.push_buffer(unstamped(&b.slates[usize::from(mode)]));
                     }
                 }
             }
@@ -449,22 +470,26 @@ impl Shell {
     fn add_branch(&self, label: &str) -> Result<Branch, WallError> {
         let (w, h) = self.input;
         let desc = format!(
-            "appsrc name=src is-live=true do-timestamp=true format=time leaky-type=downstream max-buffers=2 \
-               caps=\"{caps}\" \
-             ! textoverlay name=label valignment=bottom halignment=left shaded-background=true \
-               font-desc=\"Sans 14\" \
-             ! queue leaky=downstream max-size-buffers=2",
-            caps = caps_text(w, h, self.settings.fps.max(1)),
+            "appsrc name=src is-live=true do-timestamp=true format=time leaky-type=downstream max-buffers=2"
         );
+        let slates = [
+            slate(w, h, CONNECTING_COLOR, "CONNECTING…", label)?,
+            slate(w, h, LOST_COLOR, "SIGNAL LOST", label)?,
+        ];
+        // Design: only an appsrc feeds each compositor pad. Elements that answer
+        // allocation queries downstream (textoverlay, queue) between a dynamically added
+        // appsrc and the live compositor stalled it here (GStreamer 1.22), so the label is
+        // drawn in the source pipeline and into the slates.
         let bin = gst::parse::bin_from_description(&desc, true)
             .map_err(|e| WallError::Pipeline(format!("{e}: {desc}")))?;
-        if let Some(t) = bin.by_name("label") {
-            t.set_property("text", label);
-        }
         let appsrc = bin
             .by_name("src")
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
             .ok_or_else(|| WallError::Pipeline("no appsrc".into()))?;
+        let caps: gst::Caps = caps_text(w, h, self.settings.fps.max(1))
+            .parse()
+            .map_err(|e| WallError::Pipeline(format!("input caps: {e}")))?;
+        appsrc.set_caps(Some(&caps));
         self.pipeline
             .add(&bin)
             .map_err(|e| WallError::Pipeline(e.to_string()))?;
@@ -477,12 +502,16 @@ impl Shell {
             .ok_or_else(|| WallError::Pipeline("no ghost pad".into()))?
             .link(&pad)
             .map_err(|e| WallError::Pipeline(format!("linking a wall input: {e}")))?;
-        bin.sync_state_with_parent()
-            .map_err(|e| WallError::Pipeline(e.to_string()))?;
+        // Design: set to PLAYING outright (not synced with the parent): a live appsrc left
+        // in PAUSED by a racing state change never produces.
+        bin.set_state(gst::State::Playing)
+            .map_err(|e| WallError::Pipeline(format!("starting a wall input: {e}")))?;
         Ok(Branch {
             bin: bin.upcast_ref::<gst::Bin>().clone(),
             pad,
             appsrc,
+            label: label.to_owned(),
+            slates,
             mode: Arc::new(AtomicU8::new(MODE_SLATE_CONNECTING)),
             visible: Arc::new(AtomicBool::new(false)),
         })
@@ -508,12 +537,15 @@ impl Shell {
         };
         let desc = format!(
             "{head} ! videorate drop-only=true max-rate={fps} ! videoconvert ! videoscale \
-             ! {caps} ! appsink name=out sync=false max-buffers=1 drop=true",
-            caps = format!("video/x-raw,format=I420,width={w},height={h},pixel-aspect-ratio=1/1"),
+             ! video/x-raw,format=I420,width={w},height={h},pixel-aspect-ratio=1/1 \
+             ! {LABEL} ! appsink name=out sync=false max-buffers=1 drop=true",
         );
         let pipeline = launch(&desc)?;
         if let Some(cam) = pipeline.by_name("cam") {
             cam.set_property("location", url);
+        }
+        if let (Some(t), Some(b)) = (pipeline.by_name("label"), self.branches.get(source)) {
+            t.set_property("text", b.label.as_str());
         }
         let sink = appsink(&pipeline, "out")?;
         let frames = Arc::new(AtomicU64::new(0));

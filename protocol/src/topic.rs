@@ -77,11 +77,7 @@ impl Channel {
     pub fn retained(self) -> bool {
         matches!(
             self,
-            Channel::Birth
-                | Channel::Status
-                | Channel::Receipt
-                | Channel::Schedule
-                | Channel::Wall
+            Channel::Birth | Channel::Status | Channel::Receipt | Channel::Schedule | Channel::Wall
         )
     }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use gavel_protocol::{
-    Channel, DecodeError, Message, Wall, WallLayout, decode, encode, filter, DeviceId,
+    Channel, DecodeError, DeviceId, Message, Wall, WallLayout, decode, encode, filter,
 };
 
 fn fixture() -> Vec<u8> {

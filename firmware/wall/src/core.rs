@@ -94,10 +94,7 @@ pub enum Output {
     /// Show a slate (with the label) in the source's tile.
     ShowSlate { source: RoomKey, slate: Slate },
     /// Put the source's tile at `rect`, or hide it (`None`).
-    Place {
-        source: RoomKey,
-        rect: Option<Rect>,
-    },
+    Place { source: RoomKey, rect: Option<Rect> },
 }
 
 /// Where a source stands.
@@ -223,7 +220,9 @@ impl WallCore {
                 let mut lost = Vec::new();
                 for (key, s) in &mut self.sources {
                     match s.health {
-                        Health::Live if now.duration_since(s.since) >= self.settings.stall_after => {
+                        Health::Live
+                            if now.duration_since(s.since) >= self.settings.stall_after =>
+                        {
                             lost.push((
                                 key.clone(),
                                 format!(
@@ -297,7 +296,11 @@ impl WallCore {
     }
 
     fn configure(&mut self, now: Instant, wall: Wall, out: &mut Vec<Output>) {
-        if self.config.as_ref().is_some_and(|c| wall.version <= c.version) {
+        if self
+            .config
+            .as_ref()
+            .is_some_and(|c| wall.version <= c.version)
+        {
             return;
         }
         let wanted: BTreeMap<RoomKey, (String, String)> = wall
@@ -468,9 +471,7 @@ mod tests {
     fn places(out: &[Output]) -> Vec<(String, Option<(u32, u32)>)> {
         out.iter()
             .filter_map(|o| match o {
-                Output::Place { source, rect } => {
-                    Some((source.clone(), rect.map(|r| (r.x, r.y))))
-                }
+                Output::Place { source, rect } => Some((source.clone(), rect.map(|r| (r.x, r.y)))),
                 _ => None,
             })
             .collect()

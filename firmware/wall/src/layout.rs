@@ -106,8 +106,7 @@ mod tests {
     }
 
     #[test]
-    fn the_focus_tile_of_1_plus_5_is_two_thirds_of_each_side_with_five_small_tiles_around_it()
-    {
+    fn the_focus_tile_of_1_plus_5_is_two_thirds_of_each_side_with_five_small_tiles_around_it() {
         let r = rects(WallLayout::FocusPlus5, 960, 540);
         assert_eq!((r[0].x, r[0].y, r[0].w, r[0].h), (0, 0, 640, 360));
         let small: Vec<(u32, u32)> = r[1..].iter().map(|r| (r.x, r.y)).collect();

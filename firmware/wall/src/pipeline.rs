@@ -121,7 +121,9 @@ fn input_size(s: &Settings) -> (u32, u32) {
 }
 
 fn caps_text(w: u32, h: u32, fps: u32) -> String {
-    format!("video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1,interlace-mode=progressive")
+    format!(
+        "video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1,interlace-mode=progressive"
+    )
 }
 
 /// The tile label as every source pipeline and slate draws it (bottom left, shaded).
@@ -193,7 +195,11 @@ pub fn spawn(
     let (iw, ih) = input_size(&settings.core);
     // Fails early (missing plugins) rather than at the first source.
     slate(iw, ih, LOST_COLOR, "SIGNAL LOST", "")?;
-    let (w, h, fps) = (settings.core.width, settings.core.height, settings.fps.max(1));
+    let (w, h, fps) = (
+        settings.core.width,
+        settings.core.height,
+        settings.fps.max(1),
+    );
     let sink = match &settings.sink {
         Sink::Display => "queue leaky=downstream max-size-buffers=2 ! videoconvert ! autovideosink sync=false".to_owned(),
         Sink::Frames { .. } => "queue leaky=downstream max-size-buffers=2 ! videoconvert ! video/x-raw,format=RGB ! appsink name=frames sync=false max-buffers=1 drop=true".to_owned(),
@@ -275,7 +281,9 @@ fn write_ppm(path: &Path, sample: &gst::Sample) -> std::io::Result<()> {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let mut out = Vec::with_capacity(w * h * 3 + 64);
-    out.extend_from_slice(format!("P6\n# gavel-wall composed_unix_ms={ms}\n{w} {h}\n255\n").as_bytes());
+    out.extend_from_slice(
+        format!("P6\n# gavel-wall composed_unix_ms={ms}\n{w} {h}\n255\n").as_bytes(),
+    );
     for row in 0..h {
         out.extend_from_slice(&data[row * stride..row * stride + w * 3]);
     }
@@ -453,7 +461,9 @@ impl Shell {
                     };
                     b.mode.store(mode, Ordering::Relaxed);
                     if b.visible.load(Ordering::Relaxed) {
-                        let _ = b.appsrc.push_buffer(unstamped(&b.slates[usize::from(mode)]));
+                        let _ = b
+                            .appsrc
+                            .push_buffer(unstamped(&b.slates[usize::from(mode)]));
                     }
                 }
             }
@@ -647,7 +657,10 @@ mod tests {
             super::redact("rtsp://u:p@10.0.0.5/main"),
             "rtsp://***@10.0.0.5/main"
         );
-        assert_eq!(super::redact("rtsp://10.0.0.5/main"), "rtsp://10.0.0.5/main");
+        assert_eq!(
+            super::redact("rtsp://10.0.0.5/main"),
+            "rtsp://10.0.0.5/main"
+        );
     }
 
     #[test]

@@ -407,6 +407,26 @@ pub fn start_agent_with(
     )
 }
 
+/// Starts `gavel-agent` for `spec` with extra environment (e.g. `GAVEL_WALL_FRAMES`).
+pub fn start_agent_env(
+    dir: &Path,
+    spec: &AgentSpec,
+    broker: &(String, u16),
+    env: &[(&str, &str)],
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin("gavel-agent"));
+    cmd.args(agent_args(spec, broker))
+        .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
+        .env("GAVEL_LOG", "info")
+        .envs(env.iter().copied());
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    Proc::spawn(
+        &format!("gavel-agent {}", spec.id),
+        cmd,
+        dir.join(format!("agent-{}-{n}.log", spec.id)),
+    )
+}
+
 /// The agent command line for `spec`.
 fn agent_args(spec: &AgentSpec, broker: &(String, u16)) -> Vec<String> {
     [

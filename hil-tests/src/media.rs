@@ -21,6 +21,9 @@ pub struct SimSpec {
     pub fps: u32,
     /// AAC channels (one per seat); 0 for none.
     pub audio_channels: u32,
+    /// A solid colour `0xRRGGBB` instead of the moving test pattern (video walls check
+    /// which camera shows where by its colour).
+    pub color: Option<u32>,
 }
 
 impl SimSpec {
@@ -30,6 +33,17 @@ impl SimSpec {
             video: Some((1920, 1080)),
             fps: 25,
             audio_channels: 0,
+            color: None,
+        }
+    }
+
+    /// A small camera showing one solid colour `0xRRGGBB`.
+    pub fn solid(width: u32, height: u32, fps: u32, color: u32) -> Self {
+        Self {
+            video: Some((width, height)),
+            fps,
+            audio_channels: 0,
+            color: Some(color),
         }
     }
 
@@ -47,6 +61,7 @@ impl SimSpec {
             video: None,
             fps: 25,
             audio_channels: seats,
+            color: None,
         }
     }
 }
@@ -100,6 +115,9 @@ impl CameraSim {
             None => {
                 cmd.arg("--no-video");
             }
+        }
+        if let Some(c) = self.spec.color {
+            cmd.arg("--color").arg(format!("0x{c:06x}"));
         }
         if self.spec.audio_channels > 0 {
             cmd.arg("--audio-channels")

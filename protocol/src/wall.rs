@@ -139,7 +139,9 @@ fn check_url(field: &str, url: &str) -> Result<(), Invalid> {
     let ok = ((url.starts_with("rtsp://") || url.starts_with("rtsps://"))
         && url.len() > "rtsps://".len())
         || url.strip_prefix("test:").is_some_and(|p| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
     if !ok || url.len() > MAX_TEXT || url.chars().any(char::is_whitespace) {
         return Err(Invalid::new(

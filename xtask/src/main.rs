@@ -5,6 +5,7 @@
 //! clone (`/var/cache/gavel/target` when writable) so repeated runs and CI reuse them.
 
 mod demo;
+mod demo_wall;
 mod setup;
 mod tiers;
 

@@ -1,6 +1,7 @@
 //! `gavelctl`: the technician CLI. It speaks only to the controller's HTTP API.
 
 mod ota;
+mod wall;
 
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ enum Top {
     /// Over-the-air updates: bundles and campaigns.
     #[command(subcommand)]
     Ota(ota::Ota),
+    /// Command-centre video walls: layouts, sources, focus.
+    #[command(subcommand)]
+    Wall(wall::Wall),
     /// Check a hearing's recording folder against its signed manifest (offline: no
     /// controller needed). Names every segment that was changed, removed, reordered or
     /// added; exits with status 1 when anything is wrong.
@@ -365,6 +369,14 @@ impl Api {
     async fn get(&self, path: &str, what: &str) -> anyhow::Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.base)), what)
             .await
+    }
+
+    async fn put(&self, path: &str, body: &Value, what: &str) -> anyhow::Result<Value> {
+        self.send(
+            self.http.put(format!("{}{path}", self.base)).json(body),
+            what,
+        )
+        .await
     }
 
     async fn post(&self, path: &str, body: &Value, what: &str) -> anyhow::Result<Value> {
@@ -716,6 +728,7 @@ async fn main() -> anyhow::Result<()> {
     let api = Api::new(&cli.controller)?;
     match cli.command {
         Top::Ota(cmd) => ota::run(&api, cli.json, cmd).await?,
+        Top::Wall(cmd) => wall::run(&api, cli.json, cmd).await?,
         Top::Verify { dir, key } => {
             let trusted = match key {
                 Some(k) => Some(

@@ -90,6 +90,12 @@ impl Walls {
         Self::default()
     }
 
+    /// Replaces the walls with what the store holds, publishing nothing (a controller
+    /// cluster shares one table: every instance reloads it before it decides).
+    pub fn replace(&mut self, walls: impl IntoIterator<Item = (String, Wall)>) {
+        self.walls = walls.into_iter().collect();
+    }
+
     /// Every wall's configuration, by device.
     pub fn all(&self) -> &BTreeMap<String, Wall> {
         &self.walls

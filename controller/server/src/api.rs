@@ -90,7 +90,11 @@ pub struct AppState {
         ack_alarm,
         resolve_alarm,
         crate::recording::room_recording,
-        crate::recording::hearing_recording
+        crate::recording::hearing_recording,
+        crate::walls::list,
+        crate::walls::show,
+        crate::walls::set,
+        crate::walls::focus
     ),
     components(schemas(
         DeviceRecord,
@@ -104,6 +108,9 @@ pub struct AppState {
         ServiceHealth,
         ApiErrorBody,
         crate::ota::PublishedBundle,
+        crate::walls::WallEntry,
+        crate::walls::SetWall,
+        crate::walls::FocusWall,
         crate::campaigns::CampaignView,
         crate::campaigns::CreateCampaign,
         gavel_fleet::hearings::Hearing,

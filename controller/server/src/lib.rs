@@ -23,6 +23,7 @@ pub mod ota;
 pub mod recording;
 pub mod schedules;
 pub mod store;
+pub mod walls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -211,6 +212,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         time::Duration::seconds(i64::from(settings.schedule.pre_roll_s)),
         shutdown.child_token(),
     );
+    let (walls, walls_task) =
+        walls::spawn(store.clone(), client.clone(), &push, shutdown.child_token());
     let state = api::AppState {
         fleet,
         store: store.clone(),
@@ -233,7 +236,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             listener,
             api::router(state)
                 .merge(ota::routes(bundles))
-                .merge(campaigns::routes(campaigns)),
+                .merge(campaigns::routes(campaigns))
+                .merge(walls::routes(walls)),
         )
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = server.await {
@@ -251,6 +255,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             http_task,
             campaign_task,
             rooms_task,
+            walls_task,
             schedule_task,
             ingest_task,
             fleet_task,

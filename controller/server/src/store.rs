@@ -153,7 +153,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (5, COMPLIANCE, COMPLIANCE),
     (6, ONE_OPEN_ALARM, ONE_OPEN_ALARM),
+    (7, WALLS, WALLS),
 ];
+
+/// Video walls: each wall device's configuration (a `Wall` message) as JSON.
+const WALLS: &str = "CREATE TABLE IF NOT EXISTS walls (
+            device_id TEXT PRIMARY KEY,
+            updated_ms BIGINT NOT NULL,
+            wall TEXT NOT NULL
+        )";
 
 /// Hearing-scoped events (recording, segment, source lost, seal), compliance records and
 /// the devices' pinned evidence keys (same SQL for both engines).
@@ -506,6 +514,30 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Stores (inserts or replaces) a wall's configuration.
+    pub async fn save_wall(&self, device: &str, json: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO walls (device_id, updated_ms, wall) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id) DO UPDATE SET updated_ms = excluded.updated_ms, wall = excluded.wall",
+        )
+        .bind(device)
+        .bind(millis(OffsetDateTime::now_utc()))
+        .bind(json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every stored wall configuration: (device, JSON).
+    pub async fn load_walls(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT device_id, wall FROM walls ORDER BY device_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("device_id")?, row.try_get("wall")?)))
+            .collect()
     }
 
     /// Every stored campaign, as JSON.

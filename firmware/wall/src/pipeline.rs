@@ -210,7 +210,7 @@ pub fn spawn(
     let desc = format!(
         "compositor name=mix background=black latency=100000000 \
            ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! {sink} \
-         videotestsrc is-live=true pattern=black ! video/x-raw,width=16,height=16,framerate={fps}/1 ! mix."
+         videotestsrc is-live=true pattern=black ! video/x-raw,width=16,height=16,framerate={fps}/1 ! queue ! mix."
     );
     let pipeline = launch(&desc)?;
     let mix = pipeline
@@ -480,16 +480,17 @@ impl Shell {
     fn add_branch(&self, label: &str) -> Result<Branch, WallError> {
         let (w, h) = self.input;
         let desc = format!(
-            "appsrc name=src is-live=true do-timestamp=true format=time leaky-type=downstream max-buffers=2"
+            "appsrc name=src is-live=true do-timestamp=true format=time leaky-type=downstream max-buffers=2 min-latency=0 max-latency=1000000000"
         );
         let slates = [
             slate(w, h, CONNECTING_COLOR, "CONNECTING…", label)?,
             slate(w, h, LOST_COLOR, "SIGNAL LOST", label)?,
         ];
-        // Design: only an appsrc feeds each compositor pad. Elements that answer
-        // allocation queries downstream (textoverlay, queue) between a dynamically added
-        // appsrc and the live compositor stalled it here (GStreamer 1.22), so the label is
-        // drawn in the source pipeline and into the slates.
+        // Design: only an appsrc feeds each compositor pad, and it reports a bounded
+        // maximum latency: with appsrc's default (0, below the compositor's 100 ms) the
+        // aggregator's latency is invalid and it stalls as soon as an input stops
+        // delivering (a hidden tile). The label is drawn in the source pipeline and into
+        // the slates, so the compositor thread does no text rendering.
         let bin = gst::parse::bin_from_description(&desc, true)
             .map_err(|e| WallError::Pipeline(format!("{e}: {desc}")))?;
         let appsrc = bin
@@ -624,7 +625,7 @@ impl Shell {
     }
 }
 
-/// Puts a compositor pad at `rect`, or hides it.
+/// Puts a compositor pad at `rect`, or hides it (transparent, off the canvas).
 fn place(pad: &gst::Pad, rect: Option<Rect>) {
     match rect {
         Some(r) => {
@@ -637,6 +638,10 @@ fn place(pad: &gst::Pad, rect: Option<Rect>) {
         }
         None => {
             pad.set_property("alpha", 0.0f64);
+            pad.set_property("xpos", -100_000i32);
+            pad.set_property("ypos", -100_000i32);
+            pad.set_property("width", 16i32);
+            pad.set_property("height", 16i32);
         }
     }
 }

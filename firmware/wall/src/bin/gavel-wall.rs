@@ -1,8 +1,9 @@
 //! `gavel-wall`: runs the video wall from a configuration file, without the agent or the
 //! controller (bench checks and trying layouts on a device).
 //!
-//! `gavel-wall --config wall.json [--size 1920x1080] [--fps 25] [--frames out.ppm |
-//! --display] [--state state.json]`; the configuration is a `Wall` message as JSON.
+//! `gavel-wall --config wall.json [--config next.json ...] [--every 5] [--size 1920x1080]
+//! [--fps 25] [--frames out.ppm | --display] [--state state.json]`; each configuration is
+//! a `Wall` message as JSON, applied in turn every `--every` seconds.
 
 use std::path::PathBuf;
 
@@ -17,7 +18,8 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let mut config = None;
+    let mut configs = Vec::new();
+    let mut every = 5u64;
     let mut core = Settings::default();
     let mut fps = 25;
     let mut sink = Sink::None;
@@ -26,7 +28,8 @@ async fn main() -> anyhow::Result<()> {
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--config" => config = Some(PathBuf::from(value()?)),
+            "--config" => configs.push(PathBuf::from(value()?)),
+            "--every" => every = value()?.parse().context("--every")?,
             "--size" => {
                 let v = value()?;
                 let (w, h) = v.split_once('x').context("--size WxH")?;
@@ -45,10 +48,16 @@ async fn main() -> anyhow::Result<()> {
             other => bail!("unknown argument {other}"),
         }
     }
-    let file = config.context("--config FILE is required")?;
-    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let wall: gavel_protocol::Wall =
-        gavel_protocol::decode(&bytes).with_context(|| format!("{}", file.display()))?;
+    if configs.is_empty() {
+        bail!("--config FILE is required");
+    }
+    let mut walls = Vec::new();
+    for file in &configs {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let wall: gavel_protocol::Wall =
+            gavel_protocol::decode(&bytes).with_context(|| format!("{}", file.display()))?;
+        walls.push(wall);
+    }
     let (handle, task) = gavel_wall::spawn(
         WallSettings {
             core,
@@ -60,7 +69,12 @@ async fn main() -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         },
     )?;
-    handle.apply(wall).await?;
+    for (i, wall) in walls.into_iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(every)).await;
+        }
+        handle.apply(wall).await?;
+    }
     task.await.context("wall task")?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use gavel_protocol::{PROTOCOL_VERSION, Wall, WallFocus, WallLayout, WallSource};
 use time::OffsetDateTime;
 
 use crate::enforcement::{Alarm, AlarmKind};
+use crate::hearings::{Hearing, HearingStatus};
 
 /// How many alarm ids the core remembers as having moved a focus.
 const REMEMBERED_ALARMS: usize = 4096;
@@ -40,6 +41,9 @@ pub enum Input {
     },
     /// An alarm was raised or updated (cleared alarms change nothing).
     Alarm(Box<Alarm>),
+    /// The hearings as they stand (on every change and periodically): each source's
+    /// label shows the case of its room's current hearing.
+    Hearings(Vec<Hearing>),
 }
 
 /// What the shell does.
@@ -56,6 +60,37 @@ pub enum WallError {
     UnknownWall(String),
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+}
+
+/// How long before its scheduled start a hearing's case is shown on the wall.
+const CASE_AHEAD: time::Duration = time::Duration::minutes(10);
+
+/// The case number of the room's current hearing: the one in progress, else a scheduled
+/// one from 10 minutes before its start to its end (the earliest first).
+pub fn current_case(
+    hearings: &[Hearing],
+    court: &str,
+    room: &str,
+    now: OffsetDateTime,
+) -> Option<String> {
+    let in_room = hearings
+        .iter()
+        .filter(|h| h.court == court && h.room == room);
+    let in_progress = in_room
+        .clone()
+        .filter(|h| h.status == HearingStatus::InProgress)
+        .min_by_key(|h| h.scheduled_start);
+    in_progress
+        .or_else(|| {
+            in_room
+                .filter(|h| {
+                    h.status == HearingStatus::Scheduled
+                        && h.scheduled_start - CASE_AHEAD <= now
+                        && now < h.scheduled_end
+                })
+                .min_by_key(|h| h.scheduled_start)
+        })
+        .map(|h| h.case_number.clone())
 }
 
 /// Whether an alarm is urgent enough to take a wall's focus.
@@ -179,6 +214,29 @@ impl Walls {
                 Ok(vec![self.store(device, wall)])
             }
             Input::Alarm(alarm) => Ok(self.alarm(now, &alarm)),
+            Input::Hearings(hearings) => {
+                let mut out = Vec::new();
+                let devices: Vec<String> = self.walls.keys().cloned().collect();
+                for device in devices {
+                    let Some(mut wall) = self.walls.get(&device).cloned() else {
+                        continue;
+                    };
+                    let mut changed = false;
+                    for s in &mut wall.sources {
+                        let case = current_case(&hearings, &s.court, &s.room, now);
+                        if case.is_some() && s.case_number != case {
+                            s.case_number = case;
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        wall.ts = now;
+                        wall.version = next_version(wall.version, now);
+                        out.push(self.store(device, wall));
+                    }
+                }
+                Ok(out)
+            }
         }
     }
 
@@ -412,6 +470,56 @@ mod tests {
                 .and_then(|x| x.focus.as_ref())
                 .map(|f| f.room.as_str()),
             Some("r3")
+        );
+    }
+
+    fn hearing(room: &str, case: &str, start: i64, status: HearingStatus) -> Hearing {
+        Hearing {
+            id: format!("h-{case}"),
+            case_number: case.into(),
+            court: "hz".into(),
+            room: room.into(),
+            scheduled_start: t(start),
+            scheduled_end: t(start + 3600),
+            judge: "王法官".into(),
+            parties: Vec::new(),
+            status,
+            opened_at: None,
+            closed_at: None,
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn labels_show_the_case_of_the_rooms_current_hearing() {
+        let mut w = walls();
+        let hearings = vec![
+            hearing("r1", "(2026)1号", 60, HearingStatus::Scheduled),
+            hearing("r2", "(2026)2号", 5000, HearingStatus::Scheduled),
+            hearing("r3", "(2026)3号", -100, HearingStatus::InProgress),
+            hearing("r3", "(2026)4号", 10, HearingStatus::Cancelled),
+        ];
+        let out = w
+            .handle(t(0), Input::Hearings(hearings.clone()))
+            .expect("hearings");
+        let cases: Vec<Option<String>> = w
+            .get("wall-1")
+            .expect("wall")
+            .sources
+            .iter()
+            .map(|s| s.case_number.clone())
+            .collect();
+        // r1 starts within 10 minutes; r2 is far off; r3 is in progress.
+        assert_eq!(
+            cases,
+            [Some("(2026)1号".into()), None, Some("(2026)3号".into())]
+        );
+        assert_eq!(out.len(), 2, "both walls show r1");
+        // Nothing changed: nothing published.
+        assert!(
+            w.handle(t(1), Input::Hearings(hearings))
+                .expect("ok")
+                .is_empty()
         );
     }
 

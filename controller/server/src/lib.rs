@@ -212,8 +212,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         time::Duration::seconds(i64::from(settings.schedule.pre_roll_s)),
         shutdown.child_token(),
     );
-    let (walls, walls_task) =
-        walls::spawn(store.clone(), client.clone(), &push, shutdown.child_token());
+    let (walls, walls_task) = walls::spawn(
+        store.clone(),
+        client.clone(),
+        &push,
+        enforcer.clone(),
+        shutdown.child_token(),
+    );
     let state = api::AppState {
         fleet,
         store: store.clone(),

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::ApiErrorBody;
+use crate::enforcer::EnforcerHandle;
 use crate::fleet_actor::Push;
 use crate::store::Store;
 
@@ -96,11 +97,12 @@ pub fn spawn(
     store: Store,
     mqtt: AsyncClient,
     push: &broadcast::Sender<Push>,
+    enforcer: EnforcerHandle,
     shutdown: CancellationToken,
 ) -> (WallsHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(64);
     let alarms = push.subscribe();
-    let task = tokio::spawn(run(store, mqtt, rx, alarms, shutdown));
+    let task = tokio::spawn(run(store, mqtt, rx, alarms, enforcer, shutdown));
     (WallsHandle { tx }, task)
 }
 
@@ -128,9 +130,13 @@ async fn run(
     mqtt: AsyncClient,
     mut rx: mpsc::Receiver<Request>,
     mut alarms: broadcast::Receiver<Push>,
+    enforcer: EnforcerHandle,
     shutdown: CancellationToken,
 ) {
     let mut walls = Walls::new();
+    // Case numbers in the tiles' labels follow the rooms' hearings.
+    let mut cases = tokio::time::interval(std::time::Duration::from_secs(10));
+    cases.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stored = load(&store).await;
     if !stored.is_empty() {
         info!(walls = stored.len(), "wall configurations restored");
@@ -141,6 +147,7 @@ async fn run(
     loop {
         let (input, reply) = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = cases.tick() => (Input::Hearings(enforcer.hearings().await), None),
             r = rx.recv() => match r {
                 Some(Request::Input(input, reply)) => (input, Some(reply)),
                 Some(Request::List(reply)) => {
@@ -163,8 +170,30 @@ async fn run(
         // Design: the table is the truth (shared by a controller cluster); reloading a few
         // rows before each decision costs about a millisecond.
         walls.replace(load(&store).await);
-        let result = walls.handle(OffsetDateTime::now_utc(), input);
-        if let Ok(out) = &result {
+        let set = match &input {
+            Input::Set { device, .. } => Some(device.clone()),
+            _ => None,
+        };
+        let mut result = walls.handle(OffsetDateTime::now_utc(), input);
+        if let Ok(out) = &mut result {
+            // A wall just set gets its case numbers at once (in the answer too).
+            if let Some(device) = set
+                && let Ok(more) = walls.handle(
+                    OffsetDateTime::now_utc(),
+                    Input::Hearings(enforcer.hearings().await),
+                )
+            {
+                for o in more {
+                    let Output::Publish { device: d, .. } = &o;
+                    if *d == device
+                        && let Some(first) = out.first_mut()
+                    {
+                        *first = o;
+                    } else {
+                        out.push(o);
+                    }
+                }
+            }
             publish(&store, &mqtt, out.clone(), true).await;
         }
         if let Some(reply) = reply {

@@ -86,7 +86,7 @@ impl Default for WallOutput {
 pub fn parse_size(s: &str) -> Option<(u32, u32)> {
     let (w, h) = s.split_once('x')?;
     let (w, h): (u32, u32) = (w.parse().ok()?, h.parse().ok()?);
-    let ok = |v: u32| (32..=7680).contains(&v) && v % 2 == 0;
+    let ok = |v: u32| (32..=7680).contains(&v) && v.is_multiple_of(2);
     (ok(w) && ok(h)).then_some((w, h))
 }
 

@@ -85,6 +85,8 @@ pub enum Output {
     Add { source: RoomKey, label: String },
     /// Remove a source's input from the compositor (after `Disconnect`).
     Remove { source: RoomKey },
+    /// Change a source's tile label (a case number changed); its stream stays.
+    Relabel { source: RoomKey, label: String },
     /// Start the source's pipeline pulling `url`.
     Connect { source: RoomKey, url: String },
     /// Stop the source's pipeline.
@@ -330,26 +332,8 @@ impl WallCore {
         for (key, (url, label)) in wanted {
             match self.sources.get_mut(&key) {
                 Some(s) if s.label != label => {
-                    // Same stream, new label (a case number changed): re-add the input.
                     s.label = label.clone();
-                    out.push(Output::Remove {
-                        source: key.clone(),
-                    });
-                    out.push(Output::Add {
-                        source: key.clone(),
-                        label,
-                    });
-                    s.rect = None;
-                    out.push(Output::ShowSlate {
-                        source: key.clone(),
-                        slate: match s.health {
-                            Health::Lost => Slate::Lost,
-                            _ => Slate::Connecting,
-                        },
-                    });
-                    if s.health == Health::Live {
-                        out.push(Output::ShowLive { source: key });
-                    }
+                    out.push(Output::Relabel { source: key, label });
                 }
                 Some(_) => {}
                 None => {
@@ -583,6 +567,26 @@ mod tests {
             source: "hz/a".into(),
             url: "rtsp://cam/a/sub".into()
         }));
+    }
+
+    #[test]
+    fn a_new_case_number_relabels_the_tile_without_reconnecting() {
+        let mut core = WallCore::new(settings());
+        let now = Instant::now();
+        core.handle(
+            now,
+            Input::Config(Box::new(wall(1, WallLayout::Single, &["a"], None))),
+        );
+        let mut w = wall(2, WallLayout::Single, &["a"], None);
+        w.sources[0].case_number = Some("(2026)1号".into());
+        let out = core.handle(now, Input::Config(Box::new(w)));
+        assert_eq!(
+            out,
+            [Output::Relabel {
+                source: "hz/a".into(),
+                label: "hz · a · (2026)1号".into()
+            }]
+        );
     }
 
     #[test]

@@ -292,6 +292,9 @@ fn write_ppm(path: &Path, sample: &gst::Sample) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// A source pipeline's failure: (source, pipeline generation, reason).
+type Failure = (RoomKey, u64, String);
+
 struct Shell {
     core: WallCore,
     settings: WallSettings,
@@ -302,8 +305,8 @@ struct Shell {
     sources: BTreeMap<RoomKey, SourcePipe>,
     generation: u64,
     failures: (
-        mpsc::UnboundedSender<(RoomKey, u64, String)>,
-        mpsc::UnboundedReceiver<(RoomKey, u64, String)>,
+        mpsc::UnboundedSender<Failure>,
+        mpsc::UnboundedReceiver<Failure>,
     ),
 }
 
@@ -414,6 +417,26 @@ impl Shell {
                     self.remove_branch(b);
                 }
             }
+            Output::Relabel { source, label } => {
+                let (w, h) = self.input;
+                let slates = slate(w, h, CONNECTING_COLOR, "CONNECTING…", &label)
+                    .and_then(|c| Ok([c, slate(w, h, LOST_COLOR, "SIGNAL LOST", &label)?]));
+                if let Some(b) = self.branches.get_mut(&source) {
+                    match slates {
+                        Ok(s) => b.slates = s,
+                        Err(e) => warn!(%source, error = %e, "new slates failed; keeping the old"),
+                    }
+                    b.label = label.clone();
+                }
+                if let Some(t) = self
+                    .sources
+                    .get(&source)
+                    .and_then(|p| p.pipeline.by_name("label"))
+                {
+                    t.set_property("text", label.as_str());
+                }
+                info!(%source, %label, "tile relabelled");
+            }
             Output::Connect { source, url } => {
                 if let Some(old) = self.sources.remove(&source) {
                     old.shutdown();
@@ -479,9 +502,7 @@ impl Shell {
 
     fn add_branch(&self, label: &str) -> Result<Branch, WallError> {
         let (w, h) = self.input;
-        let desc = format!(
-            "appsrc name=src is-live=true do-timestamp=true format=time leaky-type=downstream max-buffers=2 min-latency=0 max-latency=1000000000"
-        );
+        let desc = "appsrc name=src is-live=true do-timestamp=true format=time leaky-type=downstream max-buffers=2 min-latency=0 max-latency=1000000000";
         let slates = [
             slate(w, h, CONNECTING_COLOR, "CONNECTING…", label)?,
             slate(w, h, LOST_COLOR, "SIGNAL LOST", label)?,
@@ -491,7 +512,7 @@ impl Shell {
         // aggregator's latency is invalid and it stalls as soon as an input stops
         // delivering (a hidden tile). The label is drawn in the source pipeline and into
         // the slates, so the compositor thread does no text rendering.
-        let bin = gst::parse::bin_from_description(&desc, true)
+        let bin = gst::parse::bin_from_description(desc, true)
             .map_err(|e| WallError::Pipeline(format!("{e}: {desc}")))?;
         let appsrc = bin
             .by_name("src")

@@ -153,29 +153,17 @@ pub fn narrate(
         watch.focus = None;
         return;
     };
-    // The wall applied it when its state file shows the room in tile 0.
+    // Narrated once the wall applied it: its state file shows the room in tile 0.
     let applied = state["tiles"][0]["source"] == format!("{COURT}/{room}");
     if !applied {
         return;
     }
     let reason = wall["wall"]["focus"]["reason"].as_str().unwrap_or("?");
-    let raised = wall["wall"]["focus"]["at"].as_str().and_then(|s| {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-    });
-    let shown = std::fs::metadata(&state_path)
-        .and_then(|m| m.modified())
-        .ok()
-        .map(time::OffsetDateTime::from);
-    let after = match (raised, shown) {
-        (Some(r), Some(s)) => format!(
-            ", on the wall {:.2} s later",
-            (s - r).as_seconds_f64().max(0.0)
-        ),
-        _ => String::new(),
-    };
     say(
         t0,
-        &format!("command centre: {reason} -> wall-1 moves {room} into its focus tile{after}"),
+        &format!(
+            "command centre: {reason} -> wall-1 moves {room} into its focus tile (its wall.json shows {room} in tile 0)"
+        ),
     );
     watch.focus = focus;
 }

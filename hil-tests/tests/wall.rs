@@ -7,7 +7,8 @@
 //!   unplugged shows the "signal lost" slate in its tile while the others keep playing,
 //!   and comes back when plugged in again;
 //! - an urgent alarm for a room moves that room into the focus tile within 2 s
-//!   (measured from the alarm's raise to the first composed frame showing it there).
+//!   (measured from the alarm's raise to the first composed frame showing it there); a
+//!   camera with a sub-stream is shown from its sub-stream.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ const COLORS: [[u8; 3]; 9] = [
 ];
 /// The "signal lost" slate's background.
 const LOST: [u8; 3] = [128, 0, 0];
+/// The colour of room-1's sub-stream (a second simulated stream of that camera).
+const SUB: [u8; 3] = [120, 60, 20];
 
 fn rgb(c: [u8; 3]) -> u32 {
     (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2])
@@ -199,6 +202,11 @@ impl Rig {
 
     /// `gavelctl wall layout` with every camera as a source, in order.
     fn set_sources(&self, layout: &str) {
+        self.set_sources_sub(layout, None);
+    }
+
+    /// Like [`Rig::set_sources`], with a sub-stream for room-1.
+    fn set_sources_sub(&self, layout: &str, sub: Option<&str>) {
         let mut args: Vec<String> = vec![
             "wall".into(),
             "layout".into(),
@@ -207,7 +215,11 @@ impl Rig {
         ];
         for (i, cam) in self.cameras.iter().enumerate() {
             args.push("--source".into());
-            args.push(format!("{COURT}/{}={}", room(i), cam.url));
+            let mut source = format!("{COURT}/{}={}", room(i), cam.url);
+            if let (0, Some(sub)) = (i, sub) {
+                source.push_str(&format!(",sub={sub}"));
+            }
+            args.push(source);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ok, out, err) = self.controller.gavelctl(&args);
@@ -322,8 +334,18 @@ fn every_layout_shows_each_cameras_pattern_in_its_tile_and_a_lost_camera_shows_t
 #[test]
 fn an_urgent_alarm_moves_its_room_into_the_focus_tile_within_2_s() {
     let rig = Rig::start(6, &[("GAVEL_ALARM_GRACE_S", "2")]);
-    rig.set_sources("1+5");
-    rig.wait_tiles("1+5", "1+5", &COLORS[..6], Duration::from_secs(30));
+    // room-1's camera also has a sub-stream: the wall pulls that one.
+    let sub = CameraSim::start(
+        rig.dir.path(),
+        "cam-1-sub",
+        SimSpec::solid(320, 180, 10, rgb(SUB)),
+        &std::env::temp_dir().join("gavel-clips"),
+    )
+    .expect("sub-stream");
+    rig.set_sources_sub("1+5", Some(&sub.url));
+    let mut colors = COLORS;
+    colors[0] = SUB;
+    rig.wait_tiles("1+5", "1+5", &colors[..6], Duration::from_secs(30));
 
     // A hearing in room-6 from now on, which nothing records: after the 2 s grace the
     // engine raises `not_recording` for room-6, an urgent alarm.
@@ -396,7 +418,7 @@ fn an_urgent_alarm_moves_its_room_into_the_focus_tile_within_2_s() {
 
     // The whole 1+5 wall: room-6 in focus, the others in their order in the small tiles.
     let want = [
-        COLORS[5], COLORS[0], COLORS[1], COLORS[2], COLORS[3], COLORS[4],
+        colors[5], colors[0], colors[1], colors[2], colors[3], colors[4],
     ];
     rig.wait_tiles(
         "1+5 with room-6 in focus",
@@ -418,7 +440,7 @@ fn an_urgent_alarm_moves_its_room_into_the_focus_tile_within_2_s() {
             .gavelctl(&["wall", "focus", &rig.wall_id, "room-2", "--by", "duty.li"]);
     assert!(ok, "{err}");
     let want = [
-        COLORS[1], COLORS[0], COLORS[2], COLORS[3], COLORS[4], COLORS[5],
+        colors[1], colors[0], colors[2], colors[3], colors[4], colors[5],
     ];
     rig.wait_tiles(
         "1+5 with room-2 in focus",

@@ -283,6 +283,17 @@ fn every_layout_shows_each_cameras_pattern_in_its_tile_and_a_lost_camera_shows_t
     rig.set_sources("3x3");
     let t = Instant::now();
     rig.wait_tiles("3x3", "3x3", &COLORS, Duration::from_secs(30));
+    // A bad source is refused by the controller, naming the field; the wall keeps its
+    // configuration.
+    let (ok, _, err) = rig.controller.gavelctl(&[
+        "wall",
+        "layout",
+        &rig.wall_id,
+        "2x2",
+        "--source",
+        &format!("{COURT}/room-1=http://not-rtsp/x"),
+    ]);
+    assert!(!ok && err.contains("sources[0].url"), "{err}");
     println!(
         "3x3: all nine cameras in place {:.1} s after the layout was set",
         t.elapsed().as_secs_f64()
@@ -433,6 +444,19 @@ fn an_urgent_alarm_moves_its_room_into_the_focus_tile_within_2_s() {
     let wall: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(wall["wall"]["focus"]["room"], "room-6", "{wall}");
     assert_eq!(wall["wall"]["focus"]["alarm"], alarm["id"], "{wall}");
+
+    // A room that is not on the wall cannot be focused.
+    let (ok, _, err) = rig.controller.gavelctl(&[
+        "wall",
+        "focus",
+        &rig.wall_id,
+        "room-99",
+        "--court",
+        COURT,
+        "--by",
+        "duty.li",
+    ]);
+    assert!(!ok && err.contains("not on wall"), "{err}");
 
     // An operator moves the focus back by hand.
     let (ok, _, err) =

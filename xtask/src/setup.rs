@@ -40,6 +40,10 @@ const DEMO_PACKAGES: &[(&str, &str)] = &[
         "gstreamer1.0-x",
         "timeoverlay (pango) on simulated cameras' test patterns",
     ),
+    (
+        "fonts-wqy-microhei",
+        "Chinese glyphs in the video wall's tile labels (case numbers)",
+    ),
 ];
 
 const TEST_PACKAGES: &[(&str, &str)] = &[

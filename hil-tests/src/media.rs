@@ -24,6 +24,9 @@ pub struct SimSpec {
     /// Scripted speech on the channels (`gavel-camera-sim --seat-script`): a file of
     /// `CHANNEL START_MS END_MS` lines, timed from the first viewer.
     pub seat_script: Option<PathBuf>,
+    /// A solid colour `0xRRGGBB` instead of the moving test pattern (video walls check
+    /// which camera shows where by its colour).
+    pub color: Option<u32>,
 }
 
 impl SimSpec {
@@ -33,6 +36,18 @@ impl SimSpec {
             video: Some((1920, 1080)),
             fps: 25,
             audio_channels: 0,
+            seat_script: None,
+            color: None,
+        }
+    }
+
+    /// A small camera showing one solid colour `0xRRGGBB`.
+    pub fn solid(width: u32, height: u32, fps: u32, color: u32) -> Self {
+        Self {
+            video: Some((width, height)),
+            fps,
+            audio_channels: 0,
+            color: Some(color),
             seat_script: None,
         }
     }
@@ -51,6 +66,7 @@ impl SimSpec {
             video: None,
             fps: 25,
             audio_channels: seats,
+            color: None,
             seat_script: None,
         }
     }
@@ -114,6 +130,9 @@ impl CameraSim {
             None => {
                 cmd.arg("--no-video");
             }
+        }
+        if let Some(c) = self.spec.color {
+            cmd.arg("--color").arg(format!("0x{c:06x}"));
         }
         if self.spec.audio_channels > 0 {
             cmd.arg("--audio-channels")

@@ -73,7 +73,7 @@ pub fn decode_device_message(
         Channel::Health => DeviceMessage::Health(decode(payload)?),
         Channel::Event => DeviceMessage::Event(decode(payload)?),
         Channel::Ack => DeviceMessage::Ack(decode(payload)?),
-        Channel::Cmd | Channel::Receipt | Channel::Schedule => {
+        Channel::Cmd | Channel::Receipt | Channel::Schedule | Channel::Wall => {
             return Err(IngestError::WrongDirection(topic.channel));
         }
     };

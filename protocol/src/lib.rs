@@ -13,12 +13,14 @@
 //! | `ack` | device -> controller | 1 | no |
 //! | `receipt` | controller -> device | 1 | yes |
 //! | `schedule` | controller -> device | 1 | yes |
+//! | `wall` | controller -> wall device | 1 | yes |
 
 pub mod acl;
 pub mod codec;
 pub mod ids;
 pub mod message;
 pub mod topic;
+pub mod wall;
 
 pub use codec::{
     DecodeError, DeviceMessage, IngestError, MAX_PAYLOAD, decode, decode_device_message, encode,
@@ -26,6 +28,7 @@ pub use codec::{
 pub use ids::{DeviceId, IdError};
 pub use message::*;
 pub use topic::{Channel, DeviceTopic, TopicError, filter};
+pub use wall::{MAX_WALL_TILES, Wall, WallFocus, WallLayout, WallSource};
 
 /// Formats a timestamp as RFC 3339 (for logs and APIs outside the wire messages).
 pub fn rfc3339(ts: time::OffsetDateTime) -> String {

@@ -32,11 +32,13 @@ pub enum Channel {
     Receipt,
     /// Controller -> device: the hearing schedule of the device's room (retained, QoS 1).
     Schedule,
+    /// Controller -> wall device: the video wall's layout, sources and focus (retained, QoS 1).
+    Wall,
 }
 
 impl Channel {
     /// Every channel, in table order.
-    pub const ALL: [Channel; 8] = [
+    pub const ALL: [Channel; 9] = [
         Channel::Birth,
         Channel::Status,
         Channel::Health,
@@ -45,6 +47,7 @@ impl Channel {
         Channel::Ack,
         Channel::Receipt,
         Channel::Schedule,
+        Channel::Wall,
     ];
 
     /// The topic level for this channel.
@@ -58,6 +61,7 @@ impl Channel {
             Channel::Ack => "ack",
             Channel::Receipt => "receipt",
             Channel::Schedule => "schedule",
+            Channel::Wall => "wall",
         }
     }
 
@@ -73,13 +77,16 @@ impl Channel {
     pub fn retained(self) -> bool {
         matches!(
             self,
-            Channel::Birth | Channel::Status | Channel::Receipt | Channel::Schedule
+            Channel::Birth | Channel::Status | Channel::Receipt | Channel::Schedule | Channel::Wall
         )
     }
 
     /// Whether the device publishes on this channel (false: the controller does).
     pub fn from_device(self) -> bool {
-        !matches!(self, Channel::Cmd | Channel::Receipt | Channel::Schedule)
+        !matches!(
+            self,
+            Channel::Cmd | Channel::Receipt | Channel::Schedule | Channel::Wall
+        )
     }
 
     fn parse(level: &str) -> Option<Channel> {
@@ -168,6 +175,11 @@ pub mod filter {
             DeviceTopic::new(device.clone(), Channel::Receipt).to_string(),
             DeviceTopic::new(device.clone(), Channel::Schedule).to_string(),
         ]
+    }
+
+    /// What a video wall subscribes to besides its inbox: its configuration.
+    pub fn wall_config(device: &DeviceId) -> String {
+        DeviceTopic::new(device.clone(), Channel::Wall).to_string()
     }
 
     /// Mosquitto ACL pattern for devices, with `%u` as the device id (the certificate
@@ -302,13 +314,17 @@ mod tests {
     }
 
     #[test]
-    fn only_status_birth_receipt_and_schedule_are_retained_and_only_health_is_qos0() {
+    fn only_status_birth_receipt_schedule_and_wall_are_retained_and_only_health_is_qos0() {
         for c in Channel::ALL {
             assert_eq!(
                 c.retained(),
                 matches!(
                     c,
-                    Channel::Birth | Channel::Status | Channel::Receipt | Channel::Schedule
+                    Channel::Birth
+                        | Channel::Status
+                        | Channel::Receipt
+                        | Channel::Schedule
+                        | Channel::Wall
                 )
             );
             assert_eq!(c.qos() == 0, c == Channel::Health);
@@ -327,6 +343,11 @@ mod tests {
                 "gavel/v1/dev/cam-1/schedule"
             ]
         );
+        assert_eq!(
+            filter::wall_config(&dev("wall-1")),
+            "gavel/v1/dev/wall-1/wall"
+        );
+        assert!(!Channel::Wall.from_device());
     }
 
     #[test]

@@ -77,6 +77,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "status-death.json",
             "status-online.json",
             "status-shutdown.json",
+            "wall.json",
         ]
     );
 }

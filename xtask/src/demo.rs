@@ -37,7 +37,7 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-const COURT: &str = "hz-intermediate";
+pub(crate) const COURT: &str = "hz-intermediate";
 
 /// (device id, profile, room)
 fn devices() -> Vec<(String, &'static str, &'static str)> {
@@ -89,13 +89,13 @@ fn port_free(addr: &str) -> bool {
     std::net::TcpListener::bind(addr).is_ok()
 }
 
-struct Child2 {
+pub(crate) struct Child2 {
     name: String,
     child: Child,
 }
 
 impl Child2 {
-    fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Self, String> {
+    pub(crate) fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Self, String> {
         let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let child = cmd
@@ -226,6 +226,8 @@ impl Court {
         ])
         // Simulated devices: lamp, sensors and cameras are simulations, not hardware.
         .arg("--simulate-hardware")
+        // The wall composes at 10 frames a second (its frame file: 2 a second).
+        .env("GAVEL_WALL_FPS", "10")
         .env("GAVEL_DATA_DIR", self.dir.join("agents").join(id));
         // A device's own agent config, where the demo wrote one (room-101's terminal:
         // where its seat microphones are).
@@ -308,7 +310,7 @@ impl Court {
     }
 }
 
-fn say(t0: Instant, msg: &str) {
+pub(crate) fn say(t0: Instant, msg: &str) {
     println!("[demo {:>5.1}s] {msg}", t0.elapsed().as_secs_f64());
 }
 
@@ -463,7 +465,23 @@ pub fn run(args: &[String]) -> Result<(), String> {
             None
         }
     };
-    let result = scenario(&mut court, t0, opts.duration, campaign.as_deref());
+    let mut wall = match crate::demo_wall::start(&court.bin, &dir, |a| court.gavelctl(a), t0) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            say(t0, &format!("setting up the video wall failed: {e}"));
+            if opts.duration.is_some() {
+                return finish(court, t0, Err(e));
+            }
+            None
+        }
+    };
+    let result = scenario(
+        &mut court,
+        t0,
+        opts.duration,
+        campaign.as_deref(),
+        &mut wall,
+    );
     finish(court, t0, result)
 }
 
@@ -698,6 +716,7 @@ fn scenario(
     t0: Instant,
     duration: Option<Duration>,
     campaign: Option<&str>,
+    wall: &mut Option<crate::demo_wall::WallWatch>,
 ) -> Result<(), String> {
     let mut campaign_line = String::new();
     let mut campaign_failed = 0;
@@ -778,6 +797,9 @@ fn scenario(
                     "the service hall: {} tickets taken, {} numbers called",
                     hall.tickets, hall.calls
                 ));
+            }
+            if let Some(w) = wall.as_ref() {
+                crate::demo_wall::check(w)?;
             }
             if short_verdict.as_deref() != Some("complete") {
                 return Err(format!(
@@ -865,6 +887,9 @@ fn scenario(
                     rooms.insert(room, now);
                 }
             }
+        }
+        if poll_alarms && let Some(w) = wall.as_mut() {
+            crate::demo_wall::narrate(w, &court.dir, |a| court.json(a), t0);
         }
         if poll_alarms && started.elapsed() >= Duration::from_secs(20) {
             short_hearing(

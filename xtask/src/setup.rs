@@ -45,6 +45,10 @@ const DEMO_PACKAGES: &[(&str, &str)] = &[
         "gstreamer1.0-espeak",
         "hall announcements: the espeak GStreamer element",
     ),
+    (
+        "fonts-wqy-microhei",
+        "Chinese glyphs in the video wall's tile labels (case numbers)",
+    ),
 ];
 
 const TEST_PACKAGES: &[(&str, &str)] = &[

@@ -122,7 +122,7 @@ pub fn fuzz(args: &[String]) -> Result<(), String> {
     };
     let dir = root().join("protocol").join("fuzz");
     let targets = [
-        "birth", "status", "health", "event", "ack", "command", "receipt", "schedule",
+        "birth", "status", "health", "event", "ack", "command", "receipt", "schedule", "wall",
     ];
     for t in targets {
         let mut cmd =

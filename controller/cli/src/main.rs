@@ -3,6 +3,7 @@
 mod hall;
 mod ota;
 mod session;
+mod wall;
 
 use std::time::Duration;
 
@@ -136,6 +137,9 @@ enum Top {
     /// The service hall: queue, calling numbers at windows, case check codes.
     #[command(subcommand)]
     Hall(hall::Hall),
+    /// Command-centre video walls: layouts, sources, focus.
+    #[command(subcommand)]
+    Wall(wall::Wall),
     /// Check a hearing's recording folder against its signed manifest (offline: no
     /// controller needed). Names every segment that was changed, removed, reordered or
     /// added; exits with status 1 when anything is wrong.
@@ -471,6 +475,14 @@ impl Api {
     async fn get(&self, path: &str, what: &str) -> anyhow::Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.base)), what)
             .await
+    }
+
+    async fn put(&self, path: &str, body: &Value, what: &str) -> anyhow::Result<Value> {
+        self.send(
+            self.http.put(format!("{}{path}", self.base)).json(body),
+            what,
+        )
+        .await
     }
 
     async fn post(&self, path: &str, body: &Value, what: &str) -> anyhow::Result<Value> {
@@ -966,6 +978,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Top::Ota(cmd) => ota::run(&api, cli.json, cmd).await?,
         Top::Hall(cmd) => hall::run(&api, cli.json, cmd).await?,
+        Top::Wall(cmd) => wall::run(&api, cli.json, cmd).await?,
         Top::Verify { dir, key } => {
             let trusted = match key {
                 Some(k) => Some(

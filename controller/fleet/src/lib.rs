@@ -22,6 +22,7 @@ pub mod report;
 pub mod rollout;
 pub mod schedule;
 pub mod sequence;
+pub mod wall;
 
 use std::collections::BTreeMap;
 

@@ -95,7 +95,11 @@ pub struct AppState {
         crate::hall::call_next,
         crate::hall::recall,
         crate::hall::lookup,
-        crate::hall::check_code
+        crate::hall::check_code,
+        crate::walls::list,
+        crate::walls::show,
+        crate::walls::set,
+        crate::walls::focus
     ),
     components(schemas(
         DeviceRecord,
@@ -109,6 +113,9 @@ pub struct AppState {
         ServiceHealth,
         ApiErrorBody,
         crate::ota::PublishedBundle,
+        crate::walls::WallEntry,
+        crate::walls::SetWall,
+        crate::walls::FocusWall,
         crate::campaigns::CampaignView,
         crate::campaigns::CreateCampaign,
         gavel_fleet::hearings::Hearing,

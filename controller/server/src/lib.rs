@@ -28,6 +28,7 @@ pub mod pki;
 pub mod recording;
 pub mod schedules;
 pub mod store;
+pub mod walls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -263,6 +264,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         time::Duration::seconds(i64::from(settings.schedule.pre_roll_s)),
         shutdown.child_token(),
     );
+    let (walls, walls_task) = walls::spawn(
+        store.clone(),
+        client.clone(),
+        &push,
+        enforcer.clone(),
+        shutdown.child_token(),
+    );
     let state = api::AppState {
         fleet,
         store: store.clone(),
@@ -371,6 +379,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 .merge(ota::routes(bundles))
                 .merge(campaigns::routes(campaigns))
                 .merge(hall_routes)
+                .merge(walls::routes(walls))
                 .merge(identity_api::routes(identity))
                 .merge(auth::routes(access.clone()))
                 .layer(axum::middleware::from_fn_with_state(access, auth::require))
@@ -396,6 +405,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             campaign_task,
             rooms_task,
             hall_task,
+            walls_task,
             schedule_task,
             ingest_task,
             fleet_task,

@@ -250,6 +250,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
             detail TEXT
         )",
     ),
+    (10, WALLS, WALLS),
 ];
 
 /// The service hall's queue tickets, one row per court, day and number (same SQL for
@@ -281,6 +282,13 @@ const IDENTITY: &str = "CREATE TABLE IF NOT EXISTS enrollment_tokens (
             revoked_ms BIGINT
         );
         CREATE INDEX IF NOT EXISTS device_certs_by_device ON device_certs (device_id)";
+
+/// Video walls: each wall device's configuration (a `Wall` message) as JSON.
+const WALLS: &str = "CREATE TABLE IF NOT EXISTS walls (
+            device_id TEXT PRIMARY KEY,
+            updated_ms BIGINT NOT NULL,
+            wall TEXT NOT NULL
+        )";
 
 /// Hearing-scoped events (recording, segment, source lost, seal), compliance records and
 /// the devices' pinned evidence keys (same SQL for both engines).
@@ -633,6 +641,30 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Stores (inserts or replaces) a wall's configuration.
+    pub async fn save_wall(&self, device: &str, json: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO walls (device_id, updated_ms, wall) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id) DO UPDATE SET updated_ms = excluded.updated_ms, wall = excluded.wall",
+        )
+        .bind(device)
+        .bind(millis(OffsetDateTime::now_utc()))
+        .bind(json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every stored wall configuration: (device, JSON).
+    pub async fn load_walls(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT device_id, wall FROM walls ORDER BY device_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("device_id")?, row.try_get("wall")?)))
+            .collect()
     }
 
     /// Every stored campaign, as JSON.

@@ -69,6 +69,46 @@ pub struct AgentConfig {
     /// Write spoken announcements as WAV files into this folder instead of playing them
     /// (test rigs, demos, machines without speakers).
     pub announce_dir: Option<PathBuf>,
+    /// Video wall output (`[wall]`, for the `command-wall` profile).
+    pub wall: WallOutput,
+}
+
+/// The `[wall]` section: where a video wall shows its composed picture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WallOutput {
+    /// `display` (the device's screen), `frames` (the latest frame as a PPM file, for tests
+    /// and demos) or `none`. Default: `display`, or `frames` with `simulate_hardware`.
+    pub sink: Option<String>,
+    /// Output size `WxH`. Default: the profile's `capabilities.wall.output`, or 640x360
+    /// with `simulate_hardware`.
+    pub size: Option<String>,
+    /// Output frames per second.
+    pub fps: u32,
+    /// Frame file for `sink = "frames"` (default `<data_dir>/wall-frame.ppm`).
+    pub frames_path: Option<PathBuf>,
+    /// How often the frame file is rewritten, per second.
+    pub frames_fps: u32,
+}
+
+impl Default for WallOutput {
+    fn default() -> Self {
+        Self {
+            sink: None,
+            size: None,
+            fps: 25,
+            frames_path: None,
+            frames_fps: 2,
+        }
+    }
+}
+
+/// Parses `WxH` (both even, 32-7680).
+pub fn parse_size(s: &str) -> Option<(u32, u32)> {
+    let (w, h) = s.split_once('x')?;
+    let (w, h): (u32, u32) = (w.parse().ok()?, h.parse().ok()?);
+    let ok = |v: u32| (32..=7680).contains(&v) && v.is_multiple_of(2);
+    (ok(w) && ok(h)).then_some((w, h))
 }
 
 /// The `[kiosk]` section.
@@ -216,6 +256,7 @@ impl Default for AgentConfig {
             schedule_overrun_s: 3600,
             kiosk: KioskConfig::default(),
             announce_dir: None,
+            wall: WallOutput::default(),
         }
     }
 }
@@ -330,6 +371,22 @@ impl AgentConfig {
                             .parse()
                             .map_err(|_| invalid(&key, &value, "expected seconds"))?,
                     )
+                }
+                "GAVEL_WALL_SINK" => self.wall.sink = Some(value),
+                "GAVEL_WALL_SIZE" => self.wall.size = Some(value),
+                "GAVEL_WALL_FRAMES" => {
+                    self.wall.sink = Some("frames".into());
+                    self.wall.frames_path = Some(value.into());
+                }
+                "GAVEL_WALL_FPS" => {
+                    self.wall.fps = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected frames per second"))?
+                }
+                "GAVEL_WALL_FRAMES_FPS" => {
+                    self.wall.frames_fps = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected frames per second"))?
                 }
                 "GAVEL_SCHEDULE_OVERRUN_S" => {
                     self.schedule_overrun_s = value
@@ -448,6 +505,34 @@ impl AgentConfig {
                 return Err(invalid(key, v, "must be 1-10000"));
             }
         }
+        if let Some(sink) = &self.wall.sink
+            && !matches!(sink.as_str(), "display" | "frames" | "none")
+        {
+            return Err(invalid(
+                "wall.sink",
+                sink,
+                "must be display, frames or none",
+            ));
+        }
+        if let Some(size) = &self.wall.size
+            && parse_size(size).is_none()
+        {
+            return Err(invalid(
+                "wall.size",
+                size,
+                "expected WxH, even, 32-7680 each",
+            ));
+        }
+        if !(1..=60).contains(&self.wall.fps) {
+            return Err(invalid("wall.fps", self.wall.fps, "must be 1-60"));
+        }
+        if !(1..=30).contains(&self.wall.frames_fps) {
+            return Err(invalid(
+                "wall.frames_fps",
+                self.wall.frames_fps,
+                "must be 1-30",
+            ));
+        }
         if let Some(ota) = &self.ota {
             if ota.backend == OtaBackend::Rauc {
                 if let Some(c) = &ota.rauc_conf
@@ -551,6 +636,34 @@ mod tests {
             .expect_err("bad")
             .to_string();
         assert!(err.contains("GAVEL_KEEPALIVE_S"), "{err}");
+    }
+
+    #[test]
+    fn wall_output_comes_from_env_and_bad_values_are_named() {
+        let mut c = AgentConfig {
+            device_id: "wall-1".into(),
+            profile: "command-wall".into(),
+            ..AgentConfig::default()
+        };
+        c.apply_env([
+            ("GAVEL_WALL_FRAMES".into(), "/tmp/f.ppm".into()),
+            ("GAVEL_WALL_SIZE".into(), "960x540".into()),
+            ("GAVEL_WALL_FPS".into(), "10".into()),
+        ])
+        .expect("env");
+        c.validate().expect("valid");
+        assert_eq!(c.wall.sink.as_deref(), Some("frames"));
+        assert_eq!(parse_size("960x540"), Some((960, 540)));
+        c.wall.size = Some("961x540".into());
+        let err = c.validate().expect_err("odd").to_string();
+        assert!(
+            err.contains("wall.size") && err.contains("961x540"),
+            "{err}"
+        );
+        c.wall.size = None;
+        c.wall.sink = Some("hdmi".into());
+        let err = c.validate().expect_err("sink").to_string();
+        assert!(err.contains("wall.sink"), "{err}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod room;
 pub mod schedule;
 pub mod selftest;
 pub mod session;
+pub mod wall;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +39,7 @@ pub use config::AgentConfig;
 
 /// Capabilities this firmware build runs. Others named by a profile are reported as
 /// `unavailable`.
-pub const IMPLEMENTED: &[&str] = &["health", "record", "kiosk", "printer", "announce"];
+pub const IMPLEMENTED: &[&str] = &["health", "record", "kiosk", "printer", "announce", "wall"];
 
 /// How the agent run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +244,23 @@ pub async fn run(
             task
         }
         None => None,
+    };
+    let (wall_stop, wall_stopped) = tokio::sync::oneshot::channel::<()>();
+    let wall = match wall::start(&config, &profile, async move {
+        let _ = wall_stopped.await;
+    }) {
+        Ok(started) => started,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "the video wall is not available");
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "wall") {
+                *c = Capability {
+                    name: "wall".into(),
+                    state: CapabilityState::Failed,
+                    detail: Some(format!("{e:#}").chars().take(200).collect()),
+                };
+            }
+            None
+        }
     };
     // The room's schedule, the OTA flow's only view of hearings (see `session`): the
     // recorder says whether a hearing is in session, the cached schedule what is coming.
@@ -614,6 +632,17 @@ pub async fn run(
                 Some(LinkEvent::BadSchedule(e)) => {
                     warn!(error = %e, "malformed schedule refused; keeping the one held")
                 }
+                Some(LinkEvent::Wall(w)) => match &wall {
+                    Some((handle, _)) => {
+                        if let Err(e) = handle.apply(*w).await {
+                            warn!(error = %e, "the wall did not take its configuration");
+                        }
+                    }
+                    None => debug!("a wall configuration for a device without a wall; ignored"),
+                },
+                Some(LinkEvent::BadWall(e)) => {
+                    warn!(error = %e, "malformed wall configuration refused; keeping the one shown")
+                }
                 None => anyhow::bail!("the MQTT link task ended unexpectedly"),
             }
         }
@@ -641,6 +670,14 @@ pub async fn run(
     if let Some(task) = clerk_task {
         task.abort();
         let _ = std::fs::remove_file(&clerk_socket);
+    }
+    let _ = wall_stop.send(());
+    if let Some((_, task)) = wall
+        && tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+    {
+        warn!("the wall did not stop within 5 s");
     }
     // Close the open segments first; a hearing being recorded stays active and resumes
     // when the agent starts again.

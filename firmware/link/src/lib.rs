@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use gavel_protocol::{
     Birth, Channel, Command, DecodeError, DeviceId, DeviceTopic, Message, OfflineReason, Receipt,
-    Schedule, Status,
+    Schedule, Status, Wall,
 };
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use time::OffsetDateTime;
@@ -77,6 +77,10 @@ pub enum LinkEvent {
     Schedule(Schedule),
     /// A payload arrived on the schedule topic that is not a valid schedule.
     BadSchedule(DecodeError),
+    /// The video wall's configuration arrived (retained: again after every connect).
+    Wall(Box<Wall>),
+    /// A payload arrived on the wall topic that is not a valid wall configuration.
+    BadWall(DecodeError),
 }
 
 /// Why a publish was not accepted.
@@ -269,6 +273,9 @@ async fn run(
 ) {
     let [cmd_topic, receipt_topic, schedule_topic] =
         gavel_protocol::filter::device_inbox(&settings.device);
+    // Design: every device subscribes to its wall topic; only a wall is ever sent one (the
+    // others ignore it), and the subscription costs nothing.
+    let wall_topic = gavel_protocol::filter::wall_config(&settings.device);
     let mut failures: u32 = 0;
     loop {
         let polled = tokio::select! {
@@ -287,7 +294,7 @@ async fn run(
                 info!(device = %settings.device, bd_seq, code = ?ack.code, "connected to broker");
                 link.connected.store(true, Ordering::Relaxed);
                 announce(&link, birth.as_ref());
-                for topic in [&cmd_topic, &receipt_topic, &schedule_topic] {
+                for topic in [&cmd_topic, &receipt_topic, &schedule_topic, &wall_topic] {
                     if let Err(e) = link.client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
                         warn!(error = %e, %topic, "could not queue subscription");
                     }
@@ -308,6 +315,13 @@ async fn run(
                 let event = match gavel_protocol::decode::<Schedule>(&p.payload) {
                     Ok(schedule) => LinkEvent::Schedule(schedule),
                     Err(e) => LinkEvent::BadSchedule(e),
+                };
+                let _ = ch.events.send(event).await;
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == wall_topic => {
+                let event = match gavel_protocol::decode::<Wall>(&p.payload) {
+                    Ok(wall) => LinkEvent::Wall(Box::new(wall)),
+                    Err(e) => LinkEvent::BadWall(e),
                 };
                 let _ = ch.events.send(event).await;
             }

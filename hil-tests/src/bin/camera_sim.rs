@@ -39,6 +39,8 @@ struct Args {
     bitrate_kbps: u32,
     seat_script: Option<PathBuf>,
     seat_script_loop: bool,
+    /// A solid colour `0xRRGGBB` instead of the moving ball and clock.
+    color: Option<u32>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -55,6 +57,7 @@ fn parse_args() -> anyhow::Result<Args> {
         bitrate_kbps: 0,
         seat_script: None,
         seat_script_loop: false,
+        color: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,6 +79,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--bitrate-kbps" => a.bitrate_kbps = value()?.parse()?,
             "--seat-script" => a.seat_script = Some(value()?.into()),
             "--seat-script-loop" => a.seat_script_loop = true,
+            "--color" => {
+                let v = value()?;
+                let hex = v.trim_start_matches("0x");
+                a.color = Some(u32::from_str_radix(hex, 16).context("--color 0xRRGGBB")?);
+            }
             other => bail!("unknown argument {other}"),
         }
     }
@@ -102,8 +110,12 @@ fn clip(a: &Args) -> anyhow::Result<Vec<Frame>> {
         // About what cameras send: 4 Mbit/s at 1080p, 14 Mbit/s at 2160p.
         ((a.width * a.height) as u64 * 4000 / (1920 * 1080)).clamp(200, 14_000) as u32
     };
+    let look = match a.color {
+        Some(c) => format!("-{c:06x}"),
+        None => String::new(),
+    };
     let name = format!(
-        "{}x{}-{}fps-{}s-{}k.clip",
+        "{}x{}-{}fps-{}s-{}k{look}.clip",
         a.width, a.height, a.fps, a.clip_seconds, bitrate
     );
     let path = a.clip_cache.join(name);
@@ -146,9 +158,18 @@ fn read_clip(path: &Path) -> anyhow::Result<Vec<Frame>> {
 }
 
 fn encode_clip(a: &Args, bitrate: u32) -> anyhow::Result<Vec<Frame>> {
+    let look = match a.color {
+        Some(c) => format!("pattern=solid-color foreground-color=0xff{c:06x}"),
+        None => "pattern=ball".into(),
+    };
+    let clock = if a.color.is_some() {
+        ""
+    } else {
+        "! timeoverlay font-desc=\"Sans 48\" "
+    };
     let desc = format!(
-        "videotestsrc num-buffers={n} pattern=ball ! video/x-raw,width={w},height={h},framerate={fps}/1 \
-         ! timeoverlay font-desc=\"Sans 48\" ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max={fps} bitrate={bitrate} \
+        "videotestsrc num-buffers={n} {look} ! video/x-raw,width={w},height={h},framerate={fps}/1 \
+         {clock}! x264enc speed-preset=ultrafast tune=zerolatency key-int-max={fps} bitrate={bitrate} \
          ! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out sync=false",
         n = a.fps * a.clip_seconds,
         w = a.width,

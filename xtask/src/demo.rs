@@ -156,7 +156,12 @@ struct Court {
     follow: Option<follow::Follow>,
     /// Where the kiosk serves its page.
     kiosk: String,
+    /// The demo administrator's session (gavelctl sends it as GAVEL_TOKEN).
+    token: Option<String>,
 }
+
+/// The demo's first administrator (made at the controller's first start).
+const ADMIN: (&str, &str) = ("admin", "gavel-demo-admin");
 
 /// The profile whose devices the demo updates over the air.
 const OTA_PROFILE: &str = "ip-camera";
@@ -247,11 +252,14 @@ impl Court {
     }
 
     fn gavelctl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(self.bin.join("gavelctl"))
-            .args(["--controller", &self.url])
+        let mut cmd = Command::new(self.bin.join("gavelctl"));
+        cmd.args(["--controller", &self.url])
             .args(args)
-            .output()
-            .map_err(|e| format!("gavelctl: {e}"))?;
+            .env("XDG_CONFIG_HOME", self.dir.join("home"));
+        if let Some(t) = &self.token {
+            cmd.env("GAVEL_TOKEN", t);
+        }
+        let out = cmd.output().map_err(|e| format!("gavelctl: {e}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
@@ -350,6 +358,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // pre-roll so room-102's hearing visibly starts by itself during the run.
     cmd.env("GAVEL_ALARM_GRACE_S", "20");
     cmd.env("GAVEL_SCHEDULE_PRE_ROLL_S", "10");
+    // Sign-in on (the default), with a first administrator; devices enrolled during the
+    // demo connect over mutual TLS through the controller's gate.
+    cmd.env(
+        "GAVEL_BOOTSTRAP_ADMIN",
+        format!("{}:{}", ADMIN.0, ADMIN.1),
+    );
+    cmd.env("GAVEL_MQTT_TLS_LISTEN", "127.0.0.1:0");
     cmd.args(["--http", &http, "--mqtt-listen", &mqtt])
         .arg("--data-dir")
         .arg(dir.join("controller"))
@@ -391,13 +406,38 @@ pub fn run(args: &[String]) -> Result<(), String> {
         agents: Vec::new(),
         follow: None,
         kiosk: crate::demo_hall::kiosk_listen(),
+        token: None,
     };
+    let session = Command::new(court.bin.join("gavelctl"))
+        .args(["--controller", &court.url, "--json", "login", "--user", ADMIN.0])
+        .env("XDG_CONFIG_HOME", court.dir.join("home"))
+        .env("GAVEL_PASSWORD", ADMIN.1)
+        .output()
+        .map_err(|e| e.to_string())
+        .and_then(|o| {
+            if o.status.success() {
+                serde_json::from_slice::<Value>(&o.stdout).map_err(|e| e.to_string())
+            } else {
+                Err(String::from_utf8_lossy(&o.stderr).trim().to_owned())
+            }
+        });
+    let session = match session {
+        Ok(v) => v,
+        Err(e) => {
+            let e = format!("signing in as the demo administrator: {e}");
+            return finish(court, Instant::now(), Err(e));
+        }
+    };
+    court.token = session["token"].as_str().map(str::to_owned);
 
     println!();
     println!(
         "  Gavel demo: a simulated court ({COURT}) with 3 courtrooms, a service hall and a command centre"
     );
-    println!("  Dashboard:  {}/", court.url);
+    println!(
+        "  Dashboard:  {}/   (sign in as {} / {})",
+        court.url, ADMIN.0, ADMIN.1
+    );
     println!(
         "  Devices:    MQTT {}   logs in {}",
         court.mqtt,
@@ -455,6 +495,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         Err(e) => say(t0, &format!("importing hearings failed: {e}")),
     }
+    if let Err(e) = provision(&mut court, t0) {
+        say(t0, &format!("provisioning a device failed: {e}"));
+        if opts.duration.is_some() {
+            return finish(court, t0, Err(e));
+        }
+    }
     let campaign = match start_update(&court, t0) {
         Ok(id) => Some(id),
         Err(e) => {
@@ -483,6 +529,115 @@ pub fn run(args: &[String]) -> Result<(), String> {
         &mut wall,
     );
     finish(court, t0, result)
+}
+
+/// A technician brings a new camera (room-104) up: a one-time token, `gavel-agent enroll`
+/// (key made on the device, certificate from the controller's CA), the agent over mutual
+/// TLS through the gate, the self-test; then an inspector's forbidden action is refused and
+/// audited.
+fn provision(court: &mut Court, t0: Instant) -> Result<(), String> {
+    let id = "room-104-camera";
+    let token = court.json(&[
+        "provision",
+        id,
+        "--court",
+        COURT,
+        "--room",
+        "room-104",
+        "--profile",
+        "ip-camera",
+    ])?;
+    let token = token["token"].as_str().ok_or("no token")?.to_owned();
+    say(
+        t0,
+        &format!("technician: gavelctl provision {id} -> one-time enrollment token"),
+    );
+    let config = court.dir.join("config").join(format!("{id}.toml"));
+    std::fs::create_dir_all(court.dir.join("config")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        &config,
+        format!(
+            "profiles_dir = {:?}\ndata_dir = {:?}\nsimulate_hardware = true\nkeepalive_s = 5\n",
+            root().join("device-profiles").display().to_string(),
+            court.dir.join("agents").join(id).display().to_string()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let out = Command::new(court.bin.join("gavel-agent"))
+        .arg("--config")
+        .arg(&config)
+        .args(["enroll", "--controller", &court.url])
+        .env("GAVEL_ENROLL_TOKEN", &token)
+        .output()
+        .map_err(|e| format!("gavel-agent enroll: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    let said = String::from_utf8_lossy(&out.stdout);
+    say(
+        t0,
+        &format!(
+            "device: gavel-agent enroll -> {}",
+            said.lines().next().unwrap_or("enrolled")
+        ),
+    );
+    let mut cmd = Command::new(court.bin.join("gavel-agent"));
+    cmd.arg("--config").arg(&config).env("GAVEL_LOG", "info");
+    let child = Child2::spawn(id, cmd, &court.dir.join("logs").join(format!("{id}.log")))?;
+    court.agents.push((id.to_owned(), "ip-camera", "room-104", child));
+    court.wait(&format!("{id} online"), Duration::from_secs(20), || {
+        court.online(id).is_some_and(|(on, _)| on)
+    })?;
+    let test = court.json(&["selftest", id])?;
+    let checks = test["reply"]["checks"].as_array().cloned().unwrap_or_default();
+    let summary: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["name"].as_str().unwrap_or("?"),
+                c["status"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    say(
+        t0,
+        &format!(
+            "technician: {id} online over mutual TLS; gavelctl selftest -> {}",
+            summary.join(", ")
+        ),
+    );
+    // An inspector may look, not change: the refusal is in the audit log.
+    let inspector = ("inspector.li", "inspector-demo-pw");
+    let _ = Command::new(court.bin.join("gavelctl"))
+        .args(["--controller", &court.url, "users", "add", inspector.0, "--role", "inspector"])
+        .env("GAVEL_TOKEN", court.token.clone().unwrap_or_default())
+        .env("GAVEL_NEW_PASSWORD", inspector.1)
+        .output();
+    let home = court.dir.join("inspector-home");
+    let login = Command::new(court.bin.join("gavelctl"))
+        .args(["--controller", &court.url, "login", "--user", inspector.0])
+        .env("XDG_CONFIG_HOME", &home)
+        .env("GAVEL_PASSWORD", inspector.1)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if login.status.success() {
+        let refused = Command::new(court.bin.join("gavelctl"))
+            .args(["--controller", &court.url, "devices", "restart", id])
+            .env("XDG_CONFIG_HOME", &home)
+            .env_remove("GAVEL_TOKEN")
+            .output()
+            .map_err(|e| e.to_string())?;
+        let why = String::from_utf8_lossy(&refused.stderr);
+        say(
+            t0,
+            &format!(
+                "inspector.li: gavelctl devices restart {id} -> {} (audited: gavelctl audit --denied)",
+                why.trim().lines().last().unwrap_or("refused")
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// The next minor version after this build's.

@@ -15,6 +15,7 @@
 //! | `schedule` | controller -> device | 1 | yes |
 
 pub mod codec;
+pub mod finding;
 pub mod ids;
 pub mod message;
 pub mod topic;
@@ -22,6 +23,7 @@ pub mod topic;
 pub use codec::{
     DecodeError, DeviceMessage, IngestError, MAX_PAYLOAD, decode, decode_device_message, encode,
 };
+pub use finding::{FindingKind, RecordingLink, Severity, Snapshot};
 pub use ids::{DeviceId, IdError};
 pub use message::*;
 pub use topic::{Channel, DeviceTopic, TopicError, filter};

@@ -191,7 +191,8 @@ fn add_event(e: &mut Evidence, device: &str, received: OffsetDateTime, body: Eve
         | EventBody::Capability { .. }
         | EventBody::Probe { .. }
         | EventBody::Ota { .. }
-        | EventBody::RecordingRequest { .. } => {}
+        | EventBody::RecordingRequest { .. }
+        | EventBody::Finding { .. } => {}
     }
 }
 

@@ -971,6 +971,12 @@ pub enum CommandBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
+    /// Answer with a small JPEG of a source's latest patrol frame (the inspectors'
+    /// console tiles; added within v1). Without a source: the device's first video source.
+    Snapshot {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
 }
 
 impl CommandBody {
@@ -985,6 +991,7 @@ impl CommandBody {
             CommandBody::OtaInstall { .. } => "ota_install",
             CommandBody::StartRecording { .. } => "start_recording",
             CommandBody::StopRecording { .. } => "stop_recording",
+            CommandBody::Snapshot { .. } => "snapshot",
         }
     }
 }
@@ -1054,6 +1061,7 @@ impl Message for Command {
                     text("by", b)?;
                 }
             }
+            CommandBody::Snapshot { source: Some(s) } => text("source", s)?,
             _ => {}
         }
         Ok(())
@@ -1091,6 +1099,14 @@ pub enum Reply {
         hearing_id: String,
         state: RecordingState,
     },
+    /// The latest patrol frame of a source (added within v1).
+    Snapshot {
+        source: String,
+        /// When the frame was decoded.
+        #[serde(with = "time::serde::rfc3339")]
+        taken_at: OffsetDateTime,
+        snapshot: crate::finding::Snapshot,
+    },
 }
 
 /// How a command ended.
@@ -1124,6 +1140,14 @@ impl Message for Ack {
         match &self.outcome {
             Outcome::Rejected { reason } => text("reason", reason),
             Outcome::Failed { error } => text("error", error),
+            Outcome::Ok {
+                reply: Reply::Snapshot {
+                    source, snapshot, ..
+                },
+            } => {
+                text("reply.source", source)?;
+                crate::finding::check_snapshot(snapshot)
+            }
             Outcome::Ok { .. } => Ok(()),
         }
     }

@@ -43,6 +43,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "ack-recording.json",
             "ack-rejected.json",
             "ack-replaying.json",
+            "ack-snapshot.json",
             "birth.json",
             "command-get-config.json",
             "command-ota-install.json",
@@ -50,6 +51,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "command-rebirth.json",
             "command-replay.json",
             "command-restart.json",
+            "command-snapshot.json",
             "command-start-recording.json",
             "command-stop-recording.json",
             "event-agent-start.json",
@@ -174,9 +176,30 @@ fn ack_fixtures_round_trip() {
         "ack-rejected.json",
         "ack-replaying.json",
         "ack-recording.json",
+        "ack-snapshot.json",
     ] {
         let _: Ack = round_trip(name);
     }
+}
+
+#[test]
+fn the_snapshot_command_and_its_jpeg_answer_round_trip() {
+    let c: Command = round_trip("command-snapshot.json");
+    assert_eq!(c.body.name(), "snapshot");
+    let a: Ack = round_trip("ack-snapshot.json");
+    let text = String::from_utf8(fixture("ack-snapshot.json"))
+        .expect("utf8")
+        .replace("/9j/", "AAAA");
+    let err = gavel_protocol::decode::<Ack>(text.as_bytes())
+        .expect_err("not a JPEG")
+        .to_string();
+    assert!(err.contains("snapshot.jpeg_base64"), "{err}");
+    assert!(matches!(
+        a.outcome,
+        gavel_protocol::Outcome::Ok {
+            reply: gavel_protocol::Reply::Snapshot { .. }
+        }
+    ));
 }
 
 #[test]

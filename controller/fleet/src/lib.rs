@@ -17,6 +17,7 @@
 pub mod compliance;
 pub mod enforcement;
 pub mod hearings;
+pub mod patrol;
 pub mod report;
 pub mod rollout;
 pub mod schedule;

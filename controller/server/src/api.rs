@@ -90,7 +90,14 @@ pub struct AppState {
         ack_alarm,
         resolve_alarm,
         crate::recording::room_recording,
-        crate::recording::hearing_recording
+        crate::recording::hearing_recording,
+        crate::patrol::list_findings,
+        crate::patrol::finding_snapshot,
+        crate::patrol::live_snapshot,
+        crate::patrol::live,
+        crate::patrol::recording_at,
+        crate::patrol::add_note,
+        crate::patrol::patrol_report
     ),
     components(schemas(
         DeviceRecord,
@@ -119,7 +126,8 @@ pub struct AppState {
         Actor,
         crate::recording::RecordingRequest,
         crate::recording::RecordingResult,
-        crate::recording::DeviceAnswer
+        crate::recording::DeviceAnswer,
+        crate::patrol::NewNote
     ))
 )]
 pub struct ApiDoc;
@@ -154,6 +162,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
         .route("/api/v1/alarms/{id}/resolve", post(resolve_alarm))
         .merge(crate::hearings_api::routes())
+        .merge(crate::patrol::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -805,6 +814,13 @@ mod tests {
             "/api/v1/alarms/{id}/resolve",
             "/api/v1/rooms/{court}/{room}/recording/{action}",
             "/api/v1/hearings/{id}/recording/{action}",
+            "/api/v1/findings",
+            "/api/v1/findings/{device}/{event_id}/snapshot.jpg",
+            "/api/v1/devices/{id}/snapshot.jpg",
+            "/api/v1/patrol/live",
+            "/api/v1/hearings/{id}/recording-at",
+            "/api/v1/alarms/{id}/notes",
+            "/api/v1/reports/patrol",
         ] {
             assert!(paths.contains_key(p), "{p} missing from OpenAPI");
         }

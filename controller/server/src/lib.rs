@@ -20,6 +20,7 @@ pub mod hearings_api;
 pub mod ingest;
 pub mod metrics;
 pub mod ota;
+pub mod patrol;
 pub mod recording;
 pub mod schedules;
 pub mod store;

@@ -46,6 +46,34 @@ pub enum Action {
     /// Hand the install to the OTA task; a refusal there replaces the `ota_accepted` ack
     /// (see [`ota_refused_ack`]).
     OtaInstall(crate::ota::InstallRequest),
+    /// Answer with a JPEG of a source's latest patrol frame (see [`snapshot_ack`]); the
+    /// ack returned with it is the refusal used when the device runs no patrol.
+    Snapshot {
+        source: Option<String>,
+    },
+}
+
+/// The ack of a `snapshot` command: the frame, or why there is none.
+pub fn snapshot_ack(
+    command: &Command,
+    now: OffsetDateTime,
+    result: Result<(String, OffsetDateTime, gavel_protocol::Snapshot), String>,
+) -> Ack {
+    Ack {
+        v: PROTOCOL_VERSION,
+        ts: now,
+        id: command.id.clone(),
+        outcome: match result {
+            Ok((source, taken_at, snapshot)) => Outcome::Ok {
+                reply: Reply::Snapshot {
+                    source,
+                    taken_at,
+                    snapshot,
+                },
+            },
+            Err(error) => Outcome::Failed { error },
+        },
+    }
 }
 
 /// The ack of an `ota_install` the OTA task refused (another update runs).
@@ -212,6 +240,14 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
                 hearing_id: hearing_id.clone(),
                 reason: reason.clone(),
                 by: by.clone(),
+            },
+        ),
+        CommandBody::Snapshot { source } => (
+            ack(Outcome::Rejected {
+                reason: "this device runs no patrol".into(),
+            }),
+            Action::Snapshot {
+                source: source.clone(),
             },
         ),
     }

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod hardware;
 pub mod ota;
+pub mod patrol;
 pub mod record;
 pub mod room;
 pub mod schedule;
@@ -32,7 +33,7 @@ pub use config::AgentConfig;
 
 /// Capabilities this firmware build runs. Others named by a profile are reported as
 /// `unavailable`.
-pub const IMPLEMENTED: &[&str] = &["health", "record"];
+pub const IMPLEMENTED: &[&str] = &["health", "record", "patrol"];
 
 /// How the agent run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +187,50 @@ pub async fn run(
     let schedule_task = recorder
         .as_ref()
         .map(|(h, _)| tokio::spawn(record::feed_schedule(h.clone(), session_feed.clone())));
+    let patrol = match profile.capabilities.patrol.as_ref() {
+        Some(settings) => {
+            let started = gavel_record::pipeline::init()
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    patrol::start(
+                        &config,
+                        &profile,
+                        settings,
+                        patrol::PatrolParts {
+                            outbox: outbox.clone(),
+                            recorder: recorder.as_ref().map(|(h, _)| h.clone()),
+                            schedule: session_feed.subscribe(),
+                        },
+                    )
+                });
+            let (handle, cap) = match started {
+                Ok(running) => (Some(running), None),
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "patrol is not available");
+                    (
+                        None,
+                        Some(format!("{e:#}").chars().take(200).collect::<String>()),
+                    )
+                }
+            };
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "patrol") {
+                *c = match cap {
+                    None => Capability {
+                        name: "patrol".into(),
+                        state: CapabilityState::Running,
+                        detail: None,
+                    },
+                    Some(why) => Capability {
+                        name: "patrol".into(),
+                        state: CapabilityState::Failed,
+                        detail: Some(why),
+                    },
+                };
+            }
+            handle
+        }
+        None => None,
+    };
 
     let mut room = room::Room::open(
         schedule::Settings {
@@ -393,6 +438,12 @@ pub async fn run(
                         }
                         ack = commands::recording_ack(&cmd, OffsetDateTime::now_utc(), hearing_id, result);
                     }
+                    if let commands::Action::Snapshot { source } = &action
+                        && let Some((p, _)) = &patrol
+                    {
+                        let result = p.snapshot(source.as_deref());
+                        ack = commands::snapshot_ack(&cmd, OffsetDateTime::now_utc(), result);
+                    }
                     if let (commands::Action::OtaInstall(req), Some((h, _))) = (&action, &ota)
                         && let Err(reason) = h.install(req.clone()).await
                     {
@@ -405,7 +456,8 @@ pub async fn run(
                         commands::Action::None
                         | commands::Action::StartRecording { .. }
                         | commands::Action::StopRecording { .. }
-                        | commands::Action::OtaInstall(_) => {}
+                        | commands::Action::OtaInstall(_)
+                        | commands::Action::Snapshot { .. } => {}
                         commands::Action::Replay => outbox.resend_all(),
                         commands::Action::Rebirth => {
                             link.rebirth().await;
@@ -434,6 +486,9 @@ pub async fn run(
     }
     if let Some(t) = schedule_task {
         t.abort();
+    }
+    if let Some((_, task)) = patrol {
+        task.abort();
     }
     drop(reboot_tx);
     if let Some(task) = clerk_task {

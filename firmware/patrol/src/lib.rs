@@ -12,13 +12,18 @@
 //! - [`debounce`]: onset and clear hold times.
 //! - [`core`]: [`Patrol`], the one state machine the agent drives:
 //!   `handle(now, input) -> Vec<Output>`; disturbance (loud audio with large motion).
+//! - [`snapshot`]: JPEG snapshots of frames (findings, console tiles).
+//! - `capture` (feature `capture`): GStreamer decode branches that feed the core.
 //! - [`synth`]: synthetic courtroom scenes and speech-like audio for tests and benches.
 
 pub mod audio;
+#[cfg(feature = "capture")]
+pub mod capture;
 pub mod core;
 pub mod debounce;
 pub mod frame;
 pub mod presence;
+pub mod snapshot;
 pub mod synth;
 pub mod video;
 

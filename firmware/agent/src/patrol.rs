@@ -1,0 +1,269 @@
+//! Wiring of the `patrol` capability: a decode branch per source of the profile (separate
+//! from the recorder's pipelines), the [`gavel_patrol::Patrol`] core on its own task, the
+//! room's hearing context from the recorder and the schedule, and the findings onto the
+//! durable outbox with a JPEG snapshot and the recording link.
+//!
+//! Design: capture threads hand frames to the task through a bounded channel with
+//! `try_send`: when the analyzers fall behind, frames are dropped at the channel, and
+//! neither the cameras nor the recorder ever wait for patrol.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use gavel_link::Outbox;
+use gavel_patrol::capture::{Capture, Captured, media_of};
+use gavel_patrol::{Frame, Input, Output, Patrol, Session, Settings};
+use gavel_profile::{PatrolSettings, Profile, RecordSettings};
+use gavel_protocol::{EventBody, Phase, RecordingState};
+use gavel_record::RecorderHandle;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::AgentConfig;
+use crate::session::RoomSchedule;
+
+/// The latest frame of each video source, for snapshots.
+type Latest = Arc<Mutex<BTreeMap<String, (OffsetDateTime, Arc<Frame>)>>>;
+
+/// A handle on the running patrol: snapshots for the console.
+#[derive(Clone)]
+pub struct PatrolHandle {
+    latest: Latest,
+    video: Vec<String>,
+}
+
+impl PatrolHandle {
+    /// A JPEG of `source`'s latest frame (the first video source when none is named).
+    pub fn snapshot(
+        &self,
+        source: Option<&str>,
+    ) -> Result<(String, OffsetDateTime, gavel_protocol::Snapshot), String> {
+        let source = match source {
+            Some(s) => s.to_owned(),
+            None => self
+                .video
+                .first()
+                .cloned()
+                .ok_or_else(|| "this device has no video source".to_owned())?,
+        };
+        let (at, frame) = self
+            .latest
+            .lock()
+            .map_err(|_| "patrol state poisoned".to_owned())?
+            .get(&source)
+            .cloned()
+            .ok_or_else(|| format!("no frame from {source} yet"))?;
+        let snapshot = gavel_patrol::snapshot::inline(&frame).map_err(|e| e.to_string())?;
+        Ok((source, at, snapshot))
+    }
+}
+
+/// What the patrol task needs.
+pub struct PatrolParts {
+    pub outbox: Arc<Outbox>,
+    pub recorder: Option<RecorderHandle>,
+    pub schedule: watch::Receiver<RoomSchedule>,
+}
+
+/// Starts patrol over every source of the profile: capture threads and the core's task.
+pub fn start(
+    config: &AgentConfig,
+    profile: &Profile,
+    settings: &PatrolSettings,
+    parts: PatrolParts,
+) -> anyhow::Result<(PatrolHandle, tokio::task::JoinHandle<()>)> {
+    let all = RecordSettings {
+        segment_s: 10,
+        sources: profile.sources.iter().map(|s| s.id.clone()).collect(),
+    };
+    let sources =
+        crate::record::sources(config, profile, &all).context("resolving the sources to patrol")?;
+    let mut seats: Vec<(u16, String)> = profile
+        .seats
+        .iter()
+        .map(|s| (s.channel, s.id.clone()))
+        .collect();
+    seats.sort();
+    let seat_names = |channels: usize| -> Vec<String> {
+        (0..channels)
+            .map(|c| {
+                seats
+                    .iter()
+                    .find(|(ch, _)| usize::from(*ch) == c)
+                    .map(|(_, id)| id.clone())
+                    .unwrap_or_else(|| format!("ch{c}"))
+            })
+            .collect()
+    };
+    let mut video = Vec::new();
+    let mut audio = Vec::new();
+    for s in &sources {
+        let (v, a) = media_of(s);
+        if v {
+            video.push(s.id.clone());
+        }
+        if let Some(channels) = a {
+            let n = if channels == 0 {
+                profile.seats.len().max(1)
+            } else {
+                usize::from(channels)
+            };
+            audio.push((s.id.clone(), seat_names(n)));
+        }
+    }
+    if video.is_empty() && audio.is_empty() {
+        anyhow::bail!("no source to patrol");
+    }
+    let core = Patrol::new(Settings::from_profile(settings), &video, &audio);
+    let (tx, rx) = mpsc::channel::<Captured>(16);
+    let mut captures = Vec::new();
+    for s in sources {
+        let tx = tx.clone();
+        let capture = Capture::spawn(s, settings.analysis_fps, move |c| {
+            // Design: never wait for the analyzers (see the module doc).
+            let _ = tx.try_send(c);
+        })
+        .context("starting a patrol capture thread")?;
+        captures.push(capture);
+    }
+    drop(tx);
+    let latest: Latest = Arc::default();
+    let handle = PatrolHandle {
+        latest: latest.clone(),
+        video: video.clone(),
+    };
+    info!(video = ?video, audio = ?audio.iter().map(|(s, _)| s).collect::<Vec<_>>(), "patrol started");
+    let task = tokio::spawn(run(core, rx, parts, latest, captures));
+    Ok((handle, task))
+}
+
+async fn run(
+    mut core: Patrol,
+    mut rx: mpsc::Receiver<Captured>,
+    parts: PatrolParts,
+    latest: Latest,
+    captures: Vec<Capture>,
+) {
+    core.start(OffsetDateTime::now_utc());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hearing: Option<(String, OffsetDateTime)> = None;
+    let mut session: Option<Session> = None;
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let input = tokio::select! {
+            c = rx.recv() => match c {
+                Some(Captured::Frame { source, frame }) => {
+                    if let Ok(mut l) = latest.lock() {
+                        l.insert(source.clone(), (now, Arc::new(frame.clone())));
+                    }
+                    Input::Frame { source, frame }
+                }
+                Some(Captured::Audio { source, block }) => Input::Audio { source, block },
+                None => break,
+            },
+            _ = tick.tick() => {
+                let next = context(&parts, &mut hearing, now).await;
+                if next != session {
+                    session = next.clone();
+                    for o in core.handle(now, Input::Session(next)) {
+                        emit(&parts.outbox, o).await;
+                    }
+                }
+                Input::Tick
+            }
+        };
+        // Design: analysis is a few milliseconds per frame; the core runs inline.
+        for o in core.handle(now, input) {
+            emit(&parts.outbox, o).await;
+        }
+    }
+    drop(captures);
+}
+
+/// The room's hearing context now: the recorder's hearing (and when this process first
+/// saw it recorded) and the schedule's current span.
+async fn context(
+    parts: &PatrolParts,
+    hearing: &mut Option<(String, OffsetDateTime)>,
+    now: OffsetDateTime,
+) -> Option<Session> {
+    let recorded = match &parts.recorder {
+        Some(r) => match r.state().await {
+            Ok((Some(h), state)) if state != RecordingState::Idle => Some(h),
+            _ => None,
+        },
+        None => None,
+    };
+    match (&recorded, hearing.as_ref()) {
+        (Some(h), Some((known, _))) if h == known => {}
+        (Some(h), _) => *hearing = Some((h.clone(), now)),
+        (None, _) => *hearing = None,
+    }
+    let unix = now.unix_timestamp();
+    let scheduled_start = parts
+        .schedule
+        .borrow()
+        .busy
+        .iter()
+        .find(|(s, e)| *s <= unix && unix < *e)
+        .and_then(|(s, _)| OffsetDateTime::from_unix_timestamp(*s).ok());
+    match (hearing.as_ref(), scheduled_start) {
+        (Some((id, since)), start) => Some(Session {
+            hearing_id: id.clone(),
+            scheduled_start: start,
+            recording_since: Some(*since),
+        }),
+        (None, Some(start)) => Some(Session {
+            hearing_id: String::new(),
+            scheduled_start: Some(start),
+            recording_since: None,
+        }),
+        (None, None) => None,
+    }
+}
+
+/// Stores a finding's start or end on the outbox.
+async fn emit(outbox: &Outbox, output: Output) {
+    let (phase, f) = match output {
+        Output::Started(f) => (Phase::Start, f),
+        Output::Ended(f) => (Phase::End, f),
+        Output::Instant(f) => (Phase::End, f),
+    };
+    let snapshot = match f.snapshot.as_deref() {
+        Some(frame)
+            if phase == Phase::Start
+                || f.ended_at == Some(f.started_at)
+                || f.kind == gavel_protocol::FindingKind::Disturbance =>
+        {
+            match gavel_patrol::snapshot::inline(frame) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    warn!(error = %e, "finding snapshot not encoded");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    info!(finding = %f.kind, source = %f.source, seat = ?f.seat, ?phase, detail = %f.detail, "patrol finding");
+    let body = EventBody::Finding {
+        finding: f.kind,
+        source: f.source,
+        seat: f.seat,
+        severity: f.severity,
+        started_at: f.started_at,
+        ended_at: f.ended_at,
+        snapshot,
+        recording: f.recording,
+        detail: (!f.detail.is_empty()).then(|| f.detail.chars().take(200).collect()),
+    };
+    if let Err(e) = outbox.emit(format!("finding-{}", f.id), phase, body).await {
+        warn!(error = %e, "storing a patrol finding failed");
+    } else {
+        debug!("finding stored");
+    }
+}

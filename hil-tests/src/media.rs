@@ -21,6 +21,8 @@ pub struct SimSpec {
     pub fps: u32,
     /// AAC channels (one per seat); 0 for none.
     pub audio_channels: u32,
+    /// `videotestsrc` pattern of the picture (`ball` unless set).
+    pub pattern: &'static str,
 }
 
 impl SimSpec {
@@ -30,7 +32,15 @@ impl SimSpec {
             video: Some((1920, 1080)),
             fps: 25,
             audio_channels: 0,
+            pattern: "ball",
         }
+    }
+
+    /// The same source with a textured picture (SMPTE bars): a normal scene to the patrol
+    /// analyzers, where the ball on black is a lost signal.
+    pub fn textured(mut self) -> Self {
+        self.pattern = "smpte";
+        self
     }
 
     /// A 2160p25 H.264 camera (pre-encoded clip: encoding it the first time takes a while).
@@ -47,6 +57,7 @@ impl SimSpec {
             video: None,
             fps: 25,
             audio_channels: seats,
+            pattern: "ball",
         }
     }
 }
@@ -92,7 +103,9 @@ impl CameraSim {
             .arg("--clip-cache")
             .arg(&self.clips)
             .arg("--fps")
-            .arg(self.spec.fps.to_string());
+            .arg(self.spec.fps.to_string())
+            .arg("--pattern")
+            .arg(self.spec.pattern);
         match self.spec.video {
             Some((w, h)) => {
                 cmd.arg("--resolution").arg(format!("{w}x{h}"));

@@ -31,6 +31,9 @@ struct Args {
     clip_seconds: u32,
     clip_cache: PathBuf,
     bitrate_kbps: u32,
+    /// `videotestsrc` pattern of the clip (`ball`, or `smpte` for a textured picture the
+    /// patrol analyzers accept as a normal scene).
+    pattern: String,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -45,6 +48,7 @@ fn parse_args() -> anyhow::Result<Args> {
         clip_seconds: 2,
         clip_cache: std::env::temp_dir().join("gavel-clips"),
         bitrate_kbps: 0,
+        pattern: "ball".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,6 +68,16 @@ fn parse_args() -> anyhow::Result<Args> {
             "--clip-seconds" => a.clip_seconds = value()?.parse()?,
             "--clip-cache" => a.clip_cache = value()?.into(),
             "--bitrate-kbps" => a.bitrate_kbps = value()?.parse()?,
+            "--pattern" => {
+                a.pattern = value()?;
+                if !a
+                    .pattern
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'-' || b.is_ascii_digit())
+                {
+                    bail!("--pattern: a videotestsrc pattern name");
+                }
+            }
             other => bail!("unknown argument {other}"),
         }
     }
@@ -87,10 +101,13 @@ fn clip(a: &Args) -> anyhow::Result<Vec<Frame>> {
         // About what cameras send: 4 Mbit/s at 1080p, 14 Mbit/s at 2160p.
         ((a.width * a.height) as u64 * 4000 / (1920 * 1080)).clamp(200, 14_000) as u32
     };
-    let name = format!(
+    let mut name = format!(
         "{}x{}-{}fps-{}s-{}k.clip",
         a.width, a.height, a.fps, a.clip_seconds, bitrate
     );
+    if a.pattern != "ball" {
+        name = format!("{}-{name}", a.pattern);
+    }
     let path = a.clip_cache.join(name);
     if let Ok(frames) = read_clip(&path) {
         return Ok(frames);
@@ -132,10 +149,11 @@ fn read_clip(path: &Path) -> anyhow::Result<Vec<Frame>> {
 
 fn encode_clip(a: &Args, bitrate: u32) -> anyhow::Result<Vec<Frame>> {
     let desc = format!(
-        "videotestsrc num-buffers={n} pattern=ball ! video/x-raw,width={w},height={h},framerate={fps}/1 \
+        "videotestsrc num-buffers={n} pattern={pattern} ! video/x-raw,width={w},height={h},framerate={fps}/1 \
          ! timeoverlay font-desc=\"Sans 48\" ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max={fps} bitrate={bitrate} \
          ! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out sync=false",
         n = a.fps * a.clip_seconds,
+        pattern = a.pattern,
         w = a.width,
         h = a.height,
         fps = a.fps

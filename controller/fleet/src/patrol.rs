@@ -95,7 +95,7 @@ pub fn fold(
         r.snapshot |= snapshot.is_some();
     }
     let mut out: Vec<FindingRecord> = by_id.into_values().collect();
-    out.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    out.sort_by_key(|f| std::cmp::Reverse(f.started_at));
     out
 }
 
@@ -217,7 +217,7 @@ pub fn report(
             what: format!("alarm not acknowledged (level {}): {}", a.level, a.message),
         });
     }
-    unresolved.sort_by(|a, b| a.since.cmp(&b.since));
+    unresolved.sort_by_key(|u| u.since);
     PatrolReport {
         court: court.to_owned(),
         period,

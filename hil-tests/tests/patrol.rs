@@ -198,4 +198,30 @@ async fn the_console_shows_a_live_hearing_and_an_unplugged_cameras_finding_ackno
     println!("recording view: {}", text.replace('\n', " | "));
     assert!(text.contains(".ts"), "{text}");
     client.close().await.expect("close");
+
+    // The court's patrol report counts the finding for the room, in a table and in CSV.
+    let (ok, out, err) = controller.gavelctl(&["patrol", "report", "--court", "test-court"]);
+    assert!(ok, "{err}");
+    println!("{out}");
+    assert!(
+        out.contains("signal_lost") && out.contains(spec.room.as_str()),
+        "{out}"
+    );
+    assert!(out.contains("1 hearings patrolled"), "{out}");
+    let (ok, csv, err) = controller.gavelctl(&[
+        "patrol",
+        "report",
+        "--court",
+        "test-court",
+        "--period",
+        "week",
+        "--format",
+        "csv",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("findings,") && l.contains("signal_lost")),
+        "{csv}"
+    );
 }

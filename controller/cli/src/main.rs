@@ -1,6 +1,7 @@
 //! `gavelctl`: the technician CLI. It speaks only to the controller's HTTP API.
 
 mod ota;
+mod patrol;
 
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ enum Top {
     /// Over-the-air updates: bundles and campaigns.
     #[command(subcommand)]
     Ota(ota::Ota),
+    /// Hearing patrol: findings and the daily or weekly patrol report.
+    #[command(subcommand)]
+    Patrol(patrol::Patrol),
     /// Check a hearing's recording folder against its signed manifest (offline: no
     /// controller needed). Names every segment that was changed, removed, reordered or
     /// added; exits with status 1 when anything is wrong.
@@ -716,6 +720,7 @@ async fn main() -> anyhow::Result<()> {
     let api = Api::new(&cli.controller)?;
     match cli.command {
         Top::Ota(cmd) => ota::run(&api, cli.json, cmd).await?,
+        Top::Patrol(cmd) => patrol::run(&api, cli.json, cmd).await?,
         Top::Verify { dir, key } => {
             let trusted = match key {
                 Some(k) => Some(

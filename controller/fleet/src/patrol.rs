@@ -148,11 +148,12 @@ pub struct PatrolReport {
     pub unresolved: Vec<Unresolved>,
 }
 
-/// Builds the report of `court` over `[from, from + period)`.
+/// Builds the report of `court` over `[from, from + period)` as of `now`.
 pub fn report(
     court: &str,
     period: Period,
     from: OffsetDateTime,
+    now: OffsetDateTime,
     hearings: &[Hearing],
     findings: &[FindingRecord],
     open_alarms: &[Alarm],
@@ -162,9 +163,13 @@ pub fn report(
     let hearings_patrolled = hearings
         .iter()
         .filter(|h| h.court == court && within(h.scheduled_start))
+        // Held or being held: opened, closed, or past its scheduled start (patrol watches
+        // the room from then on whether or not the clerk opened it).
         .filter(|h| {
-            matches!(h.status, HearingStatus::InProgress | HearingStatus::Closed)
-                || h.opened_at.is_some()
+            h.status != HearingStatus::Cancelled
+                && (matches!(h.status, HearingStatus::InProgress | HearingStatus::Closed)
+                    || h.opened_at.is_some()
+                    || h.scheduled_start <= now)
         })
         .count();
     let mut by_type: BTreeMap<String, usize> = BTreeMap::new();

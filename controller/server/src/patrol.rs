@@ -445,7 +445,15 @@ pub async fn patrol_report(
     );
     let hearings = s.enforcer.hearings().await;
     let alarms = s.enforcer.alarms().await;
-    let report = gavel_fleet::patrol::report(&q.court, period, from, &hearings, &findings, &alarms);
+    let report = gavel_fleet::patrol::report(
+        &q.court,
+        period,
+        from,
+        OffsetDateTime::now_utc(),
+        &hearings,
+        &findings,
+        &alarms,
+    );
     let name = format!("patrol-{}-{}", q.court, date);
     Ok(match q.format.as_deref().unwrap_or("json") {
         "json" => Json(report).into_response(),

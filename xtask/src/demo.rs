@@ -369,6 +369,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "  Gavel demo: a simulated court ({COURT}) with 3 courtrooms, a service hall and a command centre"
     );
     println!("  Dashboard:  {}/", court.url);
+    println!("  Patrol:     {}/patrol (inspectors' console)", court.url);
     println!(
         "  Devices:    MQTT {}   logs in {}",
         court.mqtt,
@@ -671,6 +672,7 @@ fn scenario(
     let mut last_alarm_poll = Instant::now();
     let started = Instant::now();
     let (mut short_id, mut short_closed, mut short_verdict) = (None, false, None);
+    let mut patrol = 0u8;
     loop {
         if STOP.load(Ordering::SeqCst) {
             return Ok(());
@@ -810,6 +812,9 @@ fn scenario(
                 }
             }
         }
+        if poll_alarms {
+            patrol_step(court, t0, started.elapsed(), &mut patrol);
+        }
         if poll_alarms && started.elapsed() >= Duration::from_secs(20) {
             short_hearing(
                 court,
@@ -858,6 +863,42 @@ fn scenario(
             step += 1;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Hearing patrol: 8 s in, someone covers room-101's overview camera (the simulated
+/// source shows a hand over the lens); the terminal's patrol reports an occluded lens
+/// and the alarm feed and inspectors' console show it; 35 s in, the hand goes away.
+fn patrol_step(court: &Court, t0: Instant, elapsed: Duration, stage: &mut u8) {
+    let fault = court
+        .dir
+        .join("agents")
+        .join("room-101-terminal")
+        .join("simulate")
+        .join("cam-overview.fault");
+    if *stage == 0 && elapsed >= Duration::from_secs(8) {
+        *stage = 1;
+        let written = fault
+            .parent()
+            .map(std::fs::create_dir_all)
+            .and_then(Result::ok)
+            .and_then(|()| std::fs::write(&fault, "covered").ok());
+        if written.is_some() {
+            say(
+                t0,
+                &format!(
+                    "patrol: someone covers room-101's overview camera; the terminal's analyzers will report it (inspectors' console: {}/patrol)",
+                    court.url
+                ),
+            );
+        }
+    } else if *stage == 1 && elapsed >= Duration::from_secs(35) {
+        *stage = 2;
+        let _ = std::fs::remove_file(&fault);
+        say(
+            t0,
+            "patrol: the hand is gone from room-101's overview camera",
+        );
     }
 }
 

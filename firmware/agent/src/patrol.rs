@@ -61,6 +61,33 @@ impl PatrolHandle {
     }
 }
 
+/// Where a simulated source reads the fault to show (`covered` or `unplugged`): the demo
+/// and rigs without cameras write it; absent or anything else, the picture is normal.
+pub fn simulated_fault_path(data_dir: &std::path::Path, source: &str) -> std::path::PathBuf {
+    data_dir.join("simulate").join(format!("{source}.fault"))
+}
+
+/// Applies a simulated source's fault to what it captured (`None`: nothing arrives).
+fn simulate(fault: Option<&std::path::Path>, c: Captured) -> Option<Captured> {
+    let Some(path) = fault else {
+        return Some(c);
+    };
+    let Captured::Frame { source, frame } = c else {
+        return Some(c);
+    };
+    match std::fs::read_to_string(path).ok().as_deref().map(str::trim) {
+        Some("unplugged") => None,
+        Some("covered") => {
+            let mut rng = gavel_patrol::synth::Rng::new(7);
+            Some(Captured::Frame {
+                source,
+                frame: gavel_patrol::synth::occlude(&frame, &mut rng, 0.85),
+            })
+        }
+        _ => Some(Captured::Frame { source, frame }),
+    }
+}
+
 /// What the patrol task needs.
 pub struct PatrolParts {
     pub outbox: Arc<Outbox>,
@@ -122,7 +149,13 @@ pub fn start(
     let mut captures = Vec::new();
     for s in sources {
         let tx = tx.clone();
+        let fault = (config.simulate_hardware
+            && matches!(s.input, gavel_record::SourceInput::Test { .. }))
+        .then(|| simulated_fault_path(&config.data_dir, &s.id));
         let capture = Capture::spawn(s, settings.analysis_fps, move |c| {
+            let Some(c) = simulate(fault.as_deref(), c) else {
+                return;
+            };
             // Design: never wait for the analyzers (see the module doc).
             let _ = tx.try_send(c);
         })

@@ -5,6 +5,7 @@
 //! clone (`/var/cache/gavel/target` when writable) so repeated runs and CI reuse them.
 
 mod demo;
+mod models;
 mod setup;
 mod tiers;
 
@@ -28,7 +29,8 @@ Tasks:
                  a producing agent, a 10-minute broker outage. Figures: docs/benchmarks.md.
   bench          benchmarks, each with its baseline in the same run: durable appends
                  (redb vs sled), end-to-end events/s (vs mosquitto_pub/sub ceiling),
-                 alarm latency with 50,000 simulated rooms (vs 1,000 rooms).
+                 alarm latency with 50,000 simulated rooms (vs 1,000 rooms), patrol
+                 analyzers' CPU per room (vs decoding alone).
   fuzz [--seconds N]
                  every protocol decoder under cargo-fuzz, N seconds each (default 600).
 ";
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("test") => test(),
         Some("setup") => setup::ensure(setup::Need::Test).map(|_| ()),
+        Some("models") => models::fetch(),
         Some("soak") => tiers::soak(),
         Some("bench") => tiers::bench(),
         Some("fuzz") => tiers::fuzz(&args[1..]),

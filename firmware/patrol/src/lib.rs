@@ -10,6 +10,7 @@
 //! - [`audio`]: dead microphone, noise interference, clipping, silent room.
 //! - [`presence`]: who sits in each seat's zone (faces from a detector), conduct findings.
 //! - [`debounce`]: onset and clear hold times.
+//! - `detect` (feature `faces`): MTCNN face detection through ONNX Runtime for presence.
 //! - [`core`]: [`Patrol`], the one state machine the agent drives:
 //!   `handle(now, input) -> Vec<Output>`; disturbance (loud audio with large motion).
 //! - [`snapshot`]: JPEG snapshots of frames (findings, console tiles).
@@ -21,6 +22,8 @@ pub mod audio;
 pub mod capture;
 pub mod core;
 pub mod debounce;
+#[cfg(feature = "faces")]
+pub mod detect;
 pub mod frame;
 pub mod presence;
 pub mod snapshot;

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use gavel_link::Outbox;
-use gavel_patrol::capture::{Capture, Captured, media_of};
+use gavel_patrol::capture::{Capture, Captured, ColourFrame, media_of};
+use gavel_patrol::detect::{FaceDetector, Rgb};
 use gavel_patrol::{Frame, Input, Output, Patrol, Session, Settings};
 use gavel_profile::{PatrolSettings, Profile, RecordSettings};
-use gavel_protocol::{EventBody, Phase, RecordingState};
+use gavel_protocol::{CapabilityState, EventBody, Phase, RecordingState};
 use gavel_record::RecorderHandle;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
@@ -72,7 +73,12 @@ fn simulate(fault: Option<&std::path::Path>, c: Captured) -> Option<Captured> {
     let Some(path) = fault else {
         return Some(c);
     };
-    let Captured::Frame { source, frame } = c else {
+    let Captured::Frame {
+        source,
+        frame,
+        colour,
+    } = c
+    else {
         return Some(c);
     };
     match std::fs::read_to_string(path).ok().as_deref().map(str::trim) {
@@ -82,9 +88,14 @@ fn simulate(fault: Option<&std::path::Path>, c: Captured) -> Option<Captured> {
             Some(Captured::Frame {
                 source,
                 frame: gavel_patrol::synth::occlude(&frame, &mut rng, 0.85),
+                colour: None,
             })
         }
-        _ => Some(Captured::Frame { source, frame }),
+        _ => Some(Captured::Frame {
+            source,
+            frame,
+            colour,
+        }),
     }
 }
 
@@ -145,6 +156,26 @@ pub fn start(
         anyhow::bail!("no source to patrol");
     }
     let core = Patrol::new(Settings::from_profile(settings), &video, &audio);
+    let presence =
+        if settings.analyzers.iter().any(|a| a == "presence") && !settings.zones.is_empty() {
+            Some(match load_detector() {
+                Ok(d) => Ok(Presence {
+                    detector: d,
+                    zones: settings.zones.clone(),
+                    last: BTreeMap::new(),
+                }),
+                Err(why) => {
+                    warn!(%why, "presence detection is not available; the other analyzers run");
+                    Err(why)
+                }
+            })
+        } else {
+            None
+        };
+    let colour_sources: Vec<String> = match &presence {
+        Some(Ok(p)) => p.zones.iter().map(|z| z.source.clone()).collect(),
+        _ => Vec::new(),
+    };
     let (tx, rx) = mpsc::channel::<Captured>(16);
     let mut captures = Vec::new();
     for s in sources {
@@ -152,7 +183,8 @@ pub fn start(
         let fault = (config.simulate_hardware
             && matches!(s.input, gavel_record::SourceInput::Test { .. }))
         .then(|| simulated_fault_path(&config.data_dir, &s.id));
-        let capture = Capture::spawn(s, settings.analysis_fps, move |c| {
+        let colour = colour_sources.contains(&s.id);
+        let capture = Capture::spawn(s, settings.analysis_fps, colour, move |c| {
             let Some(c) = simulate(fault.as_deref(), c) else {
                 return;
             };
@@ -169,8 +201,78 @@ pub fn start(
         video: video.clone(),
     };
     info!(video = ?video, audio = ?audio.iter().map(|(s, _)| s).collect::<Vec<_>>(), "patrol started");
-    let task = tokio::spawn(run(core, rx, parts, latest, captures));
+    let task = tokio::spawn(run(core, rx, parts, latest, captures, presence));
     Ok((handle, task))
+}
+
+/// Where the face models and ONNX Runtime are: `GAVEL_MODELS_DIR` (default
+/// `/usr/share/gavel/models`, laid out as `models/cache/` after `cargo xtask models`) and
+/// `ORT_DYLIB_PATH` (default `<models>/onnxruntime/libonnxruntime.so.1.32.0`).
+fn load_detector() -> Result<FaceDetector, String> {
+    let models = std::env::var_os("GAVEL_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/share/gavel/models".into());
+    let runtime = std::env::var_os("ORT_DYLIB_PATH")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| models.join("onnxruntime/libonnxruntime.so.1.32.0"));
+    if !runtime.exists() {
+        return Err(format!(
+            "no ONNX Runtime at {} (run `cargo xtask models`, set GAVEL_MODELS_DIR or ORT_DYLIB_PATH)",
+            runtime.display()
+        ));
+    }
+    FaceDetector::load(&runtime, &models.join("mtcnn")).map_err(|e| e.to_string())
+}
+
+/// Presence detection state: the detector, the zones, when each source was last looked at.
+struct Presence {
+    detector: FaceDetector,
+    zones: Vec<gavel_profile::SeatZone>,
+    last: BTreeMap<String, std::time::Instant>,
+}
+
+/// Seconds between face detections of one source.
+const DETECT_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs face detection on `colour` for every zone of `source`, off the async threads.
+async fn detect(
+    mut presence: Presence,
+    source: String,
+    colour: ColourFrame,
+) -> Option<(Presence, Option<Input>)> {
+    let result = tokio::task::spawn_blocking(move || {
+        let image = Rgb {
+            width: colour.width,
+            height: colour.height,
+            data: &colour.rgb,
+        };
+        let mut faces = Vec::new();
+        let zones: Vec<[f64; 4]> = presence
+            .zones
+            .iter()
+            .filter(|z| z.source == source)
+            .map(|z| z.rect)
+            .collect();
+        for rect in zones {
+            match presence.detector.faces_in(&image, rect) {
+                Ok(found) => faces.extend(found),
+                Err(e) => {
+                    warn!(error = %e, %source, "face detection failed");
+                    return (presence, None);
+                }
+            }
+        }
+        (presence, Some(Input::Faces { source, faces }))
+    })
+    .await;
+    match result {
+        Ok(r) => Some(r),
+        Err(e) => {
+            // The detector went with the task: presence stops, the rest runs on.
+            warn!(error = %e, "face detection task failed; presence stopped");
+            None
+        }
+    }
 }
 
 async fn run(
@@ -179,8 +281,28 @@ async fn run(
     parts: PatrolParts,
     latest: Latest,
     captures: Vec<Capture>,
+    presence: Option<Result<Presence, String>>,
 ) {
     core.start(OffsetDateTime::now_utc());
+    let mut presence = match presence {
+        Some(Ok(p)) => Some(p),
+        Some(Err(why)) => {
+            let body = EventBody::Capability {
+                capability: "presence".into(),
+                state: CapabilityState::Failed,
+                detail: Some(why.chars().take(200).collect()),
+            };
+            if let Err(e) = parts
+                .outbox
+                .emit("capability-presence".into(), Phase::End, body)
+                .await
+            {
+                warn!(error = %e, "storing the presence capability event failed");
+            }
+            None
+        }
+        None => None,
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hearing: Option<(String, OffsetDateTime)> = None;
@@ -189,9 +311,25 @@ async fn run(
         let now = OffsetDateTime::now_utc();
         let input = tokio::select! {
             c = rx.recv() => match c {
-                Some(Captured::Frame { source, frame }) => {
+                Some(Captured::Frame { source, frame, colour }) => {
                     if let Ok(mut l) = latest.lock() {
                         l.insert(source.clone(), (now, Arc::new(frame.clone())));
+                    }
+                    if let (Some(colour), Some(p)) = (colour, presence.as_ref())
+                        && p.last.get(&source).is_none_or(|t| t.elapsed() >= DETECT_EVERY)
+                        && let Some(mut p) = presence.take()
+                    {
+                        p.last.insert(source.clone(), std::time::Instant::now());
+                        let done = detect(p, source.clone(), colour).await;
+                        let faces = done.and_then(|(p, faces)| {
+                            presence = Some(p);
+                            faces
+                        });
+                        if let Some(input) = faces {
+                            for o in core.handle(now, input) {
+                                emit(&parts.outbox, o).await;
+                            }
+                        }
                     }
                     Input::Frame { source, frame }
                 }

@@ -31,11 +31,31 @@ pub const AUDIO_RATE: u32 = 8000;
 /// Audio block length, seconds.
 pub const BLOCK_S: f64 = 0.5;
 
+/// Colour picture size for presence (faces need more pixels than the analyzers).
+pub const COLOUR_WIDTH: usize = 640;
+pub const COLOUR_HEIGHT: usize = 360;
+
+/// A colour picture (RGB, row by row) of a source watched for presence.
+#[derive(Debug, Clone)]
+pub struct ColourFrame {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<u8>,
+}
+
 /// What a capture delivers.
 #[derive(Debug, Clone)]
 pub enum Captured {
-    Frame { source: String, frame: Frame },
-    Audio { source: String, block: AudioBlock },
+    /// A grey analysis frame, with the colour picture when the source is captured in colour.
+    Frame {
+        source: String,
+        frame: Frame,
+        colour: Option<ColourFrame>,
+    },
+    Audio {
+        source: String,
+        block: AudioBlock,
+    },
 }
 
 /// What the source carries, for the patrol to know its video and audio sources.
@@ -48,11 +68,18 @@ pub fn media_of(source: &SourceConfig) -> (bool, Option<u16>) {
 }
 
 /// The `gst-launch` description of a source's patrol branch: the video part ends in an
-/// appsink named `vsink`, the audio part in one named `asink`.
-pub fn description(source: &SourceConfig, fps: u32) -> String {
-    let video_tail = format!(
-        "videoconvert ! videoscale ! video/x-raw,format=GRAY8,width={WIDTH},height={HEIGHT},pixel-aspect-ratio=1/1 ! appsink name=vsink max-buffers=1 drop=true sync=false"
-    );
+/// appsink named `vsink` (grey, or RGB at the colour size when `colour`), the audio part in
+/// one named `asink`.
+pub fn description(source: &SourceConfig, fps: u32, colour: bool) -> String {
+    let video_tail = if colour {
+        format!(
+            "videoconvert ! videoscale ! video/x-raw,format=RGB,width={COLOUR_WIDTH},height={COLOUR_HEIGHT},pixel-aspect-ratio=1/1 ! appsink name=vsink max-buffers=1 drop=true sync=false"
+        )
+    } else {
+        format!(
+            "videoconvert ! videoscale ! video/x-raw,format=GRAY8,width={WIDTH},height={HEIGHT},pixel-aspect-ratio=1/1 ! appsink name=vsink max-buffers=1 drop=true sync=false"
+        )
+    };
     let audio_tail = format!(
         "audioconvert ! audioresample ! audio/x-raw,format=F32LE,layout=interleaved,rate={AUDIO_RATE} ! appsink name=asink max-buffers=50 drop=true sync=false"
     );
@@ -98,11 +125,12 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts capturing `source` at up to `fps` frames per second; `deliver` is called on
-    /// the capture thread and must not block.
+    /// Starts capturing `source` at up to `fps` frames per second (in colour too when
+    /// `colour`); `deliver` is called on the capture thread and must not block.
     pub fn spawn(
         source: SourceConfig,
         fps: u32,
+        colour: bool,
         deliver: impl Fn(Captured) + Send + 'static,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -110,7 +138,7 @@ impl Capture {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("patrol-{}", source.id))
-                .spawn(move || supervise(source, fps.max(1), stop, deliver))?
+                .spawn(move || supervise(source, fps.max(1), colour, stop, deliver))?
         };
         Ok(Self {
             stop,
@@ -131,13 +159,14 @@ impl Drop for Capture {
 fn supervise(
     source: SourceConfig,
     fps: u32,
+    colour: bool,
     stop: Arc<AtomicBool>,
     deliver: impl Fn(Captured) + Send + 'static,
 ) {
     let mut backoff = Duration::from_millis(500);
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        match run_once(&source, fps, &stop, &deliver) {
+        match run_once(&source, fps, colour, &stop, &deliver) {
             Ok(()) => debug!(source = %source.id, "patrol capture ended"),
             Err(e) => debug!(source = %source.id, error = %e, "patrol capture failed; retrying"),
         }
@@ -155,10 +184,11 @@ fn supervise(
 fn run_once(
     source: &SourceConfig,
     fps: u32,
+    colour: bool,
     stop: &AtomicBool,
     deliver: &impl Fn(Captured),
 ) -> Result<(), String> {
-    let pipeline = gst::parse::launch(&description(source, fps))
+    let pipeline = gst::parse::launch(&description(source, fps, colour))
         .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline".to_owned())?;
@@ -203,14 +233,20 @@ fn run_once(
         {
             got = true;
             // Design: at most `fps` frames; a camera with a shorter GOP costs no more.
-            if last_frame.is_none_or(|t| t.elapsed() + Duration::from_millis(50) >= period)
-                && let Some(frame) = grey_frame(&sample)
-            {
-                last_frame = Some(Instant::now());
-                deliver(Captured::Frame {
-                    source: source.id.clone(),
-                    frame,
-                });
+            if last_frame.is_none_or(|t| t.elapsed() + Duration::from_millis(50) >= period) {
+                let got = if colour {
+                    colour_frame(&sample).map(|c| (grey_of(&c), Some(c)))
+                } else {
+                    grey_frame(&sample).map(|f| (f, None))
+                };
+                if let Some((frame, colour)) = got {
+                    last_frame = Some(Instant::now());
+                    deliver(Captured::Frame {
+                        source: source.id.clone(),
+                        frame,
+                        colour,
+                    });
+                }
             }
         }
         if let Some(a) = &asink {
@@ -274,6 +310,49 @@ fn grey_frame(sample: &gst::Sample) -> Option<Frame> {
     Some(Frame::grey(w, h, luma))
 }
 
+fn colour_frame(sample: &gst::Sample) -> Option<ColourFrame> {
+    let buffer = sample.buffer()?;
+    let map = buffer.map_readable().ok()?;
+    let s = sample.caps()?.structure(0)?;
+    let w = usize::try_from(s.get::<i32>("width").ok()?).ok()?;
+    let h = usize::try_from(s.get::<i32>("height").ok()?).ok()?;
+    let data = map.as_slice();
+    // RGB rows are padded to 4 bytes.
+    let stride = (w * 3).div_ceil(4) * 4;
+    if data.len() < stride * h {
+        return None;
+    }
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        rgb.extend_from_slice(&data[y * stride..y * stride + w * 3]);
+    }
+    Some(ColourFrame {
+        width: w,
+        height: h,
+        rgb,
+    })
+}
+
+/// The analysis frame of a colour picture: BT.601 luma, averaged 2x2 (640x360 to 320x180).
+pub fn grey_of(c: &ColourFrame) -> Frame {
+    let (w, h) = (c.width / 2, c.height / 2);
+    let luma_at = |x: usize, y: usize| {
+        let p = &c.rgb[(y * c.width + x) * 3..(y * c.width + x) * 3 + 3];
+        77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])
+    };
+    let mut luma = Vec::with_capacity(w * h);
+    for y in 0..h {
+        for x in 0..w {
+            let sum = luma_at(2 * x, 2 * y)
+                + luma_at(2 * x + 1, 2 * y)
+                + luma_at(2 * x, 2 * y + 1)
+                + luma_at(2 * x + 1, 2 * y + 1);
+            luma.push((sum >> 10) as u8);
+        }
+    }
+    Frame::grey(w, h, luma)
+}
+
 fn pcm(sample: &gst::Sample) -> Option<(usize, Vec<f32>)> {
     let buffer = sample.buffer()?;
     let map = buffer.map_readable().ok()?;
@@ -301,7 +380,7 @@ mod tests {
                 audio: false,
             },
         };
-        let d = description(&s, 1);
+        let d = description(&s, 1, false);
         assert!(d.contains("h264parse name=parse ! avdec_h264"), "{d}");
         assert!(d.contains("GRAY8,width=320,height=180"), "{d}");
         assert!(d.contains("drop=true"), "{d}");
@@ -321,7 +400,7 @@ mod tests {
             },
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        let capture = Capture::spawn(s, 2, move |c| {
+        let capture = Capture::spawn(s, 2, false, move |c| {
             let _ = tx.send(c);
         })
         .expect("spawn");

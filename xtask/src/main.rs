@@ -24,7 +24,9 @@ Tasks:
   test           install what is missing, then: rustfmt check, clippy -D warnings, every
                  test (unit, protocol fixtures, whole-system against the embedded broker,
                  Mosquitto, SQLite, PostgreSQL, headless Chromium), and a demo smoke run.
-  setup          only install what is missing and start the services tests need.
+  setup          only install what is missing and start the services tests need
+                 (fetches the models too).
+  models         fetch the models of models/manifest-*.json into models/cache/.
   soak           full-length fault runs: 500 SIGKILLs of the store (redb and sled) and of
                  a producing agent, a 10-minute broker outage. Figures: docs/benchmarks.md.
   bench          benchmarks, each with its baseline in the same run: durable appends

@@ -2,7 +2,8 @@
 //! Chromium: a courtroom terminal records a hearing from a simulated camera; the console
 //! shows the live hearing's tile with a snapshot from the device; the camera is unplugged,
 //! the terminal's patrol finds the lost signal and the controller raises an urgent alarm
-//! of the room; the inspector acknowledges it and opens the recording at its time.
+//! of the room; the inspector acknowledges it, adds a note and opens the recording at its
+//! time; the court's patrol report counts it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -173,6 +174,43 @@ async fn the_console_shows_a_live_hearing_and_an_unplugged_cameras_finding_ackno
         .await,
         "the acknowledgement does not show"
     );
+    // A note for the management office.
+    client
+        .find(Locator::Css(
+            ".alarm[data-finding-type=\"signal_lost\"] input.note-text",
+        ))
+        .await
+        .expect("note field")
+        .send_keys("called the clerk of the room")
+        .await
+        .expect("type the note");
+    client
+        .find(Locator::Css(
+            ".alarm[data-finding-type=\"signal_lost\"] button.note",
+        ))
+        .await
+        .expect("note button")
+        .click()
+        .await
+        .expect("add the note");
+    let mut noted = false;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) && !noted {
+        if let Ok(n) = client
+            .find(Locator::Css(
+                ".alarm[data-finding-type=\"signal_lost\"] .notes",
+            ))
+            .await
+        {
+            noted = n
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("called the clerk");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(noted, "the note does not show");
     // Open the recording at the finding's time.
     client
         .find(Locator::Css(

@@ -27,6 +27,8 @@ pub struct SimSpec {
     /// A solid colour `0xRRGGBB` instead of the moving test pattern (video walls check
     /// which camera shows where by its colour).
     pub color: Option<u32>,
+    /// `videotestsrc` pattern of the picture (`ball` unless set).
+    pub pattern: &'static str,
 }
 
 impl SimSpec {
@@ -36,6 +38,7 @@ impl SimSpec {
             video: Some((1920, 1080)),
             fps: 25,
             audio_channels: 0,
+            pattern: "ball",
             seat_script: None,
             color: None,
         }
@@ -49,7 +52,15 @@ impl SimSpec {
             audio_channels: 0,
             color: Some(color),
             seat_script: None,
+            pattern: "ball",
         }
+    }
+
+    /// The same source with a textured picture (SMPTE bars): a normal scene to the patrol
+    /// analyzers, where the ball on black is a lost signal.
+    pub fn textured(mut self) -> Self {
+        self.pattern = "smpte";
+        self
     }
 
     /// A 2160p25 H.264 camera (pre-encoded clip: encoding it the first time takes a while).
@@ -66,6 +77,7 @@ impl SimSpec {
             video: None,
             fps: 25,
             audio_channels: seats,
+            pattern: "ball",
             color: None,
             seat_script: None,
         }
@@ -122,7 +134,9 @@ impl CameraSim {
             .arg("--clip-cache")
             .arg(&self.clips)
             .arg("--fps")
-            .arg(self.spec.fps.to_string());
+            .arg(self.spec.fps.to_string())
+            .arg("--pattern")
+            .arg(self.spec.pattern);
         match self.spec.video {
             Some((w, h)) => {
                 cmd.arg("--resolution").arg(format!("{w}x{h}"));

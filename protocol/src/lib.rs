@@ -17,6 +17,7 @@
 
 pub mod acl;
 pub mod codec;
+pub mod finding;
 pub mod ids;
 pub mod message;
 pub mod topic;
@@ -25,6 +26,7 @@ pub mod wall;
 pub use codec::{
     DecodeError, DeviceMessage, IngestError, MAX_PAYLOAD, decode, decode_device_message, encode,
 };
+pub use finding::{FindingKind, RecordingLink, Severity, Snapshot};
 pub use ids::{DeviceId, IdError};
 pub use message::*;
 pub use topic::{Channel, DeviceTopic, TopicError, filter};

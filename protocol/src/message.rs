@@ -701,6 +701,39 @@ pub enum EventBody {
         #[serde(with = "time::serde::rfc3339")]
         issued: OffsetDateTime,
     },
+    /// A hearing patrol finding (庭审智能巡查): `start` when an analyzer's condition has
+    /// held for its onset time (with a snapshot), `end` when it has cleared (with
+    /// `ended_at`); an instant finding (a disturbance) is sent as `end` only. The event id
+    /// is shared by both. Added within v1.
+    Finding {
+        /// What was found.
+        finding: crate::finding::FindingKind,
+        /// The video or audio source it was found on.
+        source: String,
+        /// The seat concerned (microphone channel, presence zone), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seat: Option<String>,
+        severity: crate::finding::Severity,
+        /// When the condition began.
+        #[serde(with = "time::serde::rfc3339")]
+        started_at: OffsetDateTime,
+        /// When it cleared; absent while it holds.
+        #[serde(
+            default,
+            with = "time::serde::rfc3339::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        ended_at: Option<OffsetDateTime>,
+        /// The picture when it was found (video and presence findings).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<crate::finding::Snapshot>,
+        /// The hearing being recorded and the offset on its timeline, when one was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recording: Option<crate::finding::RecordingLink>,
+        /// Measured figures, for people (`sharpness 0.03 < 0.12`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 impl EventBody {
@@ -712,6 +745,9 @@ impl EventBody {
             | EventBody::Sealed { hearing_id, .. }
             | EventBody::RecordingRequest { hearing_id, .. }
             | EventBody::SourceLost { hearing_id, .. } => Some(hearing_id),
+            EventBody::Finding { recording, .. } => {
+                recording.as_ref().map(|r| r.hearing_id.as_str())
+            }
             EventBody::Agent { .. }
             | EventBody::Capability { .. }
             | EventBody::Probe { .. }
@@ -939,6 +975,40 @@ impl Message for Event {
                 check_service(service)?;
                 check_day("day", day)?;
             }
+            EventBody::Finding {
+                source,
+                seat,
+                started_at,
+                ended_at,
+                snapshot,
+                recording,
+                detail,
+                ..
+            } => {
+                text("source", source)?;
+                if source.is_empty() {
+                    return Err(Invalid::new("source", "empty"));
+                }
+                if let Some(s) = seat {
+                    text("seat", s)?;
+                }
+                if let Some(d) = detail {
+                    text("detail", d)?;
+                }
+                if ended_at.is_some_and(|e| e < *started_at) {
+                    return Err(Invalid::new("ended_at", "before started_at"));
+                }
+                if self.phase == Phase::End && ended_at.is_none() {
+                    return Err(Invalid::new("ended_at", "missing on an end event"));
+                }
+                if let Some(s) = snapshot {
+                    crate::finding::check_snapshot(s)?;
+                }
+                if let Some(r) = recording {
+                    check_hearing_id(&r.hearing_id)
+                        .map_err(|e| Invalid::new("recording.hearing_id", e.reason))?;
+                }
+            }
         }
         Ok(())
     }
@@ -1022,6 +1092,12 @@ pub enum CommandBody {
         /// PEM certificate.
         certificate: String,
     },
+    /// Answer with a small JPEG of a source's latest patrol frame (the inspectors'
+    /// console tiles; added within v1). Without a source: the device's first video source.
+    Snapshot {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
 }
 
 impl CommandBody {
@@ -1039,6 +1115,7 @@ impl CommandBody {
             CommandBody::Announce { .. } => "announce",
             CommandBody::SelfTest => "self_test",
             CommandBody::InstallCertificate { .. } => "install_certificate",
+            CommandBody::Snapshot { .. } => "snapshot",
         }
     }
 }
@@ -1115,6 +1192,7 @@ impl Message for Command {
                 check_ticket_number(number)?;
                 check_window(window)?;
             }
+            CommandBody::Snapshot { source: Some(s) } => text("source", s)?,
             _ => {}
         }
         Ok(())
@@ -1165,6 +1243,14 @@ pub enum Reply {
         serial: String,
         #[serde(with = "time::serde::rfc3339")]
         not_after: OffsetDateTime,
+    },
+    /// The latest patrol frame of a source (added within v1).
+    Snapshot {
+        source: String,
+        /// When the frame was decoded.
+        #[serde(with = "time::serde::rfc3339")]
+        taken_at: OffsetDateTime,
+        snapshot: crate::finding::Snapshot,
     },
 }
 
@@ -1230,6 +1316,14 @@ impl Message for Ack {
                     text("checks.name", &c.name)?;
                     text("checks.detail", &c.detail)
                 })
+            }
+            Outcome::Ok {
+                reply: Reply::Snapshot {
+                    source, snapshot, ..
+                },
+            } => {
+                text("reply.source", source)?;
+                crate::finding::check_snapshot(snapshot)
             }
             Outcome::Ok { .. } => Ok(()),
         }

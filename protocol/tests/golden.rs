@@ -46,6 +46,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "ack-rejected.json",
             "ack-replaying.json",
             "ack-self-test.json",
+            "ack-snapshot.json",
             "birth.json",
             "command-announce.json",
             "command-get-config.json",
@@ -56,11 +57,14 @@ fn every_fixture_file_is_covered_by_a_test() {
             "command-replay.json",
             "command-restart.json",
             "command-self-test.json",
+            "command-snapshot.json",
             "command-start-recording.json",
             "command-stop-recording.json",
             "event-agent-start.json",
             "event-capability.json",
             "event-cert-renewal.json",
+            "event-finding-end.json",
+            "event-finding.json",
             "event-ota-rolled-back.json",
             "event-probe.json",
             "event-recording-request.json",
@@ -185,9 +189,30 @@ fn ack_fixtures_round_trip() {
         "ack-recording.json",
         "ack-self-test.json",
         "ack-certificate-installed.json",
+        "ack-snapshot.json",
     ] {
         let _: Ack = round_trip(name);
     }
+}
+
+#[test]
+fn the_snapshot_command_and_its_jpeg_answer_round_trip() {
+    let c: Command = round_trip("command-snapshot.json");
+    assert_eq!(c.body.name(), "snapshot");
+    let a: Ack = round_trip("ack-snapshot.json");
+    let text = String::from_utf8(fixture("ack-snapshot.json"))
+        .expect("utf8")
+        .replace("/9j/", "AAAA");
+    let err = gavel_protocol::decode::<Ack>(text.as_bytes())
+        .expect_err("not a JPEG")
+        .to_string();
+    assert!(err.contains("snapshot.jpeg_base64"), "{err}");
+    assert!(matches!(
+        a.outcome,
+        gavel_protocol::Outcome::Ok {
+            reply: gavel_protocol::Reply::Snapshot { .. }
+        }
+    ));
 }
 
 #[test]
@@ -229,6 +254,64 @@ fn recording_event_fixtures_round_trip() {
             ..
         }
     ));
+}
+
+#[test]
+fn finding_fixtures_round_trip_with_snapshot_and_recording_link() {
+    use gavel_protocol::{EventBody, FindingKind, Severity};
+    let e: Event = round_trip("event-finding.json");
+    let EventBody::Finding {
+        finding,
+        severity,
+        snapshot,
+        recording,
+        ended_at,
+        ..
+    } = &e.body
+    else {
+        panic!("not a finding: {e:?}");
+    };
+    assert_eq!(*finding, FindingKind::Occluded);
+    assert_eq!(*severity, Severity::Warning);
+    assert!(ended_at.is_none());
+    let jpeg = snapshot.as_ref().and_then(|s| s.jpeg_base64.as_ref());
+    assert!(jpeg.is_some_and(|j| j.starts_with("/9j/")));
+    assert_eq!(e.body.hearing_id(), Some("H2026-0117"));
+    assert_eq!(recording.as_ref().map(|r| r.offset_ms), Some(722_000));
+    let end: Event = round_trip("event-finding-end.json");
+    assert!(matches!(
+        end.body,
+        EventBody::Finding {
+            finding: FindingKind::DeadMicrophone,
+            ended_at: Some(_),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_finding_with_a_bad_snapshot_or_no_end_is_refused_naming_the_field() {
+    use gavel_protocol::EventBody;
+    let mut e: Event = round_trip("event-finding.json");
+    if let EventBody::Finding { snapshot, .. } = &mut e.body
+        && let Some(s) = snapshot
+    {
+        s.jpeg_base64 = Some("not base64!".into());
+    }
+    let err = gavel_protocol::decode::<Event>(&gavel_protocol::encode(&e))
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("snapshot.jpeg_base64"), "{err}");
+    let mut e: Event = round_trip("event-finding.json");
+    e.phase = gavel_protocol::Phase::End;
+    assert_eq!(e.validate().expect_err("no end").field, "ended_at");
+    let text = String::from_utf8(fixture("event-finding.json"))
+        .expect("utf8")
+        .replace("\"occluded\"", "\"sleepy\"");
+    let err = gavel_protocol::decode::<Event>(text.as_bytes())
+        .expect_err("unknown kind")
+        .to_string();
+    assert!(err.contains("sleepy"), "{err}");
 }
 
 #[test]

@@ -360,10 +360,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     cmd.env("GAVEL_SCHEDULE_PRE_ROLL_S", "10");
     // Sign-in on (the default), with a first administrator; devices enrolled during the
     // demo connect over mutual TLS through the controller's gate.
-    cmd.env(
-        "GAVEL_BOOTSTRAP_ADMIN",
-        format!("{}:{}", ADMIN.0, ADMIN.1),
-    );
+    cmd.env("GAVEL_BOOTSTRAP_ADMIN", format!("{}:{}", ADMIN.0, ADMIN.1));
     cmd.env("GAVEL_MQTT_TLS_LISTEN", "127.0.0.1:0");
     cmd.args(["--http", &http, "--mqtt-listen", &mqtt])
         .arg("--data-dir")
@@ -409,7 +406,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
         token: None,
     };
     let session = Command::new(court.bin.join("gavelctl"))
-        .args(["--controller", &court.url, "--json", "login", "--user", ADMIN.0])
+        .args([
+            "--controller",
+            &court.url,
+            "--json",
+            "login",
+            "--user",
+            ADMIN.0,
+        ])
         .env("XDG_CONFIG_HOME", court.dir.join("home"))
         .env("GAVEL_PASSWORD", ADMIN.1)
         .output()
@@ -438,6 +442,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "  Dashboard:  {}/   (sign in as {} / {})",
         court.url, ADMIN.0, ADMIN.1
     );
+    println!("  Patrol:     {}/patrol (inspectors' console)", court.url);
     println!(
         "  Devices:    MQTT {}   logs in {}",
         court.mqtt,
@@ -584,12 +589,17 @@ fn provision(court: &mut Court, t0: Instant) -> Result<(), String> {
     let mut cmd = Command::new(court.bin.join("gavel-agent"));
     cmd.arg("--config").arg(&config).env("GAVEL_LOG", "info");
     let child = Child2::spawn(id, cmd, &court.dir.join("logs").join(format!("{id}.log")))?;
-    court.agents.push((id.to_owned(), "ip-camera", "room-104", child));
+    court
+        .agents
+        .push((id.to_owned(), "ip-camera", "room-104", child));
     court.wait(&format!("{id} online"), Duration::from_secs(20), || {
         court.online(id).is_some_and(|(on, _)| on)
     })?;
     let test = court.json(&["selftest", id])?;
-    let checks = test["reply"]["checks"].as_array().cloned().unwrap_or_default();
+    let checks = test["reply"]["checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let summary: Vec<String> = checks
         .iter()
         .map(|c| {
@@ -610,7 +620,15 @@ fn provision(court: &mut Court, t0: Instant) -> Result<(), String> {
     // An inspector may look, not change: the refusal is in the audit log.
     let inspector = ("inspector.li", "inspector-demo-pw");
     let _ = Command::new(court.bin.join("gavelctl"))
-        .args(["--controller", &court.url, "users", "add", inspector.0, "--role", "inspector"])
+        .args([
+            "--controller",
+            &court.url,
+            "users",
+            "add",
+            inspector.0,
+            "--role",
+            "inspector",
+        ])
         .env("GAVEL_TOKEN", court.token.clone().unwrap_or_default())
         .env("GAVEL_NEW_PASSWORD", inspector.1)
         .output();
@@ -891,6 +909,7 @@ fn scenario(
         COURT,
         crate::demo_hall::announce_dir(&court.dir),
     );
+    let mut patrol = 0u8;
     loop {
         if STOP.load(Ordering::SeqCst) {
             return Ok(());
@@ -1046,6 +1065,9 @@ fn scenario(
         if poll_alarms && let Some(w) = wall.as_mut() {
             crate::demo_wall::narrate(w, &court.dir, |a| court.json(a), t0);
         }
+        if poll_alarms {
+            patrol_step(court, t0, started.elapsed(), &mut patrol);
+        }
         if poll_alarms && started.elapsed() >= Duration::from_secs(20) {
             short_hearing(
                 court,
@@ -1100,6 +1122,42 @@ fn scenario(
             step += 1;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Hearing patrol: 8 s in, someone covers room-101's overview camera (the simulated
+/// source shows a hand over the lens); the terminal's patrol reports an occluded lens
+/// and the alarm feed and inspectors' console show it; 35 s in, the hand goes away.
+fn patrol_step(court: &Court, t0: Instant, elapsed: Duration, stage: &mut u8) {
+    let fault = court
+        .dir
+        .join("agents")
+        .join("room-101-terminal")
+        .join("simulate")
+        .join("cam-overview.fault");
+    if *stage == 0 && elapsed >= Duration::from_secs(8) {
+        *stage = 1;
+        let written = fault
+            .parent()
+            .map(std::fs::create_dir_all)
+            .and_then(Result::ok)
+            .and_then(|()| std::fs::write(&fault, "covered").ok());
+        if written.is_some() {
+            say(
+                t0,
+                &format!(
+                    "patrol: someone covers room-101's overview camera; the terminal's analyzers will report it (inspectors' console: {}/patrol)",
+                    court.url
+                ),
+            );
+        }
+    } else if *stage == 1 && elapsed >= Duration::from_secs(35) {
+        *stage = 2;
+        let _ = std::fs::remove_file(&fault);
+        say(
+            t0,
+            "patrol: the hand is gone from room-101's overview camera",
+        );
     }
 }
 

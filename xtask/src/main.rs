@@ -7,6 +7,7 @@
 mod demo;
 mod demo_hall;
 mod demo_wall;
+mod models;
 mod setup;
 mod tiers;
 
@@ -25,13 +26,16 @@ Tasks:
   test           install what is missing, then: rustfmt check, clippy -D warnings, every
                  test (unit, protocol fixtures, whole-system against the embedded broker,
                  Mosquitto, SQLite, PostgreSQL, headless Chromium), and a demo smoke run.
-  setup          only install what is missing and start the services tests need.
+  setup          only install what is missing and start the services tests need
+                 (fetches the models too).
+  models         fetch the models of models/manifest-*.json into models/cache/.
   soak           full-length fault runs: 500 SIGKILLs of the store (redb and sled) and of
                  a producing agent, a 10-minute broker outage, a kiosk 5 minutes offline.
                  Figures: docs/benchmarks.md.
   bench          benchmarks, each with its baseline in the same run: durable appends
                  (redb vs sled), end-to-end events/s (vs mosquitto_pub/sub ceiling),
-                 alarm latency with 50,000 simulated rooms (vs 1,000 rooms).
+                 alarm latency with 50,000 simulated rooms (vs 1,000 rooms), patrol
+                 analyzers' CPU per room (vs decoding alone).
   fuzz [--seconds N]
                  every protocol decoder under cargo-fuzz, N seconds each (default 600).
 ";
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("test") => test(),
         Some("setup") => setup::ensure(setup::Need::Test).map(|_| ()),
+        Some("models") => models::fetch(),
         Some("soak") => tiers::soak(),
         Some("bench") => tiers::bench(),
         Some("fuzz") => tiers::fuzz(&args[1..]),

@@ -60,6 +60,10 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("chromium-driver", "WebDriver for Chromium"),
     ("socat", "serial device emulators over pty pairs"),
     ("ffmpeg", "ffprobe judges recordings independently"),
+    (
+        "python3-pip",
+        "the model fetch step downloads models and ONNX Runtime from PyPI",
+    ),
     ("rauc", "OTA: the RAUC backend, installed for real in tests"),
     ("squashfs-tools", "OTA: RAUC bundles"),
     ("xdelta3", "OTA: delta benchmark baseline"),
@@ -129,6 +133,10 @@ pub fn ensure(need: Need) -> Result<Vec<(String, String)>, String> {
     }
     let missing: Vec<&str> = wanted.into_iter().filter(|p| !installed(p)).collect();
     apt_install(&missing)?;
+    // Models and the ONNX Runtime library for patrol presence (models/manifest-*.json).
+    if let Err(e) = crate::models::fetch() {
+        println!("    models not fetched ({e}); presence detection will report itself failed");
+    }
     let mut env = Vec::new();
     if need == Need::Test {
         if !reachable("127.0.0.1:1883") {

@@ -108,6 +108,19 @@ pub fn bench() -> Result<(), String> {
             "hearings",
         ]),
         "alarm latency, 50,000 rooms and 25,000 hearings vs 1,000 rooms",
+    )?;
+    run(
+        cargo(&[
+            "bench",
+            "--locked",
+            "--profile",
+            "dev",
+            "-p",
+            "gavel-hil",
+            "--bench",
+            "patrol",
+        ]),
+        "patrol analyzers' CPU per room vs decoding alone",
     )
 }
 

@@ -2,6 +2,7 @@
 
 mod hall;
 mod ota;
+mod patrol;
 mod session;
 mod wall;
 
@@ -140,6 +141,9 @@ enum Top {
     /// Command-centre video walls: layouts, sources, focus.
     #[command(subcommand)]
     Wall(wall::Wall),
+    /// Hearing patrol: findings and the daily or weekly patrol report.
+    #[command(subcommand)]
+    Patrol(patrol::Patrol),
     /// Check a hearing's recording folder against its signed manifest (offline: no
     /// controller needed). Names every segment that was changed, removed, reordered or
     /// added; exits with status 1 when anything is wrong.
@@ -979,6 +983,7 @@ async fn main() -> anyhow::Result<()> {
         Top::Ota(cmd) => ota::run(&api, cli.json, cmd).await?,
         Top::Hall(cmd) => hall::run(&api, cli.json, cmd).await?,
         Top::Wall(cmd) => wall::run(&api, cli.json, cmd).await?,
+        Top::Patrol(cmd) => patrol::run(&api, cli.json, cmd).await?,
         Top::Verify { dir, key } => {
             let trusted = match key {
                 Some(k) => Some(

@@ -39,15 +39,31 @@ pub enum AlarmKind {
     ClockDrift,
     /// The agent restarted too often in a short time.
     RestartLoop,
+    /// A hearing patrol finding of a device (庭审智能巡查): its level is the finding's
+    /// severity (urgent findings are level 3 at once).
+    Patrol,
 }
 
 /// Who or what an alarm concerns.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Subject {
-    Hearing { hearing: String },
-    Source { hearing: String, source: String },
-    Device { device: String },
+    Hearing {
+        hearing: String,
+    },
+    Source {
+        hearing: String,
+        source: String,
+    },
+    Device {
+        device: String,
+    },
+    /// A patrol finding: the device, the finding type and where (source, or source/seat).
+    Finding {
+        device: String,
+        finding: String,
+        source: String,
+    },
 }
 
 /// One alarm's identity: at most one open alarm per key.
@@ -92,6 +108,53 @@ pub struct Alarm {
         skip_serializing_if = "Option::is_none"
     )]
     pub escalated_at: Option<OffsetDateTime>,
+    /// The patrol finding behind a `patrol` alarm (the latest one of its condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<FindingRef>,
+    /// Notes people added (inspectors' console, `gavelctl`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
+}
+
+/// A note on an alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub text: String,
+}
+
+/// A patrol finding as the alarm engine sees it: enough to link the alarm to the
+/// finding's snapshot and to the recording at its time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingRef {
+    pub device: String,
+    /// The finding's event id (shared by its start and end).
+    pub event_id: String,
+    /// Finding type (`signal_lost`, `disturbance`...).
+    pub kind: String,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
+    /// Alarm level of its severity (1-3).
+    pub level: u8,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ended_at: Option<OffsetDateTime>,
+    /// The hearing recorded at the time, and the offset on its timeline (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hearing_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_ms: Option<u64>,
+    /// What the analyzer measured.
+    #[serde(default)]
+    pub detail: String,
 }
 
 /// Recording state a room reports.
@@ -174,6 +237,18 @@ pub enum Input {
         alarm: String,
         by: String,
     },
+    /// A patrol finding started or ended on a device of `court`/`room`.
+    Finding {
+        court: String,
+        room: String,
+        finding: FindingRef,
+    },
+    /// Someone added a note to an alarm.
+    Note {
+        alarm: String,
+        by: String,
+        text: String,
+    },
     Tick,
 }
 
@@ -203,6 +278,9 @@ pub struct Settings {
     /// This many boots within `restart_window` is a loop.
     pub restart_loop: usize,
     pub restart_window: Duration,
+    /// A patrol alarm holds this long after its finding ended (so a short one, such as
+    /// a disturbance, is still seen), unless resolved by hand first.
+    pub finding_linger: Duration,
 }
 
 impl Default for Settings {
@@ -217,6 +295,7 @@ impl Default for Settings {
             clock_drift_max_ms: 1000.0,
             restart_loop: 3,
             restart_window: Duration::minutes(10),
+            finding_linger: Duration::minutes(5),
         }
     }
 }
@@ -247,6 +326,8 @@ pub struct Engine {
     muted: std::collections::BTreeSet<AlarmKey>,
     /// Closed alarms, kept for the shell to persist (cleared on take).
     history: Vec<Alarm>,
+    /// Patrol findings by (device, event id), with their court and room.
+    findings: BTreeMap<(String, String), (String, String, FindingRef)>,
 }
 
 impl Engine {
@@ -414,9 +495,50 @@ impl Engine {
                     out.push(Output::Cleared(a));
                 }
             }
+            Input::Finding {
+                court,
+                room,
+                finding,
+            } => {
+                self.findings.insert(
+                    (finding.device.clone(), finding.event_id.clone()),
+                    (court, room, finding),
+                );
+            }
+            Input::Note { alarm, by, text } => {
+                if let Some(a) = self.alarms.values_mut().find(|a| a.id == alarm) {
+                    a.notes.push(Note { by, at: now, text });
+                    out.push(Output::Updated(a.clone()));
+                }
+            }
             Input::Tick => {}
         }
         out
+    }
+
+    /// The key of a finding's alarm: one alarm per device, finding type and place.
+    fn finding_key(f: &FindingRef) -> AlarmKey {
+        let source = match &f.seat {
+            Some(seat) => format!("{}/{seat}", f.source),
+            None => f.source.clone(),
+        };
+        (
+            AlarmKind::Patrol,
+            Subject::Finding {
+                device: f.device.clone(),
+                finding: f.kind.clone(),
+                source,
+            },
+        )
+    }
+
+    /// The latest finding behind a patrol alarm's key.
+    fn finding_of(&self, key: &AlarmKey) -> Option<&FindingRef> {
+        self.findings
+            .values()
+            .filter(|(_, _, f)| Self::finding_key(f) == *key)
+            .map(|(_, _, f)| f)
+            .max_by_key(|f| f.started_at)
     }
 
     /// Every condition that holds now, with its alarm's court, room and message.
@@ -621,6 +743,19 @@ impl Engine {
                 });
             }
         }
+        for (court, room, f) in self.findings.values() {
+            let holding = f.ended_at.is_none_or(|end| now - end < s.finding_linger);
+            if holding {
+                let (court, room) = (Some(court.clone()), Some(room.clone()));
+                hold(Self::finding_key(f), &court, &room, &|| {
+                    let place = match &f.seat {
+                        Some(seat) => format!("{} {seat}", f.source),
+                        None => f.source.clone(),
+                    };
+                    format!("{}: {} on {place}: {}", f.device, f.kind, f.detail)
+                });
+            }
+        }
         holds
     }
 
@@ -648,6 +783,9 @@ impl Engine {
     }
 
     fn evaluate(&mut self, now: OffsetDateTime, out: &mut Vec<Output>) {
+        let linger = self.settings.finding_linger;
+        self.findings
+            .retain(|_, (_, _, f)| f.ended_at.is_none_or(|end| now - end < linger));
         let holds = self.conditions(now);
         self.muted.retain(|k| holds.contains_key(k));
         // Clear what no longer holds.
@@ -676,6 +814,17 @@ impl Engine {
                     // Design: a changed message (a number in it moved) is kept silently;
                     // only escalation and acknowledgement are news, so nothing storms.
                     a.updated_at = now;
+                    if key.0 == AlarmKind::Patrol
+                        && let Some(f) = self
+                            .findings
+                            .values()
+                            .filter(|(_, _, f)| Self::finding_key(f) == key)
+                            .map(|(_, _, f)| f)
+                            .max_by_key(|f| f.started_at)
+                        && a.finding.as_ref() != Some(f)
+                    {
+                        a.finding = Some(f.clone());
+                    }
                     if !message.is_empty() {
                         a.message = message;
                     }
@@ -694,7 +843,11 @@ impl Engine {
                     }
                 }
                 None => {
+                    let finding = self.finding_of(&key).cloned();
                     let level = match key.0 {
+                        // Design: a finding's alarm starts at its severity's level, so an
+                        // urgent finding (disturbance, signal lost) is urgent at once.
+                        AlarmKind::Patrol => finding.as_ref().map_or(2, |f| f.level.clamp(1, 3)),
                         AlarmKind::OpenedLate | AlarmKind::ClockDrift => 1,
                         // Design: a hearing not recorded is urgent from the start (level 2:
                         // the room and the court's duty technician); unacknowledged, it
@@ -720,6 +873,8 @@ impl Engine {
                         acknowledged: None,
                         resolved: None,
                         escalated_at: None,
+                        finding,
+                        notes: Vec::new(),
                     };
                     out.push(Output::Raised(alarm.clone()));
                     self.alarms.insert(key, alarm);
@@ -734,6 +889,11 @@ fn subject_text(s: &Subject) -> String {
         Subject::Hearing { hearing } => hearing.clone(),
         Subject::Source { hearing, source } => format!("{hearing}-{source}"),
         Subject::Device { device } => device.clone(),
+        Subject::Finding {
+            device,
+            finding,
+            source,
+        } => format!("{device}-{finding}-{}", source.replace('/', "-")),
     }
 }
 
@@ -1201,5 +1361,79 @@ mod tests {
         // A room without hearings today has nothing to fill.
         let out = e.handle(T0, Input::Health(health("room-103")));
         assert!(raised(&out).is_empty(), "{out:?}");
+    }
+
+    fn finding(kind: &str, level: u8, ended: Option<OffsetDateTime>) -> Input {
+        Input::Finding {
+            court: "hz".into(),
+            room: "room-101".into(),
+            finding: FindingRef {
+                device: "hz-101-terminal".into(),
+                event_id: format!("cam-judge-{kind}-1"),
+                kind: kind.into(),
+                source: "cam-judge".into(),
+                seat: None,
+                level,
+                started_at: T0,
+                ended_at: ended,
+                hearing_id: Some("h1".into()),
+                offset_ms: Some(60_000),
+                detail: "no frame for 4 s".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn an_urgent_finding_is_an_urgent_alarm_of_its_room_at_once() {
+        let mut e = Engine::new(Settings::default());
+        let out = e.handle(T0, finding("signal_lost", 3, None));
+        let Some(Output::Raised(a)) = out.first() else {
+            panic!("not raised: {out:?}");
+        };
+        assert_eq!(a.kind, AlarmKind::Patrol);
+        assert_eq!(a.level, 3);
+        assert_eq!(a.room.as_deref(), Some("room-101"));
+        let f = a.finding.as_ref().expect("finding linked");
+        assert_eq!(f.hearing_id.as_deref(), Some("h1"));
+        assert_eq!(f.offset_ms, Some(60_000));
+        // The same condition again (another event) updates, never raises twice.
+        assert!(
+            raised(&e.handle(T0 + Duration::seconds(1), finding("signal_lost", 3, None)))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_finding_alarm_clears_once_the_finding_ended_and_lingered() {
+        let mut e = Engine::new(Settings::default());
+        e.handle(T0, finding("blurred", 2, None));
+        let end = T0 + Duration::seconds(30);
+        let out = e.handle(end, finding("blurred", 2, Some(end)));
+        assert!(out.is_empty(), "still lingering: {out:?}");
+        let out = e.handle(end + Duration::minutes(5), Input::Tick);
+        assert!(
+            matches!(out.as_slice(), [Output::Cleared(a)] if a.kind == AlarmKind::Patrol),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_note_on_an_alarm_is_kept_with_who_and_when() {
+        let mut e = Engine::new(Settings::default());
+        e.handle(T0, finding("occluded", 2, None));
+        let id = e.open().next().expect("open").id.clone();
+        let out = e.handle(
+            T0 + Duration::seconds(5),
+            Input::Note {
+                alarm: id,
+                by: "inspector-li".into(),
+                text: "called the clerk".into(),
+            },
+        );
+        let Some(Output::Updated(a)) = out.first() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(a.notes.len(), 1);
+        assert_eq!(a.notes[0].by, "inspector-li");
     }
 }

@@ -18,6 +18,7 @@ pub mod compliance;
 pub mod enforcement;
 pub mod hall;
 pub mod hearings;
+pub mod patrol;
 pub mod report;
 pub mod rollout;
 pub mod schedule;

@@ -342,6 +342,8 @@ mod tests {
             acknowledged: None,
             resolved: None,
             escalated_at: None,
+            finding: None,
+            notes: Vec::new(),
         }
     }
 

@@ -99,7 +99,14 @@ pub struct AppState {
         crate::walls::list,
         crate::walls::show,
         crate::walls::set,
-        crate::walls::focus
+        crate::walls::focus,
+        crate::patrol::list_findings,
+        crate::patrol::finding_snapshot,
+        crate::patrol::live_snapshot,
+        crate::patrol::live,
+        crate::patrol::recording_at,
+        crate::patrol::add_note,
+        crate::patrol::patrol_report
     ),
     components(schemas(
         DeviceRecord,
@@ -141,7 +148,8 @@ pub struct AppState {
         crate::hall::CallRequest,
         crate::hall::CallResult,
         crate::hall::LookupRequest,
-        crate::hall::CheckCode
+        crate::hall::CheckCode,
+        crate::patrol::NewNote
     ))
 )]
 pub struct ApiDoc;
@@ -176,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
         .route("/api/v1/alarms/{id}/resolve", post(resolve_alarm))
         .merge(crate::hearings_api::routes())
+        .merge(crate::patrol::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -832,6 +841,13 @@ mod tests {
             "/api/v1/hall/{court}/windows/{window}/recall",
             "/api/v1/hall/lookup",
             "/api/v1/hall/check-code",
+            "/api/v1/findings",
+            "/api/v1/findings/{device}/{event_id}/snapshot.jpg",
+            "/api/v1/devices/{id}/snapshot.jpg",
+            "/api/v1/patrol/live",
+            "/api/v1/hearings/{id}/recording-at",
+            "/api/v1/alarms/{id}/notes",
+            "/api/v1/reports/patrol",
         ] {
             assert!(paths.contains_key(p), "{p} missing from OpenAPI");
         }

@@ -117,7 +117,7 @@ pub fn classify(method: &Method, path: &str) -> Need {
         ["", "api", "v1", "devices", _, "enrollment" | "revoke"] => Need::Act(Action::Provision),
         ["", "api", "v1", "devices", _, "commands"] => Need::Act(Action::DeviceCommand),
         ["", "api", "v1", "ota", ..] => Need::Act(Action::Ota),
-        ["", "api", "v1", "alarms", _, "ack" | "resolve"] => Need::Act(Action::AckAlarm),
+        ["", "api", "v1", "alarms", _, "ack" | "resolve" | "notes"] => Need::Act(Action::AckAlarm),
         ["", "api", "v1", "hearings"] => Need::NewHearing,
         ["", "api", "v1", "hearings", "import"] => Need::Act(Action::ImportHearings),
         ["", "api", "v1", "hearings", id, "recording", _] => Need::Hearing {
@@ -221,6 +221,10 @@ pub async fn require(
         None => None,
     };
     let Some(who) = user else {
+        if method == Method::GET && !path.starts_with("/api/") {
+            // A page (the patrol console): sign in on the dashboard first.
+            return axum::response::Redirect::to("/").into_response();
+        }
         audit(
             &s.store,
             None,
@@ -724,6 +728,11 @@ mod tests {
             Need::Act(Action::ReadAudit)
         );
         assert_eq!(classify(&get, "/hall/hz"), Need::Public);
+        assert_eq!(
+            classify(&post, "/api/v1/alarms/a1/notes"),
+            Need::Act(Action::AckAlarm)
+        );
+        assert_eq!(classify(&get, "/patrol"), Need::Act(Action::Read));
         assert_eq!(classify(&get, "/api/v1/hall/hz"), Need::Public);
         assert_eq!(classify(&post, "/api/v1/hall/lookup"), Need::Public);
         assert_eq!(

@@ -193,7 +193,8 @@ fn add_event(e: &mut Evidence, device: &str, received: OffsetDateTime, body: Eve
         | EventBody::CertRenewal { .. }
         | EventBody::Ota { .. }
         | EventBody::RecordingRequest { .. }
-        | EventBody::Ticket { .. } => {}
+        | EventBody::Ticket { .. }
+        | EventBody::Finding { .. } => {}
     }
 }
 

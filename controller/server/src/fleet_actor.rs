@@ -428,6 +428,11 @@ impl Actor {
         let (Some(court), Some(room)) = (record.court.clone(), record.room.clone()) else {
             return;
         };
+        if let Some(input) =
+            crate::patrol::finding_input(court.clone(), room.clone(), device.as_str(), event)
+        {
+            enforcer.try_input(input);
+        }
         if let Some(input) = crate::enforcer::recording_input(court, room, event) {
             enforcer.try_input(input);
         }

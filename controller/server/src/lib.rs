@@ -24,6 +24,7 @@ pub mod identity_api;
 pub mod ingest;
 pub mod metrics;
 pub mod ota;
+pub mod patrol;
 pub mod pki;
 pub mod recording;
 pub mod schedules;

@@ -98,6 +98,15 @@ pub struct StoredEvent {
     pub event: serde_json::Value,
 }
 
+/// A stored patrol finding event with its device's place.
+#[derive(Debug, Clone)]
+pub struct FindingRow {
+    pub device: String,
+    pub court: Option<String>,
+    pub room: Option<String>,
+    pub event: Event,
+}
+
 /// Exactly-once events: (device, boot, seq) is unique; per-stream positions.
 const EXACTLY_ONCE: &str = "ALTER TABLE device_events ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';
         CREATE UNIQUE INDEX IF NOT EXISTS device_events_once ON device_events (device_id, boot_id, seq);
@@ -1212,6 +1221,60 @@ impl Store {
                     detail,
                 },
             )
+            .collect())
+    }
+
+    /// Patrol finding events (start and end) received between `from` and `to`, oldest
+    /// first, with the device and its court and room.
+    pub async fn finding_events(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<FindingRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.device_id AS device_id, d.court AS court, d.room AS room, e.body AS body
+             FROM device_events e LEFT JOIN devices d ON d.id = e.device_id
+             WHERE e.kind = 'finding' AND e.received_ms >= $1 AND e.received_ms < $2
+             ORDER BY e.id",
+        )
+        .bind(millis(from))
+        .bind(millis(to))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let body: String = row.try_get("body")?;
+            match gavel_protocol::decode::<Event>(body.as_bytes()) {
+                Ok(event) => out.push(FindingRow {
+                    device: row.try_get("device_id")?,
+                    court: row.try_get("court")?,
+                    room: row.try_get("room")?,
+                    event,
+                }),
+                Err(e) => tracing::warn!(error = %e, "stored finding unreadable; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The events (start, end) of one finding of a device.
+    pub async fn finding_event(
+        &self,
+        device: &str,
+        event_id: &str,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body FROM device_events
+             WHERE device_id = $1 AND event_id = $2 AND kind = 'finding' ORDER BY id",
+        )
+        .bind(device.to_owned())
+        .bind(event_id.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>("body").ok())
+            .filter_map(|b| gavel_protocol::decode::<Event>(b.as_bytes()).ok())
             .collect())
     }
 

@@ -57,6 +57,11 @@ pub enum Action {
     SelfTest,
     /// Install a renewed certificate (the shell answers), then reconnect with it.
     InstallCertificate(String),
+    /// Answer with a JPEG of a source's latest patrol frame (see [`snapshot_ack`]); the
+    /// ack returned with it is the refusal used when the device runs no patrol.
+    Snapshot {
+        source: Option<String>,
+    },
 }
 
 /// The ack of a self-test once its checks ran.
@@ -67,6 +72,29 @@ pub fn self_test_ack(command: &Command, now: OffsetDateTime, checks: Vec<SelfChe
         id: command.id.clone(),
         outcome: Outcome::Ok {
             reply: Reply::SelfTest { checks },
+        },
+    }
+}
+
+/// The ack of a `snapshot` command: the frame, or why there is none.
+pub fn snapshot_ack(
+    command: &Command,
+    now: OffsetDateTime,
+    result: Result<(String, OffsetDateTime, gavel_protocol::Snapshot), String>,
+) -> Ack {
+    Ack {
+        v: PROTOCOL_VERSION,
+        ts: now,
+        id: command.id.clone(),
+        outcome: match result {
+            Ok((source, taken_at, snapshot)) => Outcome::Ok {
+                reply: Reply::Snapshot {
+                    source,
+                    taken_at,
+                    snapshot,
+                },
+            },
+            Err(error) => Outcome::Failed { error },
         },
     }
 }
@@ -259,6 +287,14 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
             Action::Announce {
                 number: number.clone(),
                 window: window.clone(),
+            },
+        ),
+        CommandBody::Snapshot { source } => (
+            ack(Outcome::Rejected {
+                reason: "this device runs no patrol".into(),
+            }),
+            Action::Snapshot {
+                source: source.clone(),
             },
         ),
     }

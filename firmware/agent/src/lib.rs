@@ -13,6 +13,7 @@ pub mod follow;
 pub mod hall;
 pub mod hardware;
 pub mod ota;
+pub mod patrol;
 pub mod printer;
 pub mod record;
 pub mod renewal;
@@ -39,7 +40,9 @@ pub use config::AgentConfig;
 
 /// Capabilities this firmware build runs. Others named by a profile are reported as
 /// `unavailable`.
-pub const IMPLEMENTED: &[&str] = &["health", "record", "kiosk", "printer", "announce", "wall"];
+pub const IMPLEMENTED: &[&str] = &[
+    "health", "record", "kiosk", "printer", "announce", "wall", "patrol",
+];
 
 /// How the agent run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +271,50 @@ pub async fn run(
     let schedule_task = recorder
         .as_ref()
         .map(|(h, _)| tokio::spawn(record::feed_schedule(h.clone(), session_feed.clone())));
+    let patrol = match profile.capabilities.patrol.as_ref() {
+        Some(settings) => {
+            let started = gavel_record::pipeline::init()
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    patrol::start(
+                        &config,
+                        &profile,
+                        settings,
+                        patrol::PatrolParts {
+                            outbox: outbox.clone(),
+                            recorder: recorder.as_ref().map(|(h, _)| h.clone()),
+                            schedule: session_feed.subscribe(),
+                        },
+                    )
+                });
+            let (handle, cap) = match started {
+                Ok(running) => (Some(running), None),
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "patrol is not available");
+                    (
+                        None,
+                        Some(format!("{e:#}").chars().take(200).collect::<String>()),
+                    )
+                }
+            };
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "patrol") {
+                *c = match cap {
+                    None => Capability {
+                        name: "patrol".into(),
+                        state: CapabilityState::Running,
+                        detail: None,
+                    },
+                    Some(why) => Capability {
+                        name: "patrol".into(),
+                        state: CapabilityState::Failed,
+                        detail: Some(why),
+                    },
+                };
+            }
+            handle
+        }
+        None => None,
+    };
 
     let mut room = room::Room::open(
         schedule::Settings {
@@ -544,6 +591,12 @@ pub async fn run(
                             None => ack = commands::announce_refused_ack(&cmd, OffsetDateTime::now_utc()),
                         }
                     }
+                    if let commands::Action::Snapshot { source } = &action
+                        && let Some((p, _)) = &patrol
+                    {
+                        let result = p.snapshot(source.as_deref());
+                        ack = commands::snapshot_ack(&cmd, OffsetDateTime::now_utc(), result);
+                    }
                     if let (commands::Action::OtaInstall(req), Some((h, _))) = (&action, &ota)
                         && let Err(reason) = h.install(req.clone()).await
                     {
@@ -613,7 +666,8 @@ pub async fn run(
                         | commands::Action::StartRecording { .. }
                         | commands::Action::StopRecording { .. }
                         | commands::Action::OtaInstall(_)
-                        | commands::Action::Announce { .. } => {}
+                        | commands::Action::Announce { .. }
+                        | commands::Action::Snapshot { .. } => {}
                         commands::Action::Replay => outbox.resend_all(),
                         commands::Action::Rebirth => {
                             link.rebirth().await;
@@ -665,6 +719,9 @@ pub async fn run(
     }
     if let Some(t) = follow_task {
         t.abort();
+    }
+    if let Some((_, task)) = patrol {
+        task.abort();
     }
     drop(reboot_tx);
     if let Some(task) = clerk_task {

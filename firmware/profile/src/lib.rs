@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod patrol;
+pub use patrol::{ANALYZERS, PatrolSettings, PatrolThresholds, SeatZone};
+
 /// A device profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,16 +190,6 @@ pub struct TranscribeSettings {
     pub threads: u16,
     /// Language code, or `auto`.
     pub language: String,
-}
-
-/// Hearing patrol analyzers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PatrolSettings {
-    /// Frames per second analysed per video source.
-    pub analysis_fps: u32,
-    /// Analyzer names to run (`blur`, `dark`, `signal`, `frozen`, `occlusion`, ...).
-    pub analyzers: Vec<String>,
 }
 
 /// The device is itself a camera serving RTSP.
@@ -567,14 +560,12 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
             ));
         }
     }
-    if let Some(pa) = &c.patrol
-        && !(1..=10).contains(&pa.analysis_fps)
-    {
-        return Err(bad(
-            "capabilities.patrol.analysis_fps",
-            &pa.analysis_fps,
-            "must be 1-10",
-        ));
+    if let Some(pa) = &c.patrol {
+        let seat_ids: BTreeSet<&str> = p.seats.iter().map(|s| s.id.as_str()).collect();
+        let sources: BTreeSet<&str> = p.sources.iter().map(|s| s.id.as_str()).collect();
+        if let Err((key, value, reason)) = patrol::validate(pa, &sources, &seat_ids) {
+            return Err(bad(&format!("capabilities.patrol.{key}"), &value, reason));
+        }
     }
     if let Some(cam) = &c.camera {
         if parse_resolution(&cam.resolution).is_none() {
@@ -891,6 +882,38 @@ description = "test"
         let err = parse_t(&text).expect_err("missing source").to_string();
         assert!(err.contains("capabilities.record.sources[0]"), "{err}");
         assert!(err.contains("cam-9"), "{err}");
+    }
+
+    #[test]
+    fn a_patrol_threshold_out_of_range_is_named_with_its_value() {
+        let text = format!(
+            "{MINIMAL}\n[capabilities.patrol]\nanalysis_fps = 1\nanalyzers = [\"blur\"]\n[capabilities.patrol.thresholds]\ndark_mean_max = 300.0\n"
+        );
+        let err = parse_t(&text).expect_err("out of range").to_string();
+        assert!(
+            err.contains("capabilities.patrol.thresholds.dark_mean_max"),
+            "{err}"
+        );
+        assert!(err.contains("300"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_patrol_analyzer_and_a_zone_outside_the_picture_are_refused() {
+        let unknown = format!(
+            "{MINIMAL}\n[capabilities.patrol]\nanalysis_fps = 1\nanalyzers = [\"blur\", \"smell\"]\n"
+        );
+        let err = parse_t(&unknown).expect_err("unknown").to_string();
+        assert!(err.contains("capabilities.patrol.analyzers[1]"), "{err}");
+        let zone = format!(
+            "{MINIMAL}\n[[seats]]\nid=\"judge\"\nlabel=\"J\"\nchannel=0\n[[sources]]\nid=\"cam\"\nkind=\"test\"\n[capabilities.patrol]\nanalysis_fps = 1\nanalyzers = [\"presence\"]\n[[capabilities.patrol.zones]]\nseat = \"judge\"\nsource = \"cam\"\nrect = [0.5, 0.5, 0.6, 0.2]\n"
+        );
+        let err = parse_t(&zone).expect_err("outside").to_string();
+        assert!(err.contains("capabilities.patrol.zones[0].rect"), "{err}");
+        let fine = zone.replace("0.6, 0.2", "0.4, 0.2");
+        let p = parse_t(&fine).expect("inside");
+        let patrol = p.capabilities.patrol.expect("patrol");
+        assert_eq!(patrol.zones[0].seat, "judge");
+        assert_eq!(patrol.thresholds, PatrolThresholds::default());
     }
 
     #[test]

@@ -41,6 +41,9 @@ struct Args {
     seat_script_loop: bool,
     /// A solid colour `0xRRGGBB` instead of the moving ball and clock.
     color: Option<u32>,
+    /// `videotestsrc` pattern of the clip (`ball`, or `smpte` for a textured picture the
+    /// patrol analyzers accept as a normal scene).
+    pattern: String,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -58,6 +61,7 @@ fn parse_args() -> anyhow::Result<Args> {
         seat_script: None,
         seat_script_loop: false,
         color: None,
+        pattern: "ball".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -83,6 +87,16 @@ fn parse_args() -> anyhow::Result<Args> {
                 let v = value()?;
                 let hex = v.trim_start_matches("0x");
                 a.color = Some(u32::from_str_radix(hex, 16).context("--color 0xRRGGBB")?);
+            }
+            "--pattern" => {
+                a.pattern = value()?;
+                if !a
+                    .pattern
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'-' || b.is_ascii_digit())
+                {
+                    bail!("--pattern: a videotestsrc pattern name");
+                }
             }
             other => bail!("unknown argument {other}"),
         }
@@ -114,10 +128,13 @@ fn clip(a: &Args) -> anyhow::Result<Vec<Frame>> {
         Some(c) => format!("-{c:06x}"),
         None => String::new(),
     };
-    let name = format!(
+    let mut name = format!(
         "{}x{}-{}fps-{}s-{}k{look}.clip",
         a.width, a.height, a.fps, a.clip_seconds, bitrate
     );
+    if a.pattern != "ball" {
+        name = format!("{}-{name}", a.pattern);
+    }
     let path = a.clip_cache.join(name);
     if let Ok(frames) = read_clip(&path) {
         return Ok(frames);
@@ -160,7 +177,7 @@ fn read_clip(path: &Path) -> anyhow::Result<Vec<Frame>> {
 fn encode_clip(a: &Args, bitrate: u32) -> anyhow::Result<Vec<Frame>> {
     let look = match a.color {
         Some(c) => format!("pattern=solid-color foreground-color=0xff{c:06x}"),
-        None => "pattern=ball".into(),
+        None => format!("pattern={}", a.pattern),
     };
     let clock = if a.color.is_some() {
         ""

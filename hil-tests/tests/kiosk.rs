@@ -169,10 +169,19 @@ async fn the_kiosk_page_prints_a_ticket_looks_up_a_case_and_the_hall_display_sho
         raw.windows(big.len()).any(|w| w == big),
         "number at 3x size"
     );
-    let service = b"Service: filing";
+    // A Chinese receipt printer (the profile's GB18030): the service's Chinese name in
+    // GB18030 bytes inside the printer's Chinese mode, then its English name.
+    let (zh, _, _) = encoding_rs::GB18030.encode("立案");
+    let mut service = b"Service: ".to_vec();
+    service.extend_from_slice(&zh);
+    service.extend_from_slice(b" filing");
     assert!(
-        raw.windows(service.len()).any(|w| w == service),
-        "service line"
+        raw.windows(service.len()).any(|w| w == service.as_slice()),
+        "service line in GB18030"
+    );
+    assert!(
+        raw.windows(2).any(|w| w == [0x1C, b'&']),
+        "Chinese mode on (FS &)"
     );
     assert!(raw.windows(2).any(|w| w == [0x1B, b'@']), "initialise");
     assert!(raw.windows(4).any(|w| w == [0x1D, b'V', 66, 3]), "cut");

@@ -204,6 +204,31 @@ async fn good_bundle_is_downloaded_installed_rebooted_into_and_committed() {
     assert_eq!(done["progress"]["succeeded"], 1, "{done}");
     assert_eq!(done["progress"]["failed"], 0, "{done}");
 
+    // The dashboard shows the campaign's progress (headless Chromium).
+    let driver = gavel_hil::ChromeDriver::start().expect("chromedriver");
+    let browser = driver.session().await.expect("session");
+    browser.goto(&controller.url).await.expect("dashboard");
+    let mut shown = String::new();
+    for _ in 0..100 {
+        if let Ok(e) = browser
+            .find(fantoccini::Locator::Css("#campaign-good"))
+            .await
+        {
+            shown = e.text().await.unwrap_or_default();
+            if shown.contains("completed") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        shown.contains("2.0.0")
+            && shown.contains("completed")
+            && shown.contains("1 updated, 0 failed"),
+        "dashboard campaign box: {shown:?}"
+    );
+    browser.close().await.expect("close");
+
     // The birth after the reboot reports the version of the slot that runs.
     wait_version(&controller, &spec.id, "2.0.0", Duration::from_secs(20)).await;
     let events = wait_stage(&controller, &spec.id, "committed", Duration::from_secs(10)).await;

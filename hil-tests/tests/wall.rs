@@ -474,3 +474,107 @@ fn an_urgent_alarm_moves_its_room_into_the_focus_tile_within_2_s() {
         Duration::from_secs(5),
     );
 }
+
+/// A patrol finding moves its room into the focus tile within 2 s: room-4's courtroom
+/// terminal (its MQTT traffic, scripted: a birth placing it in room-4, then an urgent
+/// `signal_lost` finding as the patrol analyzers send it) -> the controller's alarm engine
+/// (a level-3 `patrol` alarm with the room) -> the focus rule -> the wall. Measured from
+/// the finding's publication to the first composed frame with room-4 in the focus tile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patrol_finding_moves_its_room_into_the_focus_tile_within_2_s() {
+    use gavel_hil::device_mqtt::DeviceMqtt;
+    use gavel_protocol::Channel;
+    let rig = Rig::start(6, &[]);
+    rig.set_sources("1+5");
+    rig.wait_tiles("1+5", "1+5", &COLORS[..6], Duration::from_secs(30));
+
+    let device = unique("room-4-terminal");
+    let dev = DeviceMqtt::listen(&rig.controller.mqtt, &device).await;
+    let fmt = &time::format_description::well_known::Rfc3339;
+    let now = || time::OffsetDateTime::now_utc().format(fmt).expect("ts");
+    let boot = uuid::Uuid::new_v4().to_string();
+    let fixture = |name: &str| -> Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../protocol/fixtures")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+    };
+    let mut birth = fixture("birth.json");
+    birth["ts"] = now().into();
+    birth["boot_id"] = boot.clone().into();
+    birth["hostname"] = device.clone().into();
+    birth["placement"] = serde_json::json!({"court": COURT, "room": "room-4"});
+    dev.publish(
+        Channel::Birth,
+        true,
+        serde_json::to_vec(&birth).expect("json"),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rig
+        .controller
+        .get(&format!("/api/v1/devices/{device}"))
+        .await
+        .ok()
+        .flatten()
+        .is_none_or(|d| d["room"] != "room-4")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the terminal's birth was not registered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut finding = fixture("event-finding.json");
+    finding["ts"] = now().into();
+    finding["boot_id"] = boot.into();
+    finding["seq"] = 0.into();
+    finding["id"] = "finding-cam-overview-signal_lost-1".into();
+    finding["finding"] = "signal_lost".into();
+    finding["severity"] = "urgent".into();
+    finding["source"] = "cam-overview".into();
+    finding["started_at"] = now().into();
+    finding.as_object_mut().expect("object").remove("recording");
+    let sent = Instant::now();
+    dev.publish(
+        Channel::Event,
+        false,
+        serde_json::to_vec(&finding).expect("json"),
+    )
+    .await;
+
+    let focus = expected_rects("1+5")[0];
+    let latency = loop {
+        if let Some(f) = read_frame(&rig.frames)
+            && f.shows(focus, COLORS[3])
+        {
+            break sent.elapsed();
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(20),
+            "room-4 never reached the focus tile after its finding"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!(
+        "focus switch: patrol finding published, room-4 in the focus tile of a composed frame {} ms later",
+        latency.as_millis()
+    );
+    assert!(
+        latency <= Duration::from_secs(2),
+        "focus switch took {latency:?}"
+    );
+    let alarms = rig
+        .controller
+        .get("/api/v1/alarms")
+        .await
+        .expect("alarms")
+        .expect("json");
+    assert!(
+        alarms.as_array().is_some_and(|a| a
+            .iter()
+            .any(|a| a["kind"] == "patrol" && a["room"] == "room-4" && a["level"] == 3)),
+        "{alarms:#}"
+    );
+}

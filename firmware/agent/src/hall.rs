@@ -102,6 +102,12 @@ pub async fn start_kiosk(
             },
         },
         controller_timeout: std::time::Duration::from_millis(800),
+        printer_encoding: profile
+            .capabilities
+            .printer
+            .as_ref()
+            .map(gavel_devices::escpos::Encoding::from)
+            .unwrap_or_default(),
     };
     let listener = match tokio::net::TcpListener::bind(k.listen).await {
         Ok(l) => l,

@@ -19,7 +19,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use gavel_devices::escpos::{Printer, QueueTicket};
+use gavel_devices::escpos::{Encoding, Printer, QueueTicket};
 use gavel_devices::serial::PortSettings;
 use gavel_link::Outbox;
 use gavel_protocol::{EventBody, Phase};
@@ -56,6 +56,25 @@ pub struct KioskSettings {
     pub lookup_limits: Limits,
     /// How long to wait for the controller before going on without it.
     pub controller_timeout: Duration,
+    /// Text encoding of the receipt printer (GB18030 for Chinese printers: tickets then
+    /// carry Chinese service names).
+    pub printer_encoding: Encoding,
+}
+
+/// The service as printed: with its Chinese name on a Chinese printer.
+pub fn service_label(service: &str, encoding: Encoding) -> String {
+    let zh = match service {
+        "filing" => "立案",
+        "consultation" => "咨询",
+        "payment" => "缴费",
+        "mediation" => "调解",
+        _ => "",
+    };
+    if encoding == Encoding::Gb18030 && !zh.is_empty() {
+        format!("{zh} {service}")
+    } else {
+        service.to_string()
+    }
 }
 
 /// The ticket printer.
@@ -396,14 +415,15 @@ async fn take_ticket(
     let Some(ticket) = issued else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "no ticket", "无法取号");
     };
+    let encoding = kiosk.settings.printer_encoding;
     let receipt = QueueTicket {
         court: kiosk.settings.court_name.clone(),
         number: ticket.number.clone(),
-        service: ticket.service.clone(),
+        service: service_label(&ticket.service, encoding),
         waiting: ticket.waiting_ahead,
         issued: ticket.issued.to_offset(kiosk.settings.book.offset),
     }
-    .receipt();
+    .receipt_in(encoding);
     match &kiosk.printer {
         Some(p) => {
             let p = p.clone();
@@ -544,4 +564,20 @@ fn unavailable() -> Response {
 
 async fn stats(State(kiosk): State<Arc<Kiosk>>) -> Response {
     Json(&kiosk.stats).into_response()
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn a_chinese_printer_prints_the_services_chinese_name_first() {
+        assert_eq!(service_label("filing", Encoding::Gb18030), "立案 filing");
+        assert_eq!(
+            service_label("mediation", Encoding::Gb18030),
+            "调解 mediation"
+        );
+        assert_eq!(service_label("filing", Encoding::Utf8), "filing");
+        assert_eq!(service_label("other", Encoding::Gb18030), "other");
+    }
 }

@@ -65,7 +65,8 @@ pub enum Ota {
         #[arg(long = "pub", required = true)]
         public: Vec<PathBuf>,
     },
-    /// Upload a signed bundle to the controller.
+    /// Upload a signed bundle to the controller: a `.gota` (`gavelctl ota build`) or a
+    /// RAUC bundle (`.raucb`, `compatible=gavel-<profile>`, version MAJOR.MINOR.PATCH).
     Publish { bundle: PathBuf },
     /// Bundles published on the controller.
     Ls,
@@ -286,10 +287,19 @@ pub async fn run(api: &Api, json: bool, cmd: Ota) -> anyhow::Result<()> {
                 print_json(&v)?;
             } else {
                 println!(
-                    "published {} ({} bytes, sha256 {})",
+                    "published {} ({} bytes, sha256 {}): version {} for [{}]",
                     v["name"].as_str().unwrap_or("?"),
                     v["size"],
-                    v["sha256"].as_str().unwrap_or("?")
+                    v["sha256"].as_str().unwrap_or("?"),
+                    v["manifest"]["version"].as_str().unwrap_or("?"),
+                    v["manifest"]["compatible"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -314,7 +324,9 @@ pub async fn run(api: &Api, json: bool, cmd: Ota) -> anyhow::Result<()> {
                                 .join(", ")
                         })
                         .unwrap_or_default(),
-                    if m["delta_base"].is_object() {
+                    if b["format"] == "raucb" {
+                        "rauc"
+                    } else if m["delta_base"].is_object() {
                         "delta"
                     } else {
                         "full"

@@ -259,7 +259,9 @@ fn check_raucb(
         RaucError::Spawn { .. } => {
             format!("{e} (the controller reads .raucb bundles with `rauc`: apt-get install rauc)")
         }
-        e => e.to_string(),
+        // Not the upload's temporary path: what RAUC found wrong.
+        RaucError::Failed { stderr, .. } => format!("`rauc info` cannot read it: {stderr}"),
+        RaucError::Output { reason, .. } => reason,
     })?;
     let version: Version = info.version.parse().map_err(|_| {
         format!(

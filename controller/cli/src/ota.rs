@@ -276,12 +276,14 @@ pub async fn run(api: &Api, json: bool, cmd: Ota) -> anyhow::Result<()> {
             pb.set_message("uploading");
             pb.enable_steady_tick(Duration::from_millis(120));
             let url = format!("{}/api/v1/ota/bundles", api.base);
-            let http = reqwest::Client::builder()
+            // The session's client (it carries the sign-in), with a long timeout for
+            // large bundles on slow links.
+            let req = api
+                .http
+                .post(url)
                 .timeout(Duration::from_secs(3600))
-                .build()?;
-            let v = api
-                .send(http.post(url).body(bytes), "publishing the bundle")
-                .await?;
+                .body(bytes);
+            let v = api.send(req, "publishing the bundle").await?;
             pb.finish_and_clear();
             if json {
                 print_json(&v)?;

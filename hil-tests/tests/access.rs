@@ -155,6 +155,15 @@ async fn roles_limit_what_each_user_may_do_and_every_refusal_is_audited() {
         ok && out.contains("chen") && out.contains("hz-intermediate"),
         "{out}"
     );
+    // `gavelctl ota publish` uploads with the session too: a file that is no bundle gets
+    // past sign-in to the repository's checks.
+    let junk = dir.path().join("junk.gota");
+    std::fs::write(&junk, b"not a bundle").expect("junk");
+    let (ok, _, err) = gavelctl(&["ota", "publish", junk.to_str().expect("utf-8")], &[]);
+    assert!(
+        !ok && err.contains("bundle refused") && !err.contains("not signed in"),
+        "{err}"
+    );
 
     // The inspector reads, but cannot start an update or change a schedule.
     let insp = http.token("insp", "a-long-password-2").await;

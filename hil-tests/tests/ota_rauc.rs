@@ -5,6 +5,12 @@
 //! server; RAUC checks and writes the slot; the agent's `reboot_command` is `true`, so the
 //! test plays the reboot (`Rig::reboot`: the stub chooses, the service comes up on B);
 //! the agent started again runs the health gate and commits with `rauc status mark-good`.
+//!
+//! The second test runs the whole system: the controller publishes a `.raucb` built on the
+//! rig (`gavelctl ota publish`, refusing a truncated one with the reason), a campaign
+//! sends `ota_install` to the agent on the rig, and the agent installs, reboots into B and
+//! commits; the campaign completes.
+//!
 //! Skips with the reason without root, `rauc`, `openssl`, `mksquashfs` or `dbus-daemon`.
 
 use std::path::Path;
@@ -12,9 +18,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gavel_hil::device_mqtt::DeviceMqtt;
-use gavel_hil::{AgentSpec, Mosquitto, Proc, bin, profiles_dir, unique};
+use gavel_hil::{AgentSpec, Broker, Controller, Mosquitto, Proc, bin, profiles_dir, unique};
 use gavel_ota::rauc_rig::{COMPATIBLE, Rig, missing};
 use gavel_protocol::{Channel, Command as DeviceCommand, CommandBody, PROTOCOL_VERSION};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 fn start_agent(
@@ -229,5 +236,141 @@ async fn agent_with_the_rauc_backend_refuses_a_foreign_bundle_then_installs_rebo
             .any(|s| s == "rolled_back" || s == "interrupted"),
         "{:?}",
         h.ota
+    );
+}
+
+fn write_config(dir: &Path, rig: &Rig) -> std::path::PathBuf {
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ota]\nbackend = \"rauc\"\nrauc_conf = \"{}\"\nslots_dir = \"{}\"\nreboot_command = [\"true\"]\nhealth_deadline_s = 30\n",
+            rig.path("system.conf").display(),
+            dir.join("ota-state").display()
+        ),
+    )
+    .expect("config");
+    config
+}
+
+fn gavelctl_json(controller: &Controller, args: &[&str]) -> Value {
+    let (ok, out, err) = controller.gavelctl(args);
+    assert!(ok, "gavelctl {args:?}: {err}");
+    serde_json::from_str(&out).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn campaign_over_a_published_rauc_bundle_installs_reboots_commits_and_completes() {
+    if let Some(why) = missing() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tmp");
+    // The device's RAUC system is `gavel-ip-camera`: the controller maps it to the
+    // `ip-camera` profile the agent registers with.
+    let mut rig = Rig::with_compatible("gavel-ip-camera");
+    let controller = Controller::start(dir.path(), &Broker::Embedded, None).expect("controller");
+    let spec = AgentSpec::new(&unique("ota-rauc-campaign"), "ip-camera");
+    let config = write_config(dir.path(), &rig);
+    let mut agent = start_agent(dir.path(), &spec, &controller.mqtt, &config, &rig);
+    controller
+        .wait_online(&spec.id, true, Duration::from_secs(30))
+        .await
+        .expect("online");
+
+    // A truncated `.raucb` is refused at publish, with RAUC's reason; nothing is listed.
+    let image = pattern(256 * 1024, 21);
+    let bundle = rig.bundle("v2", "gavel-ip-camera", "2.0.0", &image, "release");
+    let bytes = std::fs::read(&bundle).expect("bundle");
+    let cut = dir.path().join("cut.raucb");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("cut");
+    let (ok, _, err) = controller.gavelctl(&["ota", "publish", cut.to_str().expect("utf-8")]);
+    assert!(!ok && err.contains("RAUC bundle"), "{err}");
+    println!(
+        "truncated .raucb refused: {}",
+        err.lines().next().unwrap_or_default()
+    );
+    assert_eq!(
+        gavelctl_json(&controller, &["--json", "ota", "ls"]),
+        Value::Array(vec![])
+    );
+
+    // The good one: published with its version, profile, size and SHA-256.
+    let published = gavelctl_json(
+        &controller,
+        &["--json", "ota", "publish", bundle.to_str().expect("utf-8")],
+    );
+    let name = published["name"].as_str().expect("name").to_owned();
+    assert!(
+        name.starts_with("2.0.0-") && name.ends_with(".raucb"),
+        "{published}"
+    );
+    assert_eq!(published["format"], "raucb", "{published}");
+    assert_eq!(published["rauc_compatible"], "gavel-ip-camera");
+    assert_eq!(published["manifest"]["compatible"][0], "ip-camera");
+    assert_eq!(published["size"], bytes.len() as u64);
+    let (ok, out, err) = controller.gavelctl(&["ota", "ls"]);
+    assert!(
+        ok && out.contains(&name) && out.contains("rauc"),
+        "{out}{err}"
+    );
+
+    // The campaign reaches the device, which downloads from the controller and installs
+    // with RAUC; then it "reboots" (the agent exits, `reboot_command` is `true`).
+    let created = gavelctl_json(
+        &controller,
+        &[
+            "--json", "ota", "campaign", "create", "--bundle", &name, "--id", "rauc-1",
+        ],
+    );
+    assert_eq!(created["progress"]["total"], 1, "{created}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agent.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not install and exit to reboot: {}",
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        agent.log_text().contains("rebooting the device"),
+        "{}",
+        agent.log_text()
+    );
+    let slot_b = std::fs::read(rig.path("slot-b.img")).expect("slot b");
+    assert_eq!(&slot_b[..image.len()], &image[..], "RAUC wrote slot B");
+
+    // Reboot into B; the agent's health gate passes, it commits, the campaign completes.
+    assert_eq!(rig.reboot(), "B");
+    let _agent = start_agent(dir.path(), &spec, &controller.mqtt, &config, &rig);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let v = gavelctl_json(
+            &controller,
+            &["--json", "ota", "campaign", "status", "rauc-1"],
+        );
+        if v["state"]["state"] == "completed" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "campaign not completed: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(done["progress"]["succeeded"], 1, "{done}");
+    assert_eq!(done["progress"]["failed"], 0, "{done}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = controller.device(&spec.id).await.unwrap_or(Value::Null);
+        if d["firmware_version"] == "2.0.0" && d["online"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 2.0.0 birth: {d}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(rig.state()["B_state"], "good", "committed through RAUC");
+    println!(
+        "campaign over a .raucb: published, installed, rebooted into B, committed, completed in {:.1} s",
+        started.elapsed().as_secs_f64()
     );
 }

@@ -68,6 +68,33 @@ pub struct RaucBundleInfo {
     pub version: String,
 }
 
+/// How a RAUC `compatible` names a Gavel device profile: `gavel-<profile>`, one per
+/// profile (`compatible=gavel-courtroom-terminal` in the image's `system.conf`).
+pub const COMPATIBLE_PREFIX: &str = "gavel-";
+
+/// The device profile a RAUC `compatible` is for (`gavel-courtroom-terminal` is
+/// `courtroom-terminal`); the reason when it names none.
+pub fn profile_for_compatible(compatible: &str) -> Result<&str, String> {
+    let profile = compatible.strip_prefix(COMPATIBLE_PREFIX).ok_or_else(|| {
+        format!(
+            "compatible {compatible:?} names no Gavel device profile \
+             (expected {COMPATIBLE_PREFIX}<profile>, e.g. {COMPATIBLE_PREFIX}courtroom-terminal)"
+        )
+    })?;
+    let ok = !profile.is_empty()
+        && profile.len() <= 64
+        && profile
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(format!(
+            "compatible {compatible:?}: {profile:?} is not a profile name \
+             (lower-case letters, digits, `-` and `_`)"
+        ));
+    }
+    Ok(profile)
+}
+
 /// One slot in `rauc status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaucSlot {
@@ -227,8 +254,20 @@ impl Rauc {
     /// (`rauc info`): nothing is written.
     pub fn info(&self, bundle: &Path) -> Result<RaucBundleInfo, RaucError> {
         let b = bundle.display().to_string();
-        let args = ["info", "--output-format=json", b.as_str()];
-        let out = self.run(&args)?;
+        self.info_with(&["info", "--output-format=json", b.as_str()])
+    }
+
+    /// Reads a bundle's manifest without checking its signature (`rauc info
+    /// --no-verify`): for the controller's bundle repository, which may hold no keyring;
+    /// the device's RAUC verifies the signature before installing. A bundle whose
+    /// container or manifest is broken still fails, with RAUC's reason.
+    pub fn info_unverified(&self, bundle: &Path) -> Result<RaucBundleInfo, RaucError> {
+        let b = bundle.display().to_string();
+        self.info_with(&["info", "--no-verify", "--output-format=json", b.as_str()])
+    }
+
+    fn info_with(&self, args: &[&str]) -> Result<RaucBundleInfo, RaucError> {
+        let out = self.run(args)?;
         let bad = |reason: String| RaucError::Output {
             args: args.join(" "),
             reason,
@@ -238,7 +277,7 @@ impl Rauc {
             v.get(k)
                 .and_then(|x| x.as_str())
                 .map(str::to_owned)
-                .ok_or_else(|| bad(format!("no `{k}`")))
+                .ok_or_else(|| bad(format!("the bundle's manifest has no `{k}`")))
         };
         Ok(RaucBundleInfo {
             compatible: field("compatible")?,
@@ -677,6 +716,21 @@ mod tests {
         let a = st.slot("rootfs", "A").unwrap();
         assert_eq!(a.version, None);
         assert!(st.slot("appfs", "A").is_none());
+    }
+
+    #[test]
+    fn rauc_compatible_names_the_device_profile_after_the_gavel_prefix() {
+        assert_eq!(
+            profile_for_compatible("gavel-courtroom-terminal"),
+            Ok("courtroom-terminal")
+        );
+        assert_eq!(profile_for_compatible("gavel-ip-camera"), Ok("ip-camera"));
+        let e = profile_for_compatible("acme-board").unwrap_err();
+        assert!(e.contains("names no Gavel device profile"), "{e}");
+        for bad in ["gavel-", "gavel-Courtroom", "gavel-a b", "gavel-x/y"] {
+            let e = profile_for_compatible(bad).unwrap_err();
+            assert!(e.contains("is not a profile name"), "{bad}: {e}");
+        }
     }
 
     #[test]

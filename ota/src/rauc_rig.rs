@@ -127,6 +127,12 @@ impl Default for Rig {
 impl Rig {
     /// Sets the device up in a temp dir and starts `rauc service` on slot A.
     pub fn new() -> Self {
+        Self::with_compatible(COMPATIBLE)
+    }
+
+    /// As [`Rig::new`], for a system whose `compatible` is `compatible` (e.g.
+    /// `gavel-ip-camera`, the form the controller maps to a device profile).
+    pub fn with_compatible(compatible: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         cert(d, "release");
@@ -162,7 +168,7 @@ impl Rig {
         std::fs::write(
             d.join("system.conf"),
             format!(
-                "[system]\ncompatible={COMPATIBLE}\nbootloader=custom\nmountprefix={mnt}\n\
+                "[system]\ncompatible={compatible}\nbootloader=custom\nmountprefix={mnt}\n\
                  statusfile={d}/status.raucs\nbundle-formats=plain verity\n\n\
                  [keyring]\npath={d}/release.cert.pem\n\n\
                  [handlers]\nbootloader-custom-backend={stub}\npre-install={pre}\n\n\

@@ -703,6 +703,10 @@ fn start_update(court: &Court, t0: Instant) -> Result<String, String> {
         .ok_or("publish: no name")?
         .to_owned();
     say(t0, &format!("release: gavelctl ota publish -> {name}"));
+    match publish_rauc_bundle(court, &version) {
+        Ok(line) => say(t0, &line),
+        Err(e) => say(t0, &format!("release: RAUC bundle step skipped: {e}")),
+    }
     let id = "demo-cameras";
     let created = court.json(&[
         "ota",
@@ -725,6 +729,65 @@ fn start_update(court: &Court, t0: Instant) -> Result<String, String> {
         ),
     );
     Ok(id.to_owned())
+}
+
+/// Builds a small RAUC bundle for image-based courtroom terminals (`rauc bundle`, a
+/// throw-away certificate) and publishes it: the controller reads its manifest and maps
+/// `compatible=gavel-courtroom-terminal` to the profile. Not rolled out here (the
+/// simulated devices use the file-slot backend).
+fn publish_rauc_bundle(court: &Court, version: &str) -> Result<String, String> {
+    let dir = court.dir.join("rauc-bundle");
+    let content = dir.join("content");
+    std::fs::create_dir_all(&content).map_err(|e| e.to_string())?;
+    let ok = |what: &str, c: &mut Command| match c.output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("{what}: {e} (apt-get install rauc openssl)")),
+    };
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    ok(
+        "openssl",
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .args(["-subj", "/CN=gavel-demo-rauc"]),
+    )?;
+    std::fs::write(content.join("rootfs.img"), vec![0x5au8; 64 * 1024])
+        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        content.join("manifest.raucm"),
+        format!(
+            "[update]\ncompatible=gavel-courtroom-terminal\nversion={version}\n\n[bundle]\nformat=plain\n\n[image.rootfs]\nfilename=rootfs.img\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let bundle = dir.join(format!("gavel-courtroom-terminal-{version}.raucb"));
+    let _ = std::fs::remove_file(&bundle);
+    ok(
+        "rauc bundle",
+        Command::new("rauc")
+            .arg("bundle")
+            .arg(format!("--cert={}", cert.display()))
+            .arg(format!("--key={}", key.display()))
+            .arg(&content)
+            .arg(&bundle),
+    )?;
+    let p = court.json(&["ota", "publish", &bundle.display().to_string()])?;
+    Ok(format!(
+        "release: a RAUC bundle for image-based devices: gavelctl ota publish {} -> {} (compatible {} = profile {}; the device's RAUC verifies its signature)",
+        bundle.file_name().unwrap_or_default().to_string_lossy(),
+        p["name"].as_str().unwrap_or("?"),
+        p["rauc_compatible"].as_str().unwrap_or("?"),
+        p["manifest"]["compatible"][0].as_str().unwrap_or("?"),
+    ))
 }
 
 /// The room whose cameras the demo updates: its short hearing closes during the demo.

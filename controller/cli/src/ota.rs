@@ -65,7 +65,8 @@ pub enum Ota {
         #[arg(long = "pub", required = true)]
         public: Vec<PathBuf>,
     },
-    /// Upload a signed bundle to the controller.
+    /// Upload a signed bundle to the controller: a `.gota` (`gavelctl ota build`) or a
+    /// RAUC bundle (`.raucb`, `compatible=gavel-<profile>`, version MAJOR.MINOR.PATCH).
     Publish { bundle: PathBuf },
     /// Bundles published on the controller.
     Ls,
@@ -275,21 +276,32 @@ pub async fn run(api: &Api, json: bool, cmd: Ota) -> anyhow::Result<()> {
             pb.set_message("uploading");
             pb.enable_steady_tick(Duration::from_millis(120));
             let url = format!("{}/api/v1/ota/bundles", api.base);
-            let http = reqwest::Client::builder()
+            // The session's client (it carries the sign-in), with a long timeout for
+            // large bundles on slow links.
+            let req = api
+                .http
+                .post(url)
                 .timeout(Duration::from_secs(3600))
-                .build()?;
-            let v = api
-                .send(http.post(url).body(bytes), "publishing the bundle")
-                .await?;
+                .body(bytes);
+            let v = api.send(req, "publishing the bundle").await?;
             pb.finish_and_clear();
             if json {
                 print_json(&v)?;
             } else {
                 println!(
-                    "published {} ({} bytes, sha256 {})",
+                    "published {} ({} bytes, sha256 {}): version {} for [{}]",
                     v["name"].as_str().unwrap_or("?"),
                     v["size"],
-                    v["sha256"].as_str().unwrap_or("?")
+                    v["sha256"].as_str().unwrap_or("?"),
+                    v["manifest"]["version"].as_str().unwrap_or("?"),
+                    v["manifest"]["compatible"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -314,7 +326,9 @@ pub async fn run(api: &Api, json: bool, cmd: Ota) -> anyhow::Result<()> {
                                 .join(", ")
                         })
                         .unwrap_or_default(),
-                    if m["delta_base"].is_object() {
+                    if b["format"] == "raucb" {
+                        "rauc"
+                    } else if m["delta_base"].is_object() {
                         "delta"
                     } else {
                         "full"

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gavel_controller::ota::{BundleRepo, PublishedBundle, routes};
+use gavel_controller::ota::{BundleFormat, BundleRepo, PublishedBundle, routes};
 use gavel_ota::bundle::{self, BuildSpec};
 use gavel_ota::download::{DownloadError, download};
 
@@ -138,4 +138,178 @@ async fn published_bundle_download_resumes_after_an_interruption() {
         .await
         .unwrap();
     assert_eq!(again.received, 0);
+}
+
+fn have(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A RAUC bundle built with `rauc bundle` and a throw-away certificate; `manifest` is the
+/// `[update]` section's body.
+fn raucb(dir: &Path, name: &str, update: &str, image: &[u8]) -> Vec<u8> {
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    if !cert.exists() {
+        run(std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .args(["-subj", "/CN=gavel-test-controller"]));
+    }
+    let content = dir.join(format!("content-{name}"));
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("rootfs.img"), image).unwrap();
+    std::fs::write(
+        content.join("manifest.raucm"),
+        format!(
+            "[update]\n{update}\n\n[bundle]\nformat=plain\n\n[image.rootfs]\nfilename=rootfs.img\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.join(format!("{name}.raucb"));
+    run(std::process::Command::new("rauc")
+        .arg("bundle")
+        .arg(format!("--cert={}", cert.display()))
+        .arg(format!("--key={}", key.display()))
+        .arg(&content)
+        .arg(&out));
+    std::fs::read(out).unwrap()
+}
+
+#[tokio::test]
+async fn rauc_bundle_is_published_with_its_version_and_profile_and_broken_ones_are_refused_with_the_reason()
+ {
+    if let Some(t) = ["rauc", "openssl", "mksquashfs"]
+        .into_iter()
+        .find(|t| !have(t))
+    {
+        eprintln!("skipped: needs `{t}` (apt-get install rauc openssl squashfs-tools)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo_dir = tmp.path().join("repo");
+    let base = serve(&repo_dir).await;
+    let http = reqwest::Client::new();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let image = fastrand_bytes(200_000);
+    let post = |bytes: Vec<u8>| {
+        let http = http.clone();
+        let url = format!("{base}/api/v1/ota/bundles");
+        async move {
+            let r = http.post(url).body(bytes).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+
+    // Broken bundles are refused at publish, each with what was wrong.
+    let good = raucb(
+        &work,
+        "good",
+        "compatible=gavel-ip-camera\nversion=2.1.0",
+        &image,
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "exceeds bundle size",
+        ),
+        (
+            "no version",
+            raucb(&work, "nov", "compatible=gavel-ip-camera", &image),
+            "manifest has no `version`",
+        ),
+        (
+            "free-text version",
+            raucb(
+                &work,
+                "free",
+                "compatible=gavel-ip-camera\nversion=2024.11-rc1",
+                &image,
+            ),
+            "is not MAJOR.MINOR.PATCH",
+        ),
+        (
+            "foreign compatible",
+            raucb(
+                &work,
+                "acme",
+                "compatible=acme-board\nversion=2.1.0",
+                &image,
+            ),
+            "names no Gavel device profile",
+        ),
+    ];
+    for (what, bytes, reason) in cases {
+        let (status, text) = post(bytes).await;
+        println!("{what}: {status} {text}");
+        assert_eq!(status, 422, "{what}: {text}");
+        assert!(
+            text.contains("RAUC bundle") && text.contains(reason),
+            "{what}: {text}"
+        );
+    }
+    let stored: Vec<_> = std::fs::read_dir(&repo_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        stored.is_empty(),
+        "nothing kept of refused bundles: {stored:?}"
+    );
+
+    // The good one: version, profile (`gavel-ip-camera` is `ip-camera`), size, SHA-256.
+    let (status, text) = post(good.clone()).await;
+    assert_eq!(status, 201, "{text}");
+    let p: PublishedBundle = serde_json::from_str(&text).unwrap();
+    assert_eq!(p.format, BundleFormat::Raucb);
+    assert!(
+        p.name.starts_with("2.1.0-") && p.name.ends_with(".raucb"),
+        "{}",
+        p.name
+    );
+    assert_eq!(p.manifest.version.to_string(), "2.1.0");
+    assert_eq!(p.manifest.compatible, vec!["ip-camera".to_owned()]);
+    assert_eq!(p.rauc_compatible.as_deref(), Some("gavel-ip-camera"));
+    assert_eq!(p.size, good.len() as u64);
+    assert_eq!(p.sha256, bundle::sha256(&good));
+    let list: Vec<PublishedBundle> = http
+        .get(format!("{base}/api/v1/ota/bundles"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].name, p.name);
+
+    // Served whole and by Range, so a device's download resumes.
+    let url = format!("{base}/api/v1/ota/bundles/{}", p.name);
+    let r = http
+        .get(&url)
+        .header("Range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(&r.bytes().await.unwrap()[..], &good[1000..2000]);
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(bundle::sha256(&r.bytes().await.unwrap()), p.sha256);
 }

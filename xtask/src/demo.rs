@@ -651,7 +651,10 @@ fn provision(court: &mut Court, t0: Instant) -> Result<(), String> {
             t0,
             &format!(
                 "inspector.li: gavelctl devices restart {id} -> {} (audited: gavelctl audit --denied)",
-                why.trim().lines().last().unwrap_or("refused")
+                why.lines()
+                    .find(|l| l.contains("refused"))
+                    .map(str::trim)
+                    .unwrap_or("refused")
             ),
         );
     }

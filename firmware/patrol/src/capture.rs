@@ -7,7 +7,7 @@
 //! it decodes only key frames of camera video (a 1 s GOP gives 1 frame per second at a
 //! fraction of the cost of decoding every frame), and its sink drops rather than waits:
 //! a slow analyzer loses frames, never stalls a camera. See
-//! `docs/adr/patrol-decode-branch.md`.
+//! `docs/adr/0012-patrol-decode-branch.md`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -359,7 +359,10 @@ async fn main() -> anyhow::Result<()> {
         },
         Exit::Shutdown => {}
     }
-    Ok(())
+    // Design: everything that matters has stopped (recorder sealed, outbox flushed, link
+    // closed). Leaving `main` would make the runtime wait for blocking helpers that may be
+    // parked on a device read (a capture or serial thread), so the process ends here.
+    std::process::exit(0)
 }
 
 /// Runs the configured reboot command (`[ota] reboot_command`).

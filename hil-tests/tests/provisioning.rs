@@ -10,6 +10,17 @@ use std::time::{Duration, Instant};
 use gavel_hil::{Broker, Controller, Proc, bin, free_port, profiles_dir};
 use serde_json::Value;
 
+/// `gavel-agent --config CONFIG enroll --controller URL` with the token in the environment.
+fn enroll(config: &std::path::Path, controller: &str, token: &str) -> std::process::Output {
+    Command::new(bin("gavel-agent"))
+        .arg("--config")
+        .arg(config)
+        .args(["enroll", "--controller", controller])
+        .env("GAVEL_ENROLL_TOKEN", token)
+        .output()
+        .expect("gavel-agent enroll runs")
+}
+
 async fn device(c: &Controller, id: &str) -> Option<Value> {
     c.get(&format!("/api/v1/devices/{id}")).await.ok().flatten()
 }
@@ -70,15 +81,7 @@ async fn a_device_is_provisioned_enrolls_over_mutual_tls_and_is_dropped_when_rev
         ),
     )
     .expect("config");
-    let enroll = |token: &str| {
-        Command::new(bin("gavel-agent"))
-            .arg("--config")
-            .arg(&config)
-            .args(["enroll", "--controller", &controller.url])
-            .env("GAVEL_ENROLL_TOKEN", token)
-            .output()
-            .expect("gavel-agent enroll runs")
-    };
+    let enroll = |token: &str| enroll(&config, &controller.url, token);
     let first = enroll(&token);
     assert!(
         first.status.success(),
@@ -227,13 +230,7 @@ async fn a_technician_brings_a_courtroom_terminal_from_nothing_to_recording_in_o
     };
 
     // The device: enroll with the token from the technician's screen, then start.
-    let enrolled = Command::new(bin("gavel-agent"))
-        .arg("--config")
-        .arg(&config)
-        .args(["enroll", "--controller", &controller.url])
-        .env("GAVEL_ENROLL_TOKEN", &token)
-        .output()
-        .expect("enroll");
+    let enrolled = enroll(&config, &controller.url, &token);
     assert!(
         enrolled.status.success(),
         "{}",
@@ -351,13 +348,11 @@ async fn the_controller_and_an_enrolled_device_meet_on_mosquitto_with_the_genera
         ),
     )
     .expect("config");
-    let enrolled = Command::new(bin("gavel-agent"))
-        .arg("--config")
-        .arg(&config)
-        .args(["enroll", "--controller", &controller.url])
-        .env("GAVEL_ENROLL_TOKEN", v["token"].as_str().expect("token"))
-        .output()
-        .expect("enroll");
+    let enrolled = enroll(
+        &config,
+        &controller.url,
+        v["token"].as_str().expect("token"),
+    );
     assert!(
         enrolled.status.success(),
         "{}",
@@ -422,13 +417,11 @@ async fn a_device_renews_its_certificate_before_it_expires_and_stays_online() {
         ),
     )
     .expect("config");
-    let enrolled = Command::new(bin("gavel-agent"))
-        .arg("--config")
-        .arg(&config)
-        .args(["enroll", "--controller", &controller.url])
-        .env("GAVEL_ENROLL_TOKEN", v["token"].as_str().expect("token"))
-        .output()
-        .expect("enroll");
+    let enrolled = enroll(
+        &config,
+        &controller.url,
+        v["token"].as_str().expect("token"),
+    );
     assert!(enrolled.status.success());
     let enrolled_at = Instant::now();
     let first = std::fs::read_to_string(data.join("identity/device.pem")).expect("cert");

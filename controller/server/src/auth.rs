@@ -361,7 +361,7 @@ async fn login(
             .locked(now, &req.user)
             .or_else(|| l.address.locked(now, &ip))
     };
-    if let Some(until) = locked {
+    let refused = |detail: &'static str| {
         audit(
             &s.store,
             None,
@@ -369,9 +369,11 @@ async fn login(
             "POST /api/v1/login".into(),
             req.user.clone(),
             "denied",
-            Some("too many failed logins".into()),
+            Some(detail.into()),
         )
-        .await;
+    };
+    if let Some(until) = locked {
+        refused("too many failed logins").await;
         let wait = (until - now).whole_seconds().max(1);
         return ApiError(
             StatusCode::TOO_MANY_REQUESTS,
@@ -400,16 +402,7 @@ async fn login(
             l.user.failed(now, &req.user);
             l.address.failed(now, &ip);
         }
-        audit(
-            &s.store,
-            None,
-            Some(peer),
-            "POST /api/v1/login".into(),
-            req.user.clone(),
-            "denied",
-            Some("wrong user name or password".into()),
-        )
-        .await;
+        refused("wrong user name or password").await;
         return ApiError(
             StatusCode::UNAUTHORIZED,
             "wrong user name or password".into(),

@@ -320,17 +320,22 @@ async fn renew(
     Ok(())
 }
 
+/// Every revoked certificate, for a CRL.
+pub async fn revoked(store: &Store) -> Result<Vec<Revoked>, crate::store::StoreError> {
+    Ok(store
+        .revoked_certs()
+        .await?
+        .into_iter()
+        .map(|(serial, ms)| Revoked {
+            serial,
+            at: from_ms(ms),
+        })
+        .collect())
+}
+
 /// Rewrites `<pki>/crl.pem` from the store (for external brokers).
 pub async fn write_crl(s: &IdentityState) -> anyhow::Result<()> {
-    let revoked = s.store.revoked_certs().await?;
-    let list: Vec<Revoked> = revoked
-        .iter()
-        .map(|(serial, ms)| Revoked {
-            serial: serial.clone(),
-            at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(*ms) * 1_000_000)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-        })
-        .collect();
+    let list = revoked(&s.store).await?;
     let number = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(1);
     s.pki.write_crl(s.pki.dir(), &list, number)
 }

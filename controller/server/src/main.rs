@@ -71,16 +71,7 @@ async fn pki(settings: &Settings, command: &Pki) -> anyhow::Result<()> {
     let store = gavel_controller::store::Store::open(&url)
         .await
         .context("opening the database for the revoked certificates")?;
-    let revoked: Vec<gavel_identity::ca::Revoked> = store
-        .revoked_certs()
-        .await?
-        .into_iter()
-        .map(|(serial, ms)| gavel_identity::ca::Revoked {
-            serial,
-            at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-        })
-        .collect();
+    let revoked = gavel_controller::identity_api::revoked(&store).await?;
     let number = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(1);
     let conf = pki.write_mosquitto(out, *port, names, &revoked, number)?;
     store.close().await;

@@ -141,6 +141,42 @@ const ONE_OPEN_ALARM: &str = "ALTER TABLE alarms ADD COLUMN alarm_key TEXT;
         CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_open ON alarms (alarm_key) WHERE open = 1";
 
 /// (version, SQLite, PostgreSQL).
+/// Users, sessions and the audit log (migration 9): the same for both engines but the
+/// audit log's id column (SQLite: the rowid).
+macro_rules! users_sql {
+    ($audit_id:literal) => {
+        concat!(
+            "CREATE TABLE IF NOT EXISTS users (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            court TEXT,
+            password_hash TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            disabled_ms BIGINT
+        );
+        CREATE TABLE IF NOT EXISTS sessions (
+            token_sha256 TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS audit_log (
+            ",
+            $audit_id,
+            ",
+            at_ms BIGINT NOT NULL,
+            actor TEXT NOT NULL,
+            role TEXT,
+            source TEXT,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT
+        )"
+        )
+    };
+}
+
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -207,57 +243,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, IDENTITY, IDENTITY),
     (
         9,
-        // SQLite: the audit log's id is the rowid.
-        "CREATE TABLE IF NOT EXISTS users (
-            name TEXT PRIMARY KEY,
-            role TEXT NOT NULL,
-            court TEXT,
-            password_hash TEXT NOT NULL,
-            created_ms BIGINT NOT NULL,
-            disabled_ms BIGINT
-        );
-        CREATE TABLE IF NOT EXISTS sessions (
-            token_sha256 TEXT PRIMARY KEY,
-            user_name TEXT NOT NULL,
-            created_ms BIGINT NOT NULL,
-            expires_ms BIGINT NOT NULL
-        );
-        CREATE TABLE IF NOT EXISTS audit_log (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at_ms BIGINT NOT NULL,
-            actor TEXT NOT NULL,
-            role TEXT,
-            source TEXT,
-            action TEXT NOT NULL,
-            target TEXT NOT NULL,
-            outcome TEXT NOT NULL,
-            detail TEXT
-        )",
-        "CREATE TABLE IF NOT EXISTS users (
-            name TEXT PRIMARY KEY,
-            role TEXT NOT NULL,
-            court TEXT,
-            password_hash TEXT NOT NULL,
-            created_ms BIGINT NOT NULL,
-            disabled_ms BIGINT
-        );
-        CREATE TABLE IF NOT EXISTS sessions (
-            token_sha256 TEXT PRIMARY KEY,
-            user_name TEXT NOT NULL,
-            created_ms BIGINT NOT NULL,
-            expires_ms BIGINT NOT NULL
-        );
-        CREATE TABLE IF NOT EXISTS audit_log (
-            id BIGSERIAL PRIMARY KEY,
-            at_ms BIGINT NOT NULL,
-            actor TEXT NOT NULL,
-            role TEXT,
-            source TEXT,
-            action TEXT NOT NULL,
-            target TEXT NOT NULL,
-            outcome TEXT NOT NULL,
-            detail TEXT
-        )",
+        users_sql!("id INTEGER PRIMARY KEY AUTOINCREMENT"),
+        users_sql!("id BIGSERIAL PRIMARY KEY"),
     ),
     (10, WALLS, WALLS),
 ];

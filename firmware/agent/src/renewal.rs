@@ -49,7 +49,7 @@ pub fn request(files: &TlsFiles) -> anyhow::Result<String> {
             .with_context(|| format!("{} is not a key", path.display()))?,
         Err(_) => {
             let key = rcgen::KeyPair::generate().context("making the next device key")?;
-            write_secret(&path, &key.serialize_pem())?;
+            crate::enroll::write_secret(&path, &key.serialize_pem())?;
             key
         }
     };
@@ -103,20 +103,6 @@ pub fn install(
     std::fs::rename(&tmp, &files.cert)
         .with_context(|| format!("replacing {}", files.cert.display()))?;
     Ok((serial, not_after))
-}
-
-fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

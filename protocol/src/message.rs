@@ -734,6 +734,36 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// One line of a hearing's live transcript (庭审转写), heard on one seat's microphone:
+    /// `update` while the line is partial (its text may still change), `end` once final.
+    /// The partial and final versions of a line share the event id
+    /// (`tr-<hearing>-<seat>-<line>`), so the final one replaces the partials. Added
+    /// within v1.
+    Transcript {
+        hearing_id: String,
+        /// The speaker's seat from the device profile's seat map (`judge`, `clerk`,
+        /// `plaintiff`, `defendant`, `witness`).
+        seat: String,
+        /// The audio source (and channel) the line was heard on, as the recorder names it.
+        source: String,
+        /// Line number within the hearing and seat, from 0.
+        line: u64,
+        /// Start on the hearing's recording timeline (nanoseconds after it started).
+        offset_ns: u64,
+        duration_ns: u64,
+        /// The recognised text (Mandarin in Simplified characters).
+        text: String,
+        /// Language of the text (`en`, `zh`).
+        language: String,
+        /// The model that produced it (`base`, `tiny.en`).
+        model: String,
+        /// Version of the court's legal vocabulary in effect, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vocabulary: Option<String>,
+        /// Mean token probability, 0 to 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confidence: Option<f32>,
+    },
 }
 
 impl EventBody {
@@ -744,7 +774,8 @@ impl EventBody {
             | EventBody::Segment { hearing_id, .. }
             | EventBody::Sealed { hearing_id, .. }
             | EventBody::RecordingRequest { hearing_id, .. }
-            | EventBody::SourceLost { hearing_id, .. } => Some(hearing_id),
+            | EventBody::SourceLost { hearing_id, .. }
+            | EventBody::Transcript { hearing_id, .. } => Some(hearing_id),
             EventBody::Finding { recording, .. } => {
                 recording.as_ref().map(|r| r.hearing_id.as_str())
             }
@@ -1007,6 +1038,48 @@ impl Message for Event {
                 if let Some(r) = recording {
                     check_hearing_id(&r.hearing_id)
                         .map_err(|e| Invalid::new("recording.hearing_id", e.reason))?;
+                }
+            }
+            EventBody::Transcript {
+                hearing_id,
+                seat,
+                source,
+                text: line_text,
+                language,
+                model,
+                vocabulary,
+                confidence,
+                ..
+            } => {
+                check_hearing_id(hearing_id)?;
+                for (field, value) in [
+                    ("seat", seat),
+                    ("source", source),
+                    ("language", language),
+                    ("model", model),
+                ] {
+                    text(field, value)?;
+                    if value.is_empty() {
+                        return Err(Invalid::new(field, "empty"));
+                    }
+                }
+                text("text", line_text)?;
+                if let Some(v) = vocabulary {
+                    text("vocabulary", v)?;
+                }
+                if let Some(c) = confidence
+                    && !(0.0..=1.0).contains(c)
+                {
+                    return Err(Invalid::new(
+                        "confidence",
+                        format!("{c} is not within 0..1"),
+                    ));
+                }
+                if self.phase == Phase::Start {
+                    return Err(Invalid::new(
+                        "phase",
+                        "a transcript line is `update` (partial) or `end` (final)",
+                    ));
                 }
             }
         }

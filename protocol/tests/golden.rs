@@ -73,6 +73,8 @@ fn every_fixture_file_is_covered_by_a_test() {
             "event-segment.json",
             "event-source-lost.json",
             "event-ticket.json",
+            "event-transcript-partial.json",
+            "event-transcript.json",
             "health-environment.json",
             "health-outbox.json",
             "health.json",
@@ -400,6 +402,42 @@ fn a_ticket_with_a_bad_number_or_day_is_refused_naming_the_field() {
         let bad = text.replace(from, to);
         assert_ne!(bad, text);
         let err = gavel_protocol::decode::<Event>(bad.as_bytes()).expect_err("refused");
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+}
+
+#[test]
+fn transcript_line_fixtures_round_trip_and_share_the_line_id() {
+    use gavel_protocol::{EventBody, Phase};
+    let partial: Event = round_trip("event-transcript-partial.json");
+    let last: Event = round_trip("event-transcript.json");
+    assert_eq!(partial.phase, Phase::Update);
+    assert_eq!(last.phase, Phase::End);
+    assert_eq!(partial.id, last.id);
+    assert_eq!(last.body.hearing_id(), Some("H2026-0117"));
+    assert!(matches!(
+        last.body,
+        EventBody::Transcript { ref seat, ref text, line: 12, .. }
+            if seat == "judge" && text.starts_with("现在开庭")
+    ));
+}
+
+#[test]
+fn a_transcript_line_with_a_bad_field_is_refused_naming_it() {
+    let text = String::from_utf8(fixture("event-transcript.json")).expect("utf-8");
+    for (from, to, field) in [
+        ("\"seat\": \"judge\"", "\"seat\": \"\"", "seat"),
+        ("\"confidence\": 0.87", "\"confidence\": 1.5", "confidence"),
+        ("\"phase\": \"end\"", "\"phase\": \"start\"", "phase"),
+        (
+            "\"hearing_id\": \"H2026-0117\"",
+            "\"hearing_id\": \"\"",
+            "hearing_id",
+        ),
+    ] {
+        let bad = text.replace(from, to);
+        assert_ne!(bad, text, "{from} not in the fixture");
+        let err = decode::<Event>(bad.as_bytes()).expect_err(field);
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
 }

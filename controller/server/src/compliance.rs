@@ -194,6 +194,7 @@ fn add_event(e: &mut Evidence, device: &str, received: OffsetDateTime, body: Eve
         | EventBody::Ota { .. }
         | EventBody::RecordingRequest { .. }
         | EventBody::Ticket { .. }
+        | EventBody::Transcript { .. }
         | EventBody::Finding { .. } => {}
     }
 }

@@ -8,7 +8,9 @@
 //! system GStreamer libraries either way);
 //! `GAVEL_BENCH_SECONDS` (default 15) sets the measured time per run,
 //! `GAVEL_BENCH_STREAMS` (default `1,4,8`) the stream counts,
-//! `GAVEL_BENCH_RESOLUTION` (`1080p` or `2160p`) runs one resolution only.
+//! `GAVEL_BENCH_RESOLUTION` (`1080p` or `2160p`) runs one resolution only,
+//! `GAVEL_BENCH_RECORDER` the recorder binary to measure (default: the dev build next to
+//! the bench; `cargo xtask bench` measures the release build).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,7 +101,12 @@ fn measure(proc: &mut Proc, seconds: u64) -> (f64, f64) {
 
 fn ours(dir: &Path, url: &str, n: usize, seconds: u64) -> Run {
     let data = dir.join(format!("ours-{}-{n}", fastrand::u32(..)));
-    let mut cmd = Command::new(bin("gavel-recorder"));
+    // `GAVEL_BENCH_RECORDER`: another build of the recorder (`cargo xtask bench` passes
+    // the release build, as devices run).
+    let recorder = std::env::var_os("GAVEL_BENCH_RECORDER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin("gavel-recorder"));
+    let mut cmd = Command::new(recorder);
     cmd.arg("--data-dir")
         .arg(&data)
         .args(["--hearing", "bench", "--segment-s", "10"])

@@ -409,7 +409,10 @@ pub fn start_agent_with(
     cmd.args(extra)
         .args(agent_args(spec, broker))
         .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
-        .env("GAVEL_LOG", "info");
+        .env("GAVEL_LOG", "info")
+        // Agents side by side: live servers on ports the system picks.
+        .env("GAVEL_LIVE_RTSP", "127.0.0.1:0")
+        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0");
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(
         &format!("gavel-agent {}", spec.id),
@@ -444,7 +447,10 @@ pub fn start_agent_on_hardware(
     cmd.args(extra)
         .args(args)
         .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
-        .env("GAVEL_LOG", "info");
+        .env("GAVEL_LOG", "info")
+        // Agents side by side: live servers on ports the system picks.
+        .env("GAVEL_LIVE_RTSP", "127.0.0.1:0")
+        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0");
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(
         &format!("gavel-agent {}", spec.id),
@@ -466,6 +472,9 @@ pub fn start_agent_env(
         .args(agent_args(spec, broker))
         .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
         .env("GAVEL_LOG", "info")
+        // Agents side by side: live servers on ports the system picks.
+        .env("GAVEL_LIVE_RTSP", "127.0.0.1:0")
+        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0")
         .envs(env.iter().copied());
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(
@@ -528,7 +537,10 @@ pub fn start_device(
         .arg(ota_test_key("TEST-ONLY-release.pub"))
         .args(extra)
         .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
-        .env("GAVEL_LOG", "info");
+        .env("GAVEL_LOG", "info")
+        // Agents side by side: live servers on ports the system picks.
+        .env("GAVEL_LIVE_RTSP", "127.0.0.1:0")
+        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0");
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(
         &format!("gavel-simdevice {}", spec.id),

@@ -1,6 +1,7 @@
 //! Hearing patrol through the whole system, watched in the inspectors' console in headless
 //! Chromium: a courtroom terminal records a hearing from a simulated camera; the console
-//! shows the live hearing's tile with a snapshot from the device; the camera is unplugged,
+//! shows the live hearing's tile playing the device's live sub-stream (HLS through the
+//! controller), and a snapshot comes on request; the camera is unplugged,
 //! the terminal's patrol finds the lost signal and the controller raises an urgent alarm
 //! of the room; the inspector acknowledges it, adds a note and opens the recording at its
 //! time; the court's patrol report counts it.
@@ -106,13 +107,14 @@ async fn the_console_shows_a_live_hearing_and_an_unplugged_cameras_finding_ackno
         wait_for(&client, &tile, Duration::from_secs(20)).await,
         "no tile for the live hearing"
     );
-    // The tile's picture is a snapshot the terminal sends on request.
+    // The tile plays the terminal's live sub-stream: HLS written on demand by the device
+    // and relayed by the controller, decoded by Chromium (640x360 transcode).
     let mut width = 0;
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
+    while start.elapsed() < Duration::from_secs(40) {
         let w = client
             .execute(
-                &format!("var i = document.querySelector('{tile} img'); return i && i.complete ? i.naturalWidth : 0;"),
+                &format!("var v = document.querySelector('{tile} video.feed'); return v && v.readyState >= 2 ? v.videoWidth : 0;"),
                 vec![],
             )
             .await
@@ -123,8 +125,43 @@ async fn the_console_shows_a_live_hearing_and_an_unplugged_cameras_finding_ackno
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    println!("live tile snapshot: {width} px wide");
-    assert_eq!(width, 320, "the live tile shows the device's snapshot");
+    println!(
+        "live tile playing {width} px wide after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        width, 640,
+        "the live tile plays the device's HLS sub-stream"
+    );
+    let advanced = client
+        .execute(
+            &format!("var v = document.querySelector('{tile} video.feed'); var t = v.currentTime; return new Promise(function (ok) {{ setTimeout(function () {{ ok(v.currentTime - t); }}, 3000); }});"),
+            vec![],
+        )
+        .await
+        .expect("script");
+    let state = client
+        .execute(
+            &format!("var v = document.querySelector('{tile} video.feed'); return {{paused: v.paused, t: v.currentTime, ready: v.readyState, net: v.networkState, err: v.error && (v.error.code + ' ' + v.error.message), src: v.currentSrc, n: document.querySelectorAll('video.feed').length}};"),
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert!(
+        advanced.as_f64().unwrap_or(0.0) > 1.0,
+        "the live video moves: {advanced} {state}"
+    );
+    // A still picture on request (consoles without video, reports).
+    let jpeg = reqwest::get(format!(
+        "{}/api/v1/devices/{}/snapshot.jpg",
+        controller.url, spec.id
+    ))
+    .await
+    .expect("snapshot")
+    .bytes()
+    .await
+    .expect("body");
+    assert!(jpeg.starts_with(&[0xff, 0xd8]), "a JPEG snapshot");
 
     // Recording runs a few seconds, then the camera is unplugged.
     tokio::time::sleep(Duration::from_secs(4)).await;

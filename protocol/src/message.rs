@@ -75,6 +75,21 @@ fn text(field: &str, value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A URL of one of `schemes`, without spaces, at most `MAX_TEXT` bytes.
+fn check_url_scheme(field: &str, value: &str, schemes: &[&str]) -> Result<(), Invalid> {
+    text(field, value)?;
+    let scheme_ok = value
+        .split_once("://")
+        .is_some_and(|(scheme, rest)| schemes.contains(&scheme) && !rest.is_empty());
+    if !scheme_ok || value.contains(char::is_whitespace) {
+        return Err(Invalid::new(
+            field,
+            format!("{value:?} is not a {} URL", schemes.join("/")),
+        ));
+    }
+    Ok(())
+}
+
 fn items<T>(field: &str, list: &[T]) -> Result<(), Invalid> {
     if list.len() > MAX_ITEMS {
         return Err(Invalid::new(
@@ -247,6 +262,23 @@ pub struct Birth {
     /// campaigns can target them. Added within v1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Where the device re-serves its sources live, when it streams. Added within v1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveEndpoints>,
+}
+
+/// A streaming device's live endpoints: every source at `<rtsp>/<source>/main` and
+/// `<rtsp>/<source>/sub` (RTSP, per-user credentials), and its sub-stream as HLS at
+/// `<hls>/<source>/index.m3u8` (HTTP Basic, the same accounts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveEndpoints {
+    /// Base URL of the RTSP server (`rtsp://10.1.2.3:8554`).
+    pub rtsp: String,
+    /// Base URL of the HLS server (`http://10.1.2.3:8555/live`), if it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hls: Option<String>,
+    /// The sources served.
+    pub sources: Vec<String>,
 }
 
 /// Most tags a device carries.
@@ -295,6 +327,22 @@ impl Message for Birth {
         }
         for (i, t) in self.tags.iter().enumerate() {
             check_tag(&format!("tags[{i}]"), t)?;
+        }
+        if let Some(live) = &self.live {
+            check_url_scheme("live.rtsp", &live.rtsp, &["rtsp", "rtsps"])?;
+            if let Some(hls) = &live.hls {
+                check_url_scheme("live.hls", hls, &["http", "https"])?;
+            }
+            items("live.sources", &live.sources)?;
+            for (i, source) in live.sources.iter().enumerate() {
+                text(&format!("live.sources[{i}]"), source)?;
+                if source.is_empty() || source.contains('/') {
+                    return Err(Invalid::new(
+                        &format!("live.sources[{i}]"),
+                        "empty or contains '/'",
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -47,6 +47,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "ack-replaying.json",
             "ack-self-test.json",
             "ack-snapshot.json",
+            "birth-live.json",
             "birth.json",
             "command-announce.json",
             "command-get-config.json",
@@ -438,6 +439,36 @@ fn a_transcript_line_with_a_bad_field_is_refused_naming_it() {
         let bad = text.replace(from, to);
         assert_ne!(bad, text, "{from} not in the fixture");
         let err = decode::<Event>(bad.as_bytes()).expect_err(field);
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+}
+
+#[test]
+fn a_streaming_device_names_its_live_endpoints_in_the_birth() {
+    let b: Birth = round_trip("birth-live.json");
+    let live = b.live.expect("live endpoints");
+    assert_eq!(live.rtsp, "rtsp://10.20.1.11:8554");
+    assert_eq!(live.hls.as_deref(), Some("http://10.20.1.11:8555/live"));
+    assert_eq!(live.sources, ["cam-overview", "cam-judge"]);
+    let plain: Birth = round_trip("birth.json");
+    assert!(plain.live.is_none(), "older agents send no live endpoints");
+}
+
+#[test]
+fn live_endpoints_with_a_wrong_scheme_or_source_are_refused_naming_the_field() {
+    let text = String::from_utf8(fixture("birth-live.json")).expect("utf-8");
+    for (from, to, field) in [
+        (
+            "rtsp://10.20.1.11:8554",
+            "http://10.20.1.11:8554",
+            "live.rtsp",
+        ),
+        ("http://10.20.1.11:8555/live", "ftp://x/live", "live.hls"),
+        ("\"cam-judge\"", "\"cam/judge\"", "live.sources[1]"),
+    ] {
+        let bad = text.replace(from, to);
+        assert_ne!(bad, text, "{from} not in the fixture");
+        let err = decode::<Birth>(bad.as_bytes()).expect_err(field);
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
 }

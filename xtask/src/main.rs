@@ -30,12 +30,14 @@ Tasks:
                  (fetches the models too).
   models         fetch the models of models/manifest-*.json into models/cache/.
   soak           full-length fault runs: 500 SIGKILLs of the store (redb and sled) and of
-                 a producing agent, a 10-minute broker outage, a kiosk 5 minutes offline.
-                 Figures: docs/benchmarks.md.
+                 a producing agent, a 10-minute broker outage, a kiosk 5 minutes offline,
+                 a 2-minute 3-camera + 4-microphone hearing with 50 recorder SIGKILLs and
+                 a camera unplugged 20 s. Figures: docs/benchmarks.md.
   bench          benchmarks, each with its baseline in the same run: durable appends
                  (redb vs sled), end-to-end events/s (vs mosquitto_pub/sub ceiling),
                  alarm latency with 50,000 simulated rooms (vs 1,000 rooms), patrol
-                 analyzers' CPU per room (vs decoding alone).
+                 analyzers' CPU per room (vs decoding alone), the release recorder's CPU
+                 and memory per stream (vs gst-launch splitmuxsink).
   fuzz [--seconds N]
                  every protocol decoder under cargo-fuzz, N seconds each (default 600).
 ";

@@ -65,6 +65,28 @@ pub fn soak() -> Result<(), String> {
     run(
         kiosk,
         "kiosk: 5 minutes without broker and controller, tickets numbered without duplicates",
+    )?;
+    let mut recording = cargo(&[
+        "test",
+        "--locked",
+        "-p",
+        "gavel-hil",
+        "--test",
+        "recording",
+        "--",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    recording
+        .env("GAVEL_TEST_HEARING_S", "120")
+        .env("GAVEL_TEST_KILLS", "50")
+        .env("GAVEL_TEST_UNPLUG_S", "20");
+    for (k, v) in &env {
+        recording.env(k, v);
+    }
+    run(
+        recording,
+        "recording: a 2-minute hearing of 3 cameras + 4 microphones, 50 recorder SIGKILLs, a camera unplugged 20 s",
     )
 }
 
@@ -121,6 +143,40 @@ pub fn bench() -> Result<(), String> {
             "patrol",
         ]),
         "patrol analyzers' CPU per room vs decoding alone",
+    )?;
+    run(
+        cargo(&[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "gavel-record",
+            "--bin",
+            "gavel-recorder",
+        ]),
+        "the release recorder for the recording benchmark",
+    )?;
+    run(
+        cargo(&["build", "--locked", "--workspace", "--bins"]),
+        "the camera simulator",
+    )?;
+    let mut recording = cargo(&[
+        "bench",
+        "--locked",
+        "--profile",
+        "dev",
+        "-p",
+        "gavel-hil",
+        "--bench",
+        "recording",
+    ]);
+    recording.env(
+        "GAVEL_BENCH_RECORDER",
+        crate::target_dir().join("release").join("gavel-recorder"),
+    );
+    run(
+        recording,
+        "recorder CPU and memory for 1/4/8 streams at 1080p and 2160p vs gst-launch splitmuxsink",
     )
 }
 

@@ -77,6 +77,10 @@ pub struct DeviceRecord {
     /// Tags from the device's birth (set when it was provisioned).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Where the device serves its sources live (RTSP, HLS), from its birth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub live: Option<gavel_protocol::LiveEndpoints>,
     /// Boot id of the latest known session.
     pub boot_id: Option<String>,
     /// Birth/death sequence of the latest known session.
@@ -117,6 +121,7 @@ impl DeviceRecord {
             hostname: None,
             capabilities: Vec::new(),
             tags: Vec::new(),
+            live: None,
             boot_id: None,
             bd_seq: 0,
             dead_session: None,
@@ -357,8 +362,9 @@ fn birth(record: &mut DeviceRecord, now: OffsetDateTime, b: Birth, out: &mut Vec
         || record.capabilities != b.capabilities
         || record.court.as_deref() != b.placement.as_ref().map(|p| p.court.as_str())
         || record.room.as_deref() != b.placement.as_ref().map(|p| p.room.as_str());
-    let changed = changed || record.tags != b.tags;
+    let changed = changed || record.tags != b.tags || record.live != b.live;
     record.tags = b.tags;
+    record.live = b.live;
     record.profile = Some(b.profile);
     record.firmware_version = Some(b.firmware_version);
     record.hostname = Some(b.hostname);
@@ -450,6 +456,7 @@ mod tests {
             keepalive_s: 10,
             health_interval_s: 5,
             tags: Vec::new(),
+            live: None,
         })
     }
 

@@ -49,6 +49,8 @@ pub struct AppState {
     pub compliance: crate::compliance::Sources,
     /// Asks for a hearing to be assessed again (after a close).
     pub compliance_trigger: crate::compliance::ComplianceTrigger,
+    /// Relays devices' live HLS to browsers.
+    pub live: crate::live::LiveProxy,
 }
 
 #[derive(OpenApi)]
@@ -103,6 +105,7 @@ pub struct AppState {
         crate::patrol::list_findings,
         crate::patrol::finding_snapshot,
         crate::patrol::live_snapshot,
+        crate::live::relay,
         crate::patrol::live,
         crate::patrol::recording_at,
         crate::patrol::add_note,
@@ -185,6 +188,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/{id}/resolve", post(resolve_alarm))
         .merge(crate::hearings_api::routes())
         .merge(crate::patrol::routes())
+        .merge(crate::live::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

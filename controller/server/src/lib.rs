@@ -22,6 +22,7 @@ pub mod hall;
 pub mod hearings_api;
 pub mod identity_api;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod ota;
 pub mod patrol;
@@ -287,6 +288,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         utc_offset: settings.enforcement.offset(),
         compliance: compliance_sources,
         compliance_trigger,
+        live: live::LiveProxy::from_env(),
     };
     let pki_dir = settings.data_dir.join("pki");
     let pki = Arc::new(pki::Pki::open(&pki_dir)?);

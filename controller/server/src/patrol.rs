@@ -223,6 +223,33 @@ pub struct LiveRoom {
     patrol_device: Option<String>,
     /// Every device of the room with whether it is online.
     devices: Vec<(String, bool)>,
+    /// The room's live sub-streams a browser can play (HLS relayed by the controller).
+    live: Vec<LiveFeed>,
+}
+
+/// One live sub-stream of a room.
+#[derive(Debug, Serialize)]
+pub struct LiveFeed {
+    device: String,
+    source: String,
+    /// The HLS playlist through the controller.
+    url: String,
+}
+
+/// The HLS feeds of online devices that stream.
+fn live_feeds(devices: &[&gavel_fleet::DeviceRecord]) -> Vec<LiveFeed> {
+    devices
+        .iter()
+        .filter(|d| d.online)
+        .filter_map(|d| d.live.as_ref().filter(|l| l.hls.is_some()).map(|l| (d, l)))
+        .flat_map(|(d, l)| {
+            l.sources.iter().map(move |source| LiveFeed {
+                device: d.id.to_string(),
+                source: source.clone(),
+                url: format!("/api/v1/devices/{}/live/{source}/index.m3u8", d.id),
+            })
+        })
+        .collect()
 }
 
 /// Hearings running now (opened, or scheduled now), one per room, with the room's
@@ -274,6 +301,7 @@ pub async fn live(
                 .iter()
                 .map(|d| (d.id.to_string(), d.online))
                 .collect(),
+            live: live_feeds(&in_room),
         });
     }
     out.sort_by(|a, b| (&a.court, &a.room).cmp(&(&b.court, &b.room)));

@@ -71,6 +71,56 @@ pub struct AgentConfig {
     pub announce_dir: Option<PathBuf>,
     /// Video wall output (`[wall]`, for the `command-wall` profile).
     pub wall: WallOutput,
+    /// Live re-serve (`[live]`, for profiles with the `stream` capability).
+    pub live: LiveConfig,
+}
+
+/// The `[live]` section: where the live RTSP and HLS servers listen, and who may watch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveConfig {
+    /// RTSP server address (`rtsp://HOST:PORT/<source>/main|sub`).
+    pub rtsp: std::net::SocketAddr,
+    /// HLS over HTTP (`http://HOST:PORT/live/<source>/index.m3u8`); absent: no HLS.
+    pub http: Option<std::net::SocketAddr>,
+    /// Host name or address put in the advertised URLs (default: the listen address, or
+    /// the host name when listening on every interface).
+    pub host: Option<String>,
+    /// Viewer accounts, `user:password` (RTSP and HLS). Empty: anyone on the network may
+    /// watch (labs only; the agent warns).
+    pub viewers: Vec<String>,
+    /// A camera's own sub-stream, by source id (otherwise the main stream is transcoded).
+    pub sub: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            rtsp: std::net::SocketAddr::from(([0, 0, 0, 0], 8554)),
+            http: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8555))),
+            host: None,
+            viewers: Vec::new(),
+            sub: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl LiveConfig {
+    /// The viewer accounts, naming the one that is not `user:password`.
+    pub fn accounts(&self) -> Result<Vec<gavel_stream::Viewer>, ConfigError> {
+        self.viewers
+            .iter()
+            .map(|v| match v.split_once(':') {
+                Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                    Ok(gavel_stream::Viewer {
+                        user: user.into(),
+                        password: password.into(),
+                    })
+                }
+                _ => Err(invalid("live.viewers", v, "expected USER:PASSWORD")),
+            })
+            .collect()
+    }
 }
 
 /// The `[wall]` section: where a video wall shows its composed picture.
@@ -257,6 +307,7 @@ impl Default for AgentConfig {
             kiosk: KioskConfig::default(),
             announce_dir: None,
             wall: WallOutput::default(),
+            live: LiveConfig::default(),
         }
     }
 }
@@ -412,6 +463,29 @@ impl AgentConfig {
                     self.kiosk.tickets_burst = (self.kiosk.tickets_per_minute / 6).max(1);
                 }
                 "GAVEL_ANNOUNCE_DIR" => self.announce_dir = Some(value.into()),
+                "GAVEL_LIVE_RTSP" => {
+                    self.live.rtsp = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected ADDRESS:PORT"))?;
+                }
+                "GAVEL_LIVE_HTTP" => {
+                    self.live.http = match value.as_str() {
+                        "off" => None,
+                        v => Some(v.parse().map_err(|_| {
+                            invalid(&key, &value, "expected ADDRESS:PORT or `off`")
+                        })?),
+                    };
+                }
+                "GAVEL_LIVE_HOST" => self.live.host = Some(value),
+                "GAVEL_LIVE_VIEWERS" => {
+                    self.live.viewers = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(String::from)
+                        .collect();
+                    self.live.accounts()?;
+                }
                 "GAVEL_KEEPALIVE_S" => {
                     self.keepalive_s = Some(
                         value

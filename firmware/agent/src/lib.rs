@@ -12,6 +12,7 @@ pub mod enroll;
 pub mod follow;
 pub mod hall;
 pub mod hardware;
+pub mod live;
 pub mod ota;
 pub mod patrol;
 pub mod printer;
@@ -41,7 +42,7 @@ pub use config::AgentConfig;
 /// Capabilities this firmware build runs. Others named by a profile are reported as
 /// `unavailable`.
 pub const IMPLEMENTED: &[&str] = &[
-    "health", "record", "kiosk", "printer", "announce", "wall", "patrol",
+    "health", "record", "kiosk", "printer", "announce", "wall", "patrol", "stream",
 ];
 
 /// How the agent run ended.
@@ -316,6 +317,19 @@ pub async fn run(
         None => None,
     };
 
+    // Live: the RTSP re-serve and HLS of the stream sources, announced in the birth.
+    let live = match profile.capabilities.stream.as_ref() {
+        Some(settings) => {
+            let (live, cap) = live::start(&config, settings, &hostname).await;
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "stream") {
+                *c = cap;
+            }
+            live
+        }
+        None => None,
+    };
+    let live_endpoints = live.as_ref().map(|l| l.endpoints.clone());
+
     let mut room = room::Room::open(
         schedule::Settings {
             overrun: time::Duration::seconds(i64::from(config.schedule_overrun_s)),
@@ -395,6 +409,7 @@ pub async fn run(
             keepalive_s,
             health_interval_s: interval_s,
             tags: tags.clone(),
+            live: live_endpoints.clone(),
         }
     };
     let settings = LinkSettings {
@@ -727,6 +742,9 @@ pub async fn run(
     if let Some(task) = clerk_task {
         task.abort();
         let _ = std::fs::remove_file(&clerk_socket);
+    }
+    if let Some(l) = live {
+        l.stop().await;
     }
     let _ = wall_stop.send(());
     if let Some((_, task)) = wall

@@ -10,7 +10,11 @@
 //! configured bit rate): on these 2 cores that costs a software H.264 decode of the main
 //! stream plus a small encode, so it is meant for a few sources, not all of them.
 //!
-//! Not done yet: a browser-playable HLS/LL-HLS sub-stream.
+//! The sub-stream is also written as HLS ([`hls`]: two-second MPEG-TS segments, a sliding
+//! playlist), which browsers play (the patrol console, through the controller) and which
+//! is served over HTTP with the same accounts.
+
+pub mod hls;
 
 use gstreamer as gst;
 use gstreamer_rtsp_server as rtsp;
@@ -52,6 +56,8 @@ pub struct LiveSettings {
     pub viewers: Vec<Viewer>,
     /// Bit rate of a transcoded sub-stream, kbit/s.
     pub sub_kbps: u32,
+    /// Write each source's sub-stream as HLS too.
+    pub hls: Option<hls::HlsSettings>,
 }
 
 /// The launch description of a re-served stream: remux only.
@@ -65,7 +71,7 @@ pub fn relay_launch(url: &str) -> String {
 /// The launch description of a transcoded low-bit-rate sub-stream.
 pub fn transcode_launch(url: &str, kbps: u32) -> String {
     format!(
-        "( rtspsrc location=\"{}\" protocols=tcp latency=200 ! rtph264depay ! h264parse ! avdec_h264 ! videoscale ! videorate ! video/x-raw,width=640,height=360,framerate=15/1 ! x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max=30 ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+        "( rtspsrc location=\"{}\" protocols=tcp latency=200 ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,width=640,height=360,framerate=15/1 ! x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max=30 ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
         url.replace('"', "")
     )
 }
@@ -74,10 +80,26 @@ pub fn transcode_launch(url: &str, kbps: u32) -> String {
 pub struct LiveServer {
     main_loop: gst::glib::MainLoop,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The HLS writers (stopped before the server).
+    hls: Option<hls::HlsWriters>,
+    port: u16,
+}
+
+impl LiveServer {
+    /// The port the RTSP server listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where the HTTP side reports HLS requests (writers run on demand), when HLS is on.
+    pub fn hls_demand(&self) -> Option<std::sync::Arc<hls::Demand>> {
+        self.hls.as_ref().map(hls::HlsWriters::demand)
+    }
 }
 
 impl Drop for LiveServer {
     fn drop(&mut self) {
+        self.hls.take();
         self.main_loop.quit();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -96,12 +118,18 @@ pub fn start(settings: &LiveSettings, sources: &[LiveSource]) -> Result<LiveServ
     let mounts = server
         .mount_points()
         .ok_or_else(|| StreamError::Server("no mount points".into()))?;
+    // The HLS writers watch the sub-streams as one more viewer, with an account of their
+    // own that exists only in this process.
+    let internal = (!settings.viewers.is_empty() && settings.hls.is_some()).then(|| Viewer {
+        user: "gavel-hls".into(),
+        password: uuid_like(),
+    });
     if !settings.viewers.is_empty() {
         let auth = rtsp::RTSPAuth::new();
         let token = rtsp::RTSPToken::builder()
             .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
             .build();
-        for v in &settings.viewers {
+        for v in settings.viewers.iter().chain(internal.as_ref()) {
             let basic = rtsp::RTSPAuth::make_basic(&v.user, &v.password);
             auth.add_basic(basic.as_str(), &token);
         }
@@ -139,7 +167,8 @@ pub fn start(settings: &LiveSettings, sources: &[LiveSource]) -> Result<LiveServ
                 let attached = context.with_thread_default(|| server.attach(Some(&context)));
                 match attached {
                     Ok(Ok(id)) => {
-                        let _ = tx.send(Ok(()));
+                        let port = u16::try_from(server.bound_port()).unwrap_or(0);
+                        let _ = tx.send(Ok(port));
                         main_loop.run();
                         id.remove();
                     }
@@ -153,13 +182,43 @@ pub fn start(settings: &LiveSettings, sources: &[LiveSource]) -> Result<LiveServ
             })
             .map_err(|e| StreamError::Server(e.to_string()))?
     };
-    rx.recv()
+    let port = rx
+        .recv()
         .map_err(|e| StreamError::Server(e.to_string()))?
         .map_err(StreamError::Server)?;
-    Ok(LiveServer {
+    let mut server = LiveServer {
         main_loop,
         thread: Some(thread),
-    })
+        hls: None,
+        port,
+    };
+    if let Some(h) = &settings.hls {
+        let host = match settings.address.as_str() {
+            "0.0.0.0" | "" => "127.0.0.1",
+            "::" => "[::1]",
+            a => a,
+        };
+        let subs: Vec<(String, String)> = sources
+            .iter()
+            .map(|s| (s.id.clone(), format!("rtsp://{host}:{port}/{}/sub", s.id)))
+            .collect();
+        server.hls = Some(hls::start_writers(&subs, internal, h)?);
+    }
+    Ok(server)
+}
+
+/// 128 random bits as hex (the HLS writers' internal password).
+fn uuid_like() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // Start-up only: without randomness the account still differs per process.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = (t ^ u128::from(std::process::id())).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -174,5 +233,7 @@ mod tests {
         );
         let t = transcode_launch("rtsp://c/main", 800);
         assert!(t.contains("x264enc") && t.contains("bitrate=800"), "{t}");
+        // 8-bit 4:2:0 whatever the camera sends: browsers decode nothing else.
+        assert!(t.contains("format=I420"), "{t}");
     }
 }

@@ -1,7 +1,9 @@
 //! `gavel-live`: the live RTSP re-serve as a process of its own (rigs and tests).
 //!
-//! `gavel-live --port 8554 --viewer alice:secret --source cam-1=rtsp://... [--sub cam-1=rtsp://...]`
-//! serves `rtsp://HOST:8554/cam-1/main` and `/cam-1/sub`. Prints `READY` when serving.
+//! `gavel-live --port 8554 --viewer alice:secret --source cam-1=rtsp://... [--sub cam-1=rtsp://...]
+//! [--hls-dir DIR --http 127.0.0.1:8555]` serves `rtsp://HOST:8554/cam-1/main` and
+//! `/cam-1/sub`, and with `--hls-dir` the sub-stream as HLS at
+//! `http://HOST:8555/live/cam-1/index.m3u8`. Prints `READY` when serving.
 
 use anyhow::{Context, bail};
 use gavel_stream::{LiveSettings, LiveSource, Viewer};
@@ -13,7 +15,9 @@ fn main() -> anyhow::Result<()> {
         port: 8554,
         viewers: vec![],
         sub_kbps: 800,
+        hls: None,
     };
+    let mut http: Option<std::net::SocketAddr> = None;
     let mut sources: Vec<LiveSource> = Vec::new();
     let mut subs = Vec::new();
     let mut it = std::env::args().skip(1);
@@ -23,6 +27,8 @@ fn main() -> anyhow::Result<()> {
             "--address" => settings.address = value,
             "--port" => settings.port = value.parse()?,
             "--sub-kbps" => settings.sub_kbps = value.parse()?,
+            "--hls-dir" => settings.hls = Some(gavel_stream::hls::HlsSettings::in_dir(value)),
+            "--http" => http = Some(value.parse().context("--http ADDR:PORT")?),
             "--viewer" => {
                 let (user, password) = value.split_once(':').context("--viewer USER:PASSWORD")?;
                 settings.viewers.push(Viewer {
@@ -52,9 +58,32 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("--sub {id}: no --source {id}"))?;
         s.sub_url = Some(url);
     }
-    let _server = gavel_stream::start(&settings, &sources)?;
-    println!("READY");
-    loop {
-        std::thread::park();
+    let server = gavel_stream::start(&settings, &sources)?;
+    match (http, &settings.hls, server.hls_demand()) {
+        (Some(addr), Some(hls), Some(demand)) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr}"))?;
+                println!("READY");
+                gavel_stream::hls::serve_http(
+                    listener,
+                    hls.dir.clone(),
+                    settings.viewers.clone(),
+                    demand,
+                    std::future::pending(),
+                )
+                .await
+                .context("serving HLS")
+            })
+        }
+        (Some(_), _, _) => bail!("--http needs --hls-dir"),
+        _ => {
+            println!("READY");
+            loop {
+                std::thread::park();
+            }
+        }
     }
 }

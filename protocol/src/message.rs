@@ -338,7 +338,7 @@ impl Message for Birth {
                 text(&format!("live.sources[{i}]"), source)?;
                 if source.is_empty() || source.contains('/') {
                     return Err(Invalid::new(
-                        &format!("live.sources[{i}]"),
+                        format!("live.sources[{i}]"),
                         "empty or contains '/'",
                     ));
                 }

@@ -65,6 +65,21 @@ pub fn soak() -> Result<(), String> {
     run(
         kiosk,
         "kiosk: 5 minutes without broker and controller, tickets numbered without duplicates",
+    )?;
+    run(
+        cargo(&[
+            "test",
+            "--locked",
+            "--release",
+            "-p",
+            "gavel-transcribe",
+            "--test",
+            "soak",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]),
+        "transcription: a 30-minute hearing, memory flat, no audio lost while lagging",
     )
 }
 
@@ -121,6 +136,17 @@ pub fn bench() -> Result<(), String> {
             "patrol",
         ]),
         "patrol analyzers' CPU per room vs decoding alone",
+    )?;
+    run(
+        cargo(&[
+            "bench",
+            "--locked",
+            "-p",
+            "gavel-transcribe",
+            "--bench",
+            "transcribe",
+        ]),
+        "transcription: WER/CER per model, RTF vs whisper-cli, live latency",
     )
 }
 

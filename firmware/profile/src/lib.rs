@@ -1038,6 +1038,24 @@ channel = 0
     }
 
     #[test]
+    fn transcription_settings_name_a_known_model_a_language_it_speaks_and_a_vocabulary_file() {
+        let ok = format!(
+            "{MINIMAL}{SEATS}\n[capabilities.transcribe]\nmodel = \"whisper-base\"\nthreads = 2\nlanguage = \"zh\"\nvocabulary = \"court-legal\"\n"
+        );
+        let t = parse_t(&ok).expect("valid").capabilities.transcribe.expect("transcribe");
+        assert_eq!((t.model_name(), t.backlog_s), ("base", 600));
+        for (from, to, key) in [
+            ("whisper-base", "whisper-huge", "transcribe.model"),
+            ("\"zh\"", "\"fr\"", "transcribe.language"),
+            ("whisper-base", "tiny.en", "transcribe.language"),
+            ("court-legal", "../etc/passwd", "transcribe.vocabulary"),
+        ] {
+            let err = parse_t(&ok.replace(from, to)).expect_err(to).to_string();
+            assert!(err.contains(key), "{to}: {err}");
+        }
+    }
+
+    #[test]
     fn a_visca_camera_needs_a_port_and_a_sane_baud_rate() {
         let err = parse_t(&format!(
             "{MINIMAL}\n[capabilities.ptz]\ncontrol = \"visca\"\n"

@@ -115,8 +115,12 @@ fn accuracy(name: &str, language: &str, sentences: &[Sentence], cache: &Path) {
     }
 }
 
-/// Builds whisper.cpp's `whisper-cli` from the source whisper-rs-sys vendors, portably.
+/// whisper.cpp's `whisper-cli`: `WHISPER_CLI`, or built from the source whisper-rs-sys
+/// vendors, portably (that tree may lack `examples/`: then there is none).
 fn whisper_cli() -> Option<PathBuf> {
+    if let Some(cli) = std::env::var_os("WHISPER_CLI").map(PathBuf::from) {
+        return cli.is_file().then_some(cli);
+    }
     let home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
@@ -213,7 +217,10 @@ fn rtf(name: &str, cli: Option<&Path>, cache: &Path) {
     );
     let text = e.decode(&pcm, Stage::Final).map(|h| h.text).unwrap_or_default();
     let Some(cli) = cli else {
-        println!("rtf {name:<8}: ours {:.3} ({ours:.2} s for {seconds:.1} s); whisper-cli unavailable (cmake build failed)", ours / seconds);
+        println!(
+            "rtf {name:<8}: gavel {:.3} ({ours:.2} s for {seconds:.1} s); whisper-cli unavailable: the whisper.cpp tree whisper-rs-sys vendors has no examples/ (set WHISPER_CLI to a whisper-cli built from whisper.cpp 1.8.3 with GGML_NATIVE=OFF)",
+            ours / seconds
+        );
         return;
     };
     let runs: Vec<(f64, String)> = (0..3).filter_map(|_| cli_seconds(cli, &model(name), &wav, "en")).collect();

@@ -660,7 +660,9 @@ mod tests {
             ..CoreSettings::default()
         };
         let mut core = Core::new(settings, 2);
-        let (jobs, lines) = run(&mut core, audio(16_000, &[(500, 15_000)]), |_| hyp("words"));
+        // Syllables: 250 ms of voice, 100 ms pauses (a steady tone would become the floor).
+        let syllables: Vec<(u32, u32)> = (0..41).map(|k| (500 + 350 * k, 750 + 350 * k)).collect();
+        let (jobs, lines) = run(&mut core, audio(16_000, &syllables), |_| hyp("words"));
         assert!(jobs.iter().all(|j| j.pcm.len() <= ms_samples(5000) + ms_samples(400)));
         let finals = lines.iter().filter(|l| l.stage == Stage::Final).count();
         assert!(finals >= 3, "{lines:?}");

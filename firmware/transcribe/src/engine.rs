@@ -84,7 +84,7 @@ fn silence_whisper_logs() {
 }
 
 impl Engine for WhisperEngine {
-    fn decode(&mut self, pcm: &[f32], _stage: Stage) -> Result<Hypothesis, TranscribeError> {
+    fn decode(&mut self, pcm: &[f32], stage: Stage) -> Result<Hypothesis, TranscribeError> {
         use whisper_rs::{FullParams, SamplingStrategy};
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(i32::from(self.options.threads.max(1)));
@@ -106,6 +106,14 @@ impl Engine for WhisperEngine {
         // Design: no temperature fallback: one decode per request keeps latency bounded
         // and the result deterministic.
         params.set_temperature_inc(0.0);
+        if stage == Stage::Partial {
+            // Design: a partial only shows progress, so its encoder runs on the audio's
+            // own length (one position per 20 ms, plus a margin) instead of whisper's
+            // fixed 30 s window: several times cheaper, so partials do not delay finals.
+            // Finals use the full window, as whisper was trained.
+            let ctx = (pcm.len() / 320 + 64).min(1500);
+            params.set_audio_ctx(i32::try_from(ctx).unwrap_or(1500));
+        }
         if let Some(prompt) = &self.options.prompt {
             params.set_initial_prompt(prompt);
         }

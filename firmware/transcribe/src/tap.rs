@@ -94,10 +94,9 @@ impl Tap {
         &self.shared.stats
     }
 
-    /// Frames written and not yet read.
+    /// Frames held and not yet read.
     pub fn backlog(&self) -> u64 {
-        let s = self.lock();
-        s.front + (s.buf.len() / self.shared.channels) as u64 - s.read
+        (self.lock().buf.len() / self.shared.channels) as u64
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -129,7 +128,7 @@ impl Tap {
             // Design: everything in `buf` is unread (reads drain it), so all of it is lost.
             stats.discarded.fetch_add(excess as u64, Ordering::Relaxed);
         }
-        let backlog = (s.front + (s.buf.len() / ch) as u64).saturating_sub(s.read);
+        let backlog = (s.buf.len() / ch) as u64;
         drop(s);
         stats.written.fetch_add(frames as u64, Ordering::Relaxed);
         stats.peak_backlog.fetch_max(backlog, Ordering::Relaxed);

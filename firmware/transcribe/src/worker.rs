@@ -161,7 +161,7 @@ fn run(
     let max_backlog = RATE as usize * settings.max_backlog_s.max(1) as usize;
     let skip_after = u64::from(RATE) * u64::from(settings.skip_partials_after_ms) / 1000;
     let mut closed = false;
-    let mut emit = |outputs: Vec<Output>, jobs: &mut VecDeque<Job>, sink: &mut dyn FnMut(Event)| {
+    let emit = |outputs: Vec<Output>, jobs: &mut VecDeque<Job>, sink: &mut dyn FnMut(Event)| {
         for o in outputs {
             match o {
                 Output::Decode(job) => jobs.push_back(job),

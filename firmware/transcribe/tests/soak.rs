@@ -99,7 +99,6 @@ fn a_thirty_minute_hearing_is_transcribed_without_growing_memory_or_losing_audio
         finals.lock().expect("finals"),
         stats.partials.load(Ordering::Relaxed),
         stats.partials_skipped.load(Ordering::Relaxed),
-        max_lag,
         tap.stats().discarded.load(Ordering::Relaxed),
         stats.decode_ns.load(Ordering::Relaxed) as f64 / stats.decoded_audio_ns.load(Ordering::Relaxed).max(1) as f64,
     );

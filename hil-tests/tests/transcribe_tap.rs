@@ -120,20 +120,39 @@ async fn a_transcription_tap_nobody_drains_never_holds_up_the_recording() {
     assert!(recorded >= wall - 2.5, "{recorded:.1} s of {wall:.1} s");
 
     // The tap lost nothing, and its audio is the seats' audio at 16 kHz.
-    assert_eq!(dropped.load(Ordering::Relaxed), 0, "the tap's queue overran");
-    assert!(ended.load(Ordering::Relaxed), "the tap saw the end of the hearing");
-    let tap = buffer.lock().expect("buffer").take().expect("the tap got audio");
+    assert_eq!(
+        dropped.load(Ordering::Relaxed),
+        0,
+        "the tap's queue overran"
+    );
+    assert!(
+        ended.load(Ordering::Relaxed),
+        "the tap saw the end of the hearing"
+    );
+    let tap = buffer
+        .lock()
+        .expect("buffer")
+        .take()
+        .expect("the tap got audio");
     assert_eq!(tap.channels(), 5, "one channel per seat");
     assert_eq!(tap.stats().discarded.load(Ordering::Relaxed), 0);
     let frames = tap.stats().written.load(Ordering::Relaxed);
     let tapped = frames as f64 / f64::from(RATE);
-    println!("recorded {recorded:.1} s, tapped {tapped:.1} s of 5-channel 16 kHz PCM, never drained during the hearing");
-    assert!((tapped - recorded).abs() < 1.5, "tapped {tapped:.1} s, recorded {recorded:.1} s");
+    println!(
+        "recorded {recorded:.1} s, tapped {tapped:.1} s of 5-channel 16 kHz PCM, never drained during the hearing"
+    );
+    assert!(
+        (tapped - recorded).abs() < 1.5,
+        "tapped {tapped:.1} s, recorded {recorded:.1} s"
+    );
     let Read::Audio(pcm) = tap.read(frames as usize, Duration::ZERO) else {
         panic!("audio expected");
     };
     // Energy per channel: the script's speakers (0, 2, 4) far above the silent seats.
-    let energy: Vec<f32> = pcm.iter().map(|c| c.iter().map(|s| s * s).sum::<f32>() / c.len() as f32).collect();
+    let energy: Vec<f32> = pcm
+        .iter()
+        .map(|c| c.iter().map(|s| s * s).sum::<f32>() / c.len() as f32)
+        .collect();
     println!("channel energy {energy:?}");
     for speaking in [0, 2, 4] {
         for silent in [1, 3] {

@@ -16,9 +16,15 @@ pub enum Need {
 const DEMO_PACKAGES: &[(&str, &str)] = &[
     ("build-essential", "C compiler for native crates"),
     ("pkg-config", "finding native libraries"),
-    ("cmake", "transcription: whisper.cpp (whisper-rs-sys), the whisper-cli baseline"),
+    (
+        "cmake",
+        "transcription: whisper.cpp (whisper-rs-sys), the whisper-cli baseline",
+    ),
     ("clang", "transcription: whisper-rs-sys bindings"),
-    ("libclang-dev", "transcription: whisper-rs-sys bindings (bindgen)"),
+    (
+        "libclang-dev",
+        "transcription: whisper-rs-sys bindings (bindgen)",
+    ),
     ("ca-certificates", "TLS roots"),
     ("libgstreamer1.0-dev", "GStreamer (recording, streaming)"),
     (
@@ -43,7 +49,10 @@ const DEMO_PACKAGES: &[(&str, &str)] = &[
         "gstreamer1.0-x",
         "timeoverlay (pango) on simulated cameras' test patterns",
     ),
-    ("espeak-ng", "hall announcements; the transcription test corpus"),
+    (
+        "espeak-ng",
+        "hall announcements; the transcription test corpus",
+    ),
     ("sox", "transcription: resampling the espeak-ng test corpus"),
     (
         "gstreamer1.0-espeak",
@@ -74,7 +83,6 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "OTA: throw-away RAUC test certificates"),
     ("dbus-daemon", "OTA: private D-Bus bus for rauc service"),
     ("dbus-bin", "OTA: dbus-send asks rauc what it does"),
-
 ];
 
 fn installed(package: &str) -> bool {

@@ -14,7 +14,6 @@ pub mod hall;
 pub mod hardware;
 pub mod ota;
 pub mod patrol;
-pub mod transcribe;
 pub mod printer;
 pub mod record;
 pub mod renewal;
@@ -22,6 +21,7 @@ pub mod room;
 pub mod schedule;
 pub mod selftest;
 pub mod session;
+pub mod transcribe;
 pub mod wall;
 
 use std::sync::Arc;
@@ -42,7 +42,14 @@ pub use config::AgentConfig;
 /// Capabilities this firmware build runs. Others named by a profile are reported as
 /// `unavailable`.
 pub const IMPLEMENTED: &[&str] = &[
-    "health", "record", "kiosk", "printer", "announce", "wall", "patrol", "transcribe",
+    "health",
+    "record",
+    "kiosk",
+    "printer",
+    "announce",
+    "wall",
+    "patrol",
+    "transcribe",
 ];
 
 /// How the agent run ended.

@@ -19,8 +19,8 @@ use gavel_profile::{Profile, TranscribeSettings};
 use gavel_protocol::{Capability, CapabilityState, EventBody, Phase};
 use gavel_record::{PcmTap, TapData};
 use gavel_transcribe::{
-    Event, RATE, SharedEngine, Stage, Tap, Transcriber, Vocabulary, WhisperEngine,
-    WhisperOptions, WorkerSettings,
+    Event, RATE, SharedEngine, Stage, Tap, Transcriber, Vocabulary, WhisperEngine, WhisperOptions,
+    WorkerSettings,
 };
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -139,7 +139,9 @@ pub fn start(
     let sink = {
         let active = active.clone();
         move |data: TapData<'_>| {
-            let mut guard = active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut guard = active
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match data {
                 TapData::Pcm {
                     hearing_id,
@@ -211,7 +213,9 @@ pub fn start(
     let detail = format!(
         "whisper {name} on {} threads, language {language}{}, seats {}",
         plan.settings.threads,
-        version.map(|v| format!(", vocabulary {v}")).unwrap_or_default(),
+        version
+            .map(|v| format!(", vocabulary {v}"))
+            .unwrap_or_default(),
         plan.seats
             .iter()
             .map(|(c, s)| format!("{s}={}:{c}", plan.source))
@@ -272,8 +276,14 @@ async fn publish(
     while let Some(o) = rx.recv().await {
         match o.event {
             Event::Line { seat, source, line } => {
-                let (id, phase, body) =
-                    event_of(&o.hearing_id, &seat, &source, &line, &model, vocabulary.as_deref());
+                let (id, phase, body) = event_of(
+                    &o.hearing_id,
+                    &seat,
+                    &source,
+                    &line,
+                    &model,
+                    vocabulary.as_deref(),
+                );
                 if let Err(e) = outbox.emit(id, phase, body).await {
                     warn!(error = %e, "storing a transcript line failed");
                 }
@@ -334,6 +344,9 @@ mod tests {
             stage: Stage::Partial,
             ..line
         };
-        assert_eq!(event_of("H1", "judge", "mics:0", &partial, "base", None).1, Phase::Update);
+        assert_eq!(
+            event_of("H1", "judge", "mics:0", &partial, "base", None).1,
+            Phase::Update
+        );
     }
 }

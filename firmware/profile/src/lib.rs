@@ -604,7 +604,11 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
             ));
         }
         if let Some(v) = &t.vocabulary
-            && (v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || v.starts_with('.'))
+            && (v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || v.starts_with('.'))
         {
             return Err(bad(
                 "capabilities.transcribe.vocabulary",
@@ -1042,7 +1046,11 @@ channel = 0
         let ok = format!(
             "{MINIMAL}{SEATS}\n[capabilities.transcribe]\nmodel = \"whisper-base\"\nthreads = 2\nlanguage = \"zh\"\nvocabulary = \"court-legal\"\n"
         );
-        let t = parse_t(&ok).expect("valid").capabilities.transcribe.expect("transcribe");
+        let t = parse_t(&ok)
+            .expect("valid")
+            .capabilities
+            .transcribe
+            .expect("transcribe");
         assert_eq!((t.model_name(), t.backlog_s), ("base", 600));
         for (from, to, key) in [
             ("whisper-base", "whisper-huge", "transcribe.model"),

@@ -230,7 +230,10 @@ pub enum TapData<'a> {
         samples: &'a [i16],
     },
     /// The source's audio ended (the recording was drained).
-    End { hearing_id: &'a str, source: &'a str },
+    End {
+        hearing_id: &'a str,
+        source: &'a str,
+    },
 }
 
 /// Which sources feed transcription, and where their PCM goes.

@@ -96,11 +96,23 @@ fn accuracy(name: &str, language: &str, sentences: &[Sentence], cache: &Path) {
         .collect();
     let score = corpus::evaluate(&corpus, &finals, mix.silent);
     let rate = if language == "zh" {
-        format!("CER {:.1}% ({} of {} characters)", score.cer() * 100.0, score.zh_errors, score.zh_chars)
+        format!(
+            "CER {:.1}% ({} of {} characters)",
+            score.cer() * 100.0,
+            score.zh_errors,
+            score.zh_chars
+        )
     } else {
-        format!("WER {:.1}% ({} of {} words)", score.wer() * 100.0, score.en_errors, score.en_words)
+        format!(
+            "WER {:.1}% ({} of {} words)",
+            score.wer() * 100.0,
+            score.en_errors,
+            score.en_words
+        )
     };
-    let simplified = finals.iter().all(|l| l.language != "zh" || l.text == gavel_transcribe::core::simplify(&l.text, "zh"));
+    let simplified = finals
+        .iter()
+        .all(|l| l.language != "zh" || l.text == gavel_transcribe::core::simplify(&l.text, "zh"));
     println!(
         "accuracy {name:<8} {language}: {} sentences, {seconds:.0} s on 4 seats: {rate}; seat labels {}/{} ({:.1}%); lines on the silent seat: {}{}",
         sentences.len(),
@@ -108,10 +120,19 @@ fn accuracy(name: &str, language: &str, sentences: &[Sentence], cache: &Path) {
         score.lines,
         score.seat_accuracy() * 100.0,
         score.silent_lines,
-        if language == "zh" { format!("; all Simplified: {simplified}") } else { String::new() }
+        if language == "zh" {
+            format!("; all Simplified: {simplified}")
+        } else {
+            String::new()
+        }
     );
     for l in finals.iter().take(if language == "zh" { 10 } else { 4 }) {
-        println!("    seat{} {:>6.2}s {}", l.channel, l.offset_ns as f64 / 1e9, l.text);
+        println!(
+            "    seat{} {:>6.2}s {}",
+            l.channel,
+            l.offset_ns as f64 / 1e9,
+            l.text
+        );
     }
 }
 
@@ -123,12 +144,19 @@ fn whisper_cli() -> Option<PathBuf> {
     }
     let home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
     let registry = home.join("registry/src");
     let mut sources: Vec<PathBuf> = std::fs::read_dir(&registry)
         .ok()?
         .filter_map(Result::ok)
-        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().filter_map(Result::ok))
+        .flat_map(|d| {
+            std::fs::read_dir(d.path())
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+        })
         .map(|e| e.path())
         .filter(|p| {
             p.file_name()
@@ -141,16 +169,27 @@ fn whisper_cli() -> Option<PathBuf> {
     sources.sort();
     let source = sources.pop()?;
     let version = source.parent()?.file_name()?.to_string_lossy().to_string();
-    let build = root().join("models/cache").join(format!("whisper-cli-{version}"));
+    let build = root()
+        .join("models/cache")
+        .join(format!("whisper-cli-{version}"));
     let cli = build.join("bin/whisper-cli");
     if !cli.is_file() {
-        println!("building whisper-cli from {} (GGML_NATIVE=OFF)...", source.display());
+        println!(
+            "building whisper-cli from {} (GGML_NATIVE=OFF)...",
+            source.display()
+        );
         let ok = Command::new("cmake")
             .arg("-S")
             .arg(&source)
             .arg("-B")
             .arg(&build)
-            .args(["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DWHISPER_BUILD_TESTS=OFF", "-DWHISPER_BUILD_EXAMPLES=ON"])
+            .args([
+                "-DCMAKE_BUILD_TYPE=Release",
+                "-DGGML_NATIVE=OFF",
+                "-DBUILD_SHARED_LIBS=OFF",
+                "-DWHISPER_BUILD_TESTS=OFF",
+                "-DWHISPER_BUILD_EXAMPLES=ON",
+            ])
             .status()
             .is_ok_and(|s| s.success())
             && Command::new("cmake")
@@ -179,7 +218,19 @@ fn cli_seconds(cli: &Path, model: &Path, wav: &Path, language: &str) -> Option<(
         .arg(model)
         .arg("-f")
         .arg(wav)
-        .args(["-t", &THREADS.to_string(), "-l", language, "-bs", "1", "-bo", "1", "-nf", "-nt", "-np"])
+        .args([
+            "-t",
+            &THREADS.to_string(),
+            "-l",
+            language,
+            "-bs",
+            "1",
+            "-bo",
+            "1",
+            "-nf",
+            "-nt",
+            "-np",
+        ])
         .output()
         .ok()?;
     let err = String::from_utf8_lossy(&out.stderr);
@@ -191,7 +242,10 @@ fn cli_seconds(cli: &Path, model: &Path, wav: &Path, language: &str) -> Option<(
     };
     let total = ms("total time")?;
     let load = ms("load time").unwrap_or(0.0);
-    Some(((total - load) / 1000.0, String::from_utf8_lossy(&out.stdout).trim().to_owned()))
+    Some((
+        (total - load) / 1000.0,
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    ))
 }
 
 fn rtf(name: &str, cli: Option<&Path>, cache: &Path) {
@@ -215,7 +269,10 @@ fn rtf(name: &str, cli: Option<&Path>, cache: &Path) {
             })
             .collect(),
     );
-    let text = e.decode(&pcm, Stage::Final).map(|h| h.text).unwrap_or_default();
+    let text = e
+        .decode(&pcm, Stage::Final)
+        .map(|h| h.text)
+        .unwrap_or_default();
     let Some(cli) = cli else {
         println!(
             "rtf {name:<8}: gavel {:.3} ({ours:.2} s for {seconds:.1} s); whisper-cli unavailable: the whisper.cpp tree whisper-rs-sys vendors has no examples/ (set WHISPER_CLI to a whisper-cli built from whisper.cpp 1.8.3 with GGML_NATIVE=OFF)",
@@ -223,9 +280,14 @@ fn rtf(name: &str, cli: Option<&Path>, cache: &Path) {
         );
         return;
     };
-    let runs: Vec<(f64, String)> = (0..3).filter_map(|_| cli_seconds(cli, &model(name), &wav, "en")).collect();
+    let runs: Vec<(f64, String)> = (0..3)
+        .filter_map(|_| cli_seconds(cli, &model(name), &wav, "en"))
+        .collect();
     if runs.is_empty() {
-        println!("rtf {name:<8}: ours {:.3}; whisper-cli gave no timings", ours / seconds);
+        println!(
+            "rtf {name:<8}: ours {:.3}; whisper-cli gave no timings",
+            ours / seconds
+        );
         return;
     }
     let theirs = median(runs.iter().map(|r| r.0).collect());
@@ -256,11 +318,16 @@ fn latency(name: &str, cache: &Path) {
     let partial_first: Vec<f64> = {
         let mut firsts = std::collections::BTreeMap::new();
         for (at, l) in &lines {
-            firsts.entry((l.channel, l.line)).or_insert((*at, l.offset_ns));
+            firsts
+                .entry((l.channel, l.line))
+                .or_insert((*at, l.offset_ns));
         }
         firsts
             .values()
-            .map(|(at, off)| at.saturating_duration_since(started + Duration::from_nanos(*off)).as_secs_f64())
+            .map(|(at, off)| {
+                at.saturating_duration_since(started + Duration::from_nanos(*off))
+                    .as_secs_f64()
+            })
             .collect()
     };
     println!(
@@ -275,7 +342,10 @@ fn latency(name: &str, cache: &Path) {
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else names what to run.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let want = |what: &str| args.is_empty() || args.iter().any(|a| a == what);
     let cache = root().join("models/cache/corpus");
     if want("accuracy") {

@@ -287,13 +287,16 @@ impl Core {
         }
         let available = self.pending.iter().map(Vec::len).min().unwrap_or(0);
         let frames = available / frame;
-        let keep = ms_samples(self.settings.pre_roll_ms)
-            + ms_samples(self.settings.vad.onset_ms)
-            + frame;
+        let keep =
+            ms_samples(self.settings.pre_roll_ms) + ms_samples(self.settings.vad.onset_ms) + frame;
         let max = ms_samples(self.settings.max_utterance_ms).max(frame);
         for f in 0..frames {
             let range = f * frame..(f + 1) * frame;
-            let levels: Vec<f32> = self.pending.iter().map(|p| dbfs(&p[range.clone()])).collect();
+            let levels: Vec<f32> = self
+                .pending
+                .iter()
+                .map(|p| dbfs(&p[range.clone()]))
+                .collect();
             let events = self.vad.frame(&levels);
             let frame_start = self.position;
             self.position += frame as u64;
@@ -387,9 +390,11 @@ impl Core {
                 pcm: u.pcm.clone(),
                 end_sample: u.start + u.pcm.len() as u64,
             }
-        } else if let Some(u) = c.open.as_mut().filter(|u| {
-            every > 0 && u.pcm.len() >= u.partial_len + every
-        }) {
+        } else if let Some(u) = c
+            .open
+            .as_mut()
+            .filter(|u| every > 0 && u.pcm.len() >= u.partial_len + every)
+        {
             u.partial_len = u.pcm.len();
             Job {
                 id,
@@ -579,7 +584,10 @@ mod tests {
                 match o {
                     Output::Decode(job) => {
                         let result = answer(&job);
-                        queue.extend(core.handle(Input::Decoded { job: job.id, result }));
+                        queue.extend(core.handle(Input::Decoded {
+                            job: job.id,
+                            result,
+                        }));
                         jobs.push(job);
                     }
                     Output::Line(l) => lines.push(l),
@@ -613,24 +621,37 @@ mod tests {
         assert_eq!(f.line, 0);
         assert_eq!(f.text, "the court is now in session");
         // Speech began at 2.0 s and lasted 3 s (to the frame).
-        assert!((f.offset_ns as i64 - 2_000_000_000).abs() <= 20_000_000, "{f:?}");
-        assert!((f.duration_ns as i64 - 3_000_000_000).abs() <= 40_000_000, "{f:?}");
+        assert!(
+            (f.offset_ns as i64 - 2_000_000_000).abs() <= 20_000_000,
+            "{f:?}"
+        );
+        assert!(
+            (f.duration_ns as i64 - 3_000_000_000).abs() <= 40_000_000,
+            "{f:?}"
+        );
         let partials: Vec<_> = lines.iter().filter(|l| l.stage == Stage::Partial).collect();
         assert!(!partials.is_empty());
         assert!(partials.iter().all(|p| p.line == 0));
         for pair in partials.windows(2) {
-            assert!(pair[1].text.starts_with(&pair[0].text) || pair[0].text.len() > pair[1].text.len());
+            assert!(
+                pair[1].text.starts_with(&pair[0].text) || pair[0].text.len() > pair[1].text.len()
+            );
         }
     }
 
     #[test]
     fn committed_words_survive_a_final_decode_that_disagrees() {
         let mut core = Core::new(CoreSettings::default(), 2);
-        let (_, lines) = run(&mut core, audio(8000, &[(1000, 5000)]), |job| match job.stage {
-            Stage::Partial => hyp("please rise for the"),
-            Stage::Final => hyp("Police rise for the judge."),
+        let (_, lines) = run(&mut core, audio(8000, &[(1000, 5000)]), |job| {
+            match job.stage {
+                Stage::Partial => hyp("please rise for the"),
+                Stage::Final => hyp("Police rise for the judge."),
+            }
         });
-        let f = lines.iter().find(|l| l.stage == Stage::Final).expect("final");
+        let f = lines
+            .iter()
+            .find(|l| l.stage == Stage::Final)
+            .expect("final");
         assert_eq!(f.text, "please rise for the judge.");
     }
 
@@ -649,7 +670,10 @@ mod tests {
                 hyp(if n == 2 { "[BLANK_AUDIO]" } else { "objection" })
             },
         );
-        let finals: Vec<_> = lines.iter().map(|l| (l.line, l.offset_ns / 1_000_000_000)).collect();
+        let finals: Vec<_> = lines
+            .iter()
+            .map(|l| (l.line, l.offset_ns / 1_000_000_000))
+            .collect();
         assert_eq!(finals, vec![(0, 1), (1, 8)]);
     }
 
@@ -663,7 +687,10 @@ mod tests {
         // Syllables: 250 ms of voice, 100 ms pauses (a steady tone would become the floor).
         let syllables: Vec<(u32, u32)> = (0..41).map(|k| (500 + 350 * k, 750 + 350 * k)).collect();
         let (jobs, lines) = run(&mut core, audio(16_000, &syllables), |_| hyp("words"));
-        assert!(jobs.iter().all(|j| j.pcm.len() <= ms_samples(5000) + ms_samples(400)));
+        assert!(
+            jobs.iter()
+                .all(|j| j.pcm.len() <= ms_samples(5000) + ms_samples(400))
+        );
         let finals = lines.iter().filter(|l| l.stage == Stage::Final).count();
         assert!(finals >= 3, "{lines:?}");
     }
@@ -687,18 +714,30 @@ mod tests {
             job: jobs[0].id,
             result: Decoded::Skipped,
         });
-        assert!(matches!(&out[..], [Output::Decode(Job { stage: Stage::Final, .. })]));
+        assert!(matches!(
+            &out[..],
+            [Output::Decode(Job {
+                stage: Stage::Final,
+                ..
+            })]
+        ));
     }
 
     #[test]
     fn traditional_chinese_output_is_converted_to_simplified() {
-        assert_eq!(simplify("現在開庭，請原告陳述訴訟請求。", "zh"), "现在开庭，请原告陈述诉讼请求。");
+        assert_eq!(
+            simplify("現在開庭，請原告陳述訴訟請求。", "zh"),
+            "现在开庭，请原告陈述诉讼请求。"
+        );
         assert_eq!(simplify("Objection.", "en"), "Objection.");
     }
 
     #[test]
     fn whisper_annotations_are_not_text() {
         assert_eq!(clean(" [BLANK_AUDIO] "), "");
-        assert_eq!(clean("(upbeat music) Please be seated. *cough*"), "Please be seated.");
+        assert_eq!(
+            clean("(upbeat music) Please be seated. *cough*"),
+            "Please be seated."
+        );
     }
 }

@@ -64,7 +64,10 @@ pub const MANDARIN: &[Sentence] = &[
         "qing3 yuan2 gao4 chen2 shu4 su4 song4 qing3 qiu2",
         "请原告陈述诉讼请求",
     ),
-    zh("bei4 gao4 shi4 fou3 tong2 yi4 tiao2 jie3", "被告是否同意调解"),
+    zh(
+        "bei4 gao4 shi4 fou3 tong2 yi4 tiao2 jie3",
+        "被告是否同意调解",
+    ),
     zh("qing3 chu1 shi4 xiang1 guan1 zheng4 ju4", "请出示相关证据"),
     zh("ben3 ting2 xuan1 bu4 xiu1 ting2", "本庭宣布休庭"),
     zh("zheng4 ren2 qing3 ru2 shi2 zuo4 zheng4", "证人请如实作证"),
@@ -73,7 +76,10 @@ pub const MANDARIN: &[Sentence] = &[
         "yuan2 gao4 qing3 qiu2 bei4 gao4 zhi1 fu4 huo4 kuan3",
         "原告请求被告支付货款",
     ),
-    zh("xia4 mian4 jin4 xing2 fa3 ting2 bian4 lun4", "下面进行法庭辩论"),
+    zh(
+        "xia4 mian4 jin4 xing2 fa3 ting2 bian4 lun4",
+        "下面进行法庭辩论",
+    ),
     zh(
         "qing3 shuang1 fang1 dang1 shi4 ren2 he2 dui4 bi3 lu4",
         "请双方当事人核对笔录",
@@ -192,7 +198,8 @@ pub fn speak(sentence: &Sentence, cache: &Path) -> Result<Vec<f32>, TranscribeEr
 
 /// Reads a 16 kHz mono 16-bit WAV file.
 pub fn read_wav(path: &Path) -> Result<Vec<f32>, TranscribeError> {
-    let err = |e: &dyn std::fmt::Display| TranscribeError::Corpus(format!("{}: {e}", path.display()));
+    let err =
+        |e: &dyn std::fmt::Display| TranscribeError::Corpus(format!("{}: {e}", path.display()));
     let mut reader = hound::WavReader::open(path).map_err(|e| err(&e))?;
     let spec = reader.spec();
     if spec.sample_rate != RATE || spec.channels != 1 || spec.bits_per_sample != 16 {
@@ -209,7 +216,8 @@ pub fn read_wav(path: &Path) -> Result<Vec<f32>, TranscribeError> {
 
 /// Writes 16 kHz mono 16-bit WAV.
 pub fn write_wav(path: &Path, pcm: &[f32]) -> Result<(), TranscribeError> {
-    let err = |e: &dyn std::fmt::Display| TranscribeError::Corpus(format!("{}: {e}", path.display()));
+    let err =
+        |e: &dyn std::fmt::Display| TranscribeError::Corpus(format!("{}: {e}", path.display()));
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: RATE,
@@ -229,7 +237,11 @@ fn gain(db: f32) -> f32 {
 }
 
 /// Mixes `sentences` onto the seats (every channel but `mix.silent`, in turn).
-pub fn generate(sentences: &[Sentence], mix: &Mix, cache: &Path) -> Result<Corpus, TranscribeError> {
+pub fn generate(
+    sentences: &[Sentence],
+    mix: &Mix,
+    cache: &Path,
+) -> Result<Corpus, TranscribeError> {
     let mut rng = Rng(mix.seed.max(1));
     let speakers: Vec<usize> = (0..mix.channels).filter(|c| *c != mix.silent).collect();
     if speakers.is_empty() {
@@ -258,7 +270,11 @@ pub fn generate(sentences: &[Sentence], mix: &Mix, cache: &Path) -> Result<Corpu
     let total = at as usize + RATE as usize;
     let noise = gain(mix.noise_dbfs) * 3f32.sqrt(); // uniform in [-a, a] has RMS a/sqrt(3)
     let mut channels: Vec<Vec<f32>> = (0..mix.channels)
-        .map(|_| (0..total).map(|_| (rng.next() * 2.0 - 1.0) * noise).collect())
+        .map(|_| {
+            (0..total)
+                .map(|_| (rng.next() * 2.0 - 1.0) * noise)
+                .collect()
+        })
         .collect();
     let leak = gain(-mix.crosstalk_db);
     for (start, channel, pcm) in &clips {
@@ -356,7 +372,10 @@ pub fn evaluate(corpus: &Corpus, lines: &[crate::core::Line], silent: usize) -> 
         if l.channel == silent {
             score.silent_lines += 1;
         }
-        let (from, to) = (to_samples(l.offset_ns), to_samples(l.offset_ns + l.duration_ns));
+        let (from, to) = (
+            to_samples(l.offset_ns),
+            to_samples(l.offset_ns + l.duration_ns),
+        );
         // The spoken line this one overlaps most on the same seat.
         let best = corpus
             .script
@@ -410,9 +429,15 @@ mod tests {
     #[test]
     fn word_error_counts_substitutions_insertions_and_deletions() {
         let r = u("The court is now in session.", "en");
-        assert_eq!(edit_distance(&r, &u("the court is now in session", "en")), 0);
+        assert_eq!(
+            edit_distance(&r, &u("the court is now in session", "en")),
+            0
+        );
         assert_eq!(edit_distance(&r, &u("the cart is in session", "en")), 2);
-        assert_eq!(edit_distance(&r, &u("the court is now in a session", "en")), 1);
+        assert_eq!(
+            edit_distance(&r, &u("the court is now in a session", "en")),
+            1
+        );
     }
 
     #[test]

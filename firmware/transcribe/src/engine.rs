@@ -41,7 +41,11 @@ pub struct WhisperEngine {
 impl WhisperEngine {
     /// Loads a ggml model file (`models/cache/whisper/ggml-base.bin`); `model` is the name
     /// put on lines.
-    pub fn load(path: &Path, model: &str, options: WhisperOptions) -> Result<Self, TranscribeError> {
+    pub fn load(
+        path: &Path,
+        model: &str,
+        options: WhisperOptions,
+    ) -> Result<Self, TranscribeError> {
         if !path.is_file() {
             return Err(TranscribeError::Model(format!(
                 "{} does not exist: run `cargo xtask models`",
@@ -124,13 +128,20 @@ impl Engine for WhisperEngine {
         let (mut prob_sum, mut prob_n) = (0.0f32, 0u32);
         let mut no_speech = 0.0f32;
         for segment in self.state.as_iter() {
-            text.push_str(&segment.to_str_lossy().map_err(|e| TranscribeError::Engine(e.to_string()))?);
+            text.push_str(
+                &segment
+                    .to_str_lossy()
+                    .map_err(|e| TranscribeError::Engine(e.to_string()))?,
+            );
             no_speech = no_speech.max(segment.no_speech_probability());
             for t in 0..segment.n_tokens() {
                 if let Some(token) = segment.get_token(t) {
                     let data = token.token_data();
                     // Special tokens (timestamps, language, end) are not words.
-                    if token.to_str_lossy().is_ok_and(|s| !s.starts_with("[_") && !s.starts_with("<|")) {
+                    if token
+                        .to_str_lossy()
+                        .is_ok_and(|s| !s.starts_with("[_") && !s.starts_with("<|"))
+                    {
                         prob_sum += data.p;
                         prob_n += 1;
                     }
@@ -146,7 +157,11 @@ impl Engine for WhisperEngine {
         Ok(Hypothesis {
             text: text.trim().to_owned(),
             language: detected,
-            confidence: if prob_n == 0 { 0.0 } else { prob_sum / prob_n as f32 },
+            confidence: if prob_n == 0 {
+                0.0
+            } else {
+                prob_sum / prob_n as f32
+            },
             no_speech,
         })
     }

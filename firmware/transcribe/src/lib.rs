@@ -18,7 +18,9 @@ pub mod vad;
 pub mod vocabulary;
 pub mod worker;
 
-pub use crate::core::{Core, CoreSettings, Decoded, Hypothesis, Input, Job, Line, Output, RATE, Stage};
+pub use crate::core::{
+    Core, CoreSettings, Decoded, Hypothesis, Input, Job, Line, Output, RATE, Stage,
+};
 pub use engine::{Engine, WhisperEngine, WhisperOptions};
 pub use tap::{Read, Tap, TapStats};
 pub use vad::VadSettings;

@@ -145,9 +145,8 @@ impl Vad {
         let mut out = Vec::with_capacity(self.channels.len());
         for (ch, &db) in self.channels.iter_mut().zip(levels) {
             let floor = ch.floor().unwrap_or(db);
-            let speech = db >= floor + s.threshold_db
-                && db >= s.min_dbfs
-                && db >= loudest - s.dominance_db;
+            let speech =
+                db >= floor + s.threshold_db && db >= s.min_dbfs && db >= loudest - s.dominance_db;
             ch.track_floor(db, per_block, s.floor_window_s.max(1) as usize);
             let event = if ch.speaking {
                 if speech {

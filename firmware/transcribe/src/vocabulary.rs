@@ -27,7 +27,8 @@ impl Vocabulary {
     pub fn load(path: &Path) -> Result<Self, TranscribeError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| TranscribeError::Vocabulary(format!("{}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| TranscribeError::Vocabulary(format!("{}: {e}", path.display())))
+        Self::parse(&text)
+            .map_err(|e| TranscribeError::Vocabulary(format!("{}: {e}", path.display())))
     }
 
     /// Parses and checks vocabulary TOML.
@@ -69,7 +70,8 @@ mod tests {
 
     #[test]
     fn the_shipped_vocabulary_parses_and_prompts_in_each_language() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../device-profiles/vocabulary/court-legal.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../device-profiles/vocabulary/court-legal.toml");
         let v = Vocabulary::load(&path).expect("vocabulary");
         assert!(v.version.starts_with("court-legal-"));
         let zh = v.prompt("zh").expect("zh prompt");
@@ -80,7 +82,11 @@ mod tests {
 
     #[test]
     fn a_vocabulary_without_version_or_with_an_unknown_language_is_refused_with_the_key() {
-        assert!(Vocabulary::parse("[prompt]\nen = \"x\"").unwrap_err().contains("version"));
+        assert!(
+            Vocabulary::parse("[prompt]\nen = \"x\"")
+                .unwrap_err()
+                .contains("version")
+        );
         let e = Vocabulary::parse("version = \"1\"\n[terms]\nfr = [\"juge\"]").unwrap_err();
         assert!(e.contains("\"fr\""), "{e}");
     }

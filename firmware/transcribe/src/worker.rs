@@ -113,17 +113,7 @@ impl Transcriber {
             let stats = stats.clone();
             std::thread::Builder::new()
                 .name(format!("transcribe-{source}"))
-                .spawn(move || {
-                    run(
-                        &settings,
-                        &engine,
-                        &tap,
-                        &source,
-                        &seats,
-                        &mut sink,
-                        &stats,
-                    )
-                })?
+                .spawn(move || run(&settings, &engine, &tap, &source, &seats, &mut sink, &stats))?
         };
         Ok(Self {
             handle: Some(handle),

@@ -84,16 +84,31 @@ fn tiny_en_transcribes_four_seats_with_correct_labels_and_nothing_on_the_silent_
         .map(|(_, l)| l.clone())
         .collect();
     for (seat, l) in &lines {
-        eprintln!("{seat:>9} {:?} #{} {:>6.2}s {}", l.stage, l.line, l.offset_ns as f64 / 1e9, l.text);
+        eprintln!(
+            "{seat:>9} {:?} #{} {:>6.2}s {}",
+            l.stage,
+            l.line,
+            l.offset_ns as f64 / 1e9,
+            l.text
+        );
     }
     // Every seat label is the id of its channel.
     for (seat, l) in &lines {
         assert_eq!(seat, ["judge", "clerk", "plaintiff", "witness"][l.channel]);
     }
     let score = corpus::evaluate(&corpus, &finals, mix.silent);
-    eprintln!("tiny.en: WER {:.3}, seats {}/{}, silent-seat lines {}", score.wer(), score.seat_correct, score.lines, score.silent_lines);
+    eprintln!(
+        "tiny.en: WER {:.3}, seats {}/{}, silent-seat lines {}",
+        score.wer(),
+        score.seat_correct,
+        score.lines,
+        score.silent_lines
+    );
     assert_eq!(score.silent_lines, 0, "text on the silent seat");
-    assert!(score.lines >= sentences.len(), "every sentence gives a line: {score:?}");
+    assert!(
+        score.lines >= sentences.len(),
+        "every sentence gives a line: {score:?}"
+    );
     assert!(score.seat_accuracy() >= 0.98, "{score:?}");
     // espeak-ng's voice is robotic and tiny.en the smallest model: this bounds gross
     // failures (a broken conversion gives nonsense, near 100%); docs/transcription.md has

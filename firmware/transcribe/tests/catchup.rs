@@ -108,8 +108,16 @@ fn three_minutes_behind_a_slow_engine_lose_nothing_and_every_utterance_gets_its_
     let tap = Tap::new(4, (RATE * 60 * 4) as usize);
     let (events, stats) = run(&tap, &audio, Duration::from_millis(20));
     let written = tap.stats().written.load(Ordering::Relaxed);
-    assert_eq!(written, audio.len() as u64 / 4, "the recorder wrote everything");
-    assert_eq!(tap.stats().discarded.load(Ordering::Relaxed), 0, "nothing dropped");
+    assert_eq!(
+        written,
+        audio.len() as u64 / 4,
+        "the recorder wrote everything"
+    );
+    assert_eq!(
+        tap.stats().discarded.load(Ordering::Relaxed),
+        0,
+        "nothing dropped"
+    );
     // The transcriber was behind: most of the hearing waited in the tap...
     assert!(tap.stats().peak_backlog.load(Ordering::Relaxed) > u64::from(RATE) * 60);
     // ...so partials were skipped, and the core never held more than its bound.
@@ -140,7 +148,11 @@ fn an_overflowing_tap_skips_the_oldest_audio_with_a_reported_gap_and_goes_on() {
             _ => 0,
         })
         .sum();
-    assert_eq!(gaps, discarded * 1_000_000_000 / u64::from(RATE), "every lost sample is reported");
+    assert_eq!(
+        gaps,
+        discarded * 1_000_000_000 / u64::from(RATE),
+        "every lost sample is reported"
+    );
     // Lines still come after the gap, at their true place on the timeline.
     let f = finals(&events);
     assert!(!f.is_empty());

@@ -16,6 +16,15 @@ pub enum Need {
 const DEMO_PACKAGES: &[(&str, &str)] = &[
     ("build-essential", "C compiler for native crates"),
     ("pkg-config", "finding native libraries"),
+    (
+        "cmake",
+        "transcription: whisper.cpp (whisper-rs-sys), the whisper-cli baseline",
+    ),
+    ("clang", "transcription: whisper-rs-sys bindings"),
+    (
+        "libclang-dev",
+        "transcription: whisper-rs-sys bindings (bindgen)",
+    ),
     ("ca-certificates", "TLS roots"),
     ("libgstreamer1.0-dev", "GStreamer (recording, streaming)"),
     (
@@ -40,7 +49,11 @@ const DEMO_PACKAGES: &[(&str, &str)] = &[
         "gstreamer1.0-x",
         "timeoverlay (pango) on simulated cameras' test patterns",
     ),
-    ("espeak-ng", "hall announcements: speech synthesis"),
+    (
+        "espeak-ng",
+        "hall announcements; the transcription test corpus",
+    ),
+    ("sox", "transcription: resampling the espeak-ng test corpus"),
     (
         "gstreamer1.0-espeak",
         "hall announcements: the espeak GStreamer element",

@@ -87,6 +87,21 @@ pub fn soak() -> Result<(), String> {
     run(
         recording,
         "recording: a 2-minute hearing of 3 cameras + 4 microphones, 50 recorder SIGKILLs, a camera unplugged 20 s",
+    )?;
+    run(
+        cargo(&[
+            "test",
+            "--locked",
+            "--release",
+            "-p",
+            "gavel-transcribe",
+            "--test",
+            "soak",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]),
+        "transcription: a 30-minute hearing, memory flat, no audio lost while lagging",
     )
 }
 
@@ -177,6 +192,17 @@ pub fn bench() -> Result<(), String> {
     run(
         recording,
         "recorder CPU and memory for 1/4/8 streams at 1080p and 2160p vs gst-launch splitmuxsink",
+    )?;
+    run(
+        cargo(&[
+            "bench",
+            "--locked",
+            "-p",
+            "gavel-transcribe",
+            "--bench",
+            "transcribe",
+        ]),
+        "transcription: WER/CER per model, RTF vs whisper-cli, live latency",
     )
 }
 

@@ -22,6 +22,7 @@ pub mod room;
 pub mod schedule;
 pub mod selftest;
 pub mod session;
+pub mod transcribe;
 pub mod wall;
 
 use std::sync::Arc;
@@ -42,7 +43,15 @@ pub use config::AgentConfig;
 /// Capabilities this firmware build runs. Others named by a profile are reported as
 /// `unavailable`.
 pub const IMPLEMENTED: &[&str] = &[
-    "health", "record", "kiosk", "printer", "announce", "wall", "patrol", "stream",
+    "health",
+    "record",
+    "kiosk",
+    "printer",
+    "announce",
+    "wall",
+    "patrol",
+    "stream",
+    "transcribe",
 ];
 
 /// How the agent run ended.
@@ -175,6 +184,40 @@ pub async fn run(
         }
         _ => (None, None),
     };
+    // Transcription takes the recorder's tap on the seat microphones; its model is loaded
+    // once, off the runtime.
+    let (transcribe_tap, transcribe_task) = match transcribe::plan(&profile, &config) {
+        None => (None, None),
+        Some(plan) => {
+            let started = match plan {
+                Ok(plan) => {
+                    let outbox = outbox.clone();
+                    let runtime = tokio::runtime::Handle::current();
+                    tokio::task::spawn_blocking(move || transcribe::start(plan, outbox, runtime))
+                        .await
+                        .map_err(anyhow::Error::from)
+                        .and_then(|r| r)
+                }
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok((tap, cap, task)) => {
+                    if let Some(c) = caps.iter_mut().find(|c| c.name == "transcribe") {
+                        *c = cap;
+                    }
+                    (Some(tap), Some(task))
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "transcription is not available");
+                    if let Some(c) = caps.iter_mut().find(|c| c.name == "transcribe") {
+                        c.state = CapabilityState::Failed;
+                        c.detail = Some(format!("{e:#}").chars().take(200).collect());
+                    }
+                    (None, None)
+                }
+            }
+        }
+    };
     let recorder = match profile.capabilities.record.as_ref() {
         Some(settings) => {
             let started = record::start(
@@ -184,6 +227,7 @@ pub async fn run(
                 store.clone(),
                 outbox.clone(),
                 meter,
+                transcribe_tap,
                 async move {
                     let _ = recorder_stopped.await;
                 },
@@ -736,6 +780,9 @@ pub async fn run(
         t.abort();
     }
     if let Some((_, task)) = patrol {
+        task.abort();
+    }
+    if let Some(task) = transcribe_task {
         task.abort();
     }
     drop(reboot_tx);

@@ -25,7 +25,7 @@ pub mod ts;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use pipeline::{AudioLevels, Meter, SourceConfig, SourceInput, VideoCodec};
+pub use pipeline::{AudioLevels, Meter, PcmTap, SourceConfig, SourceInput, TapData, VideoCodec};
 pub use recorder::{RecorderHandle, RecorderSettings, spawn};
 
 /// Why a recording operation failed.

@@ -20,7 +20,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::core::{Core, CoreSettings, Input, Now, Output, Resume};
 use crate::index::{HearingRecord, Index, NewSegment, OpenSegment, next_file_number};
-use crate::pipeline::{Meter, PipelineEvent, SourceConfig, SourcePipeline};
+use crate::pipeline::{Meter, PcmTap, PipelineEvent, SourceConfig, SourcePipeline};
 use crate::{RecordError, mono};
 
 /// Recorder settings.
@@ -37,6 +37,9 @@ pub struct RecorderSettings {
     /// Audio meters: which sources report their channels' levels, and where (speaker-
     /// follow). `None`: no meter.
     pub meter: Option<Meter>,
+    /// The transcription tap: which sources hand their PCM to the transcriber, labelled
+    /// with the hearing. `None`: no tap.
+    pub tap: Option<PcmTap>,
 }
 
 enum Request {
@@ -371,6 +374,10 @@ impl Actor {
                     self.generation,
                     self.events_tx.clone(),
                     self.settings.meter.as_ref(),
+                    self.settings
+                        .tap
+                        .as_ref()
+                        .map(|t| (t, record.hearing_id.as_str())),
                 );
                 match started {
                     Ok(p) => {

@@ -1374,7 +1374,10 @@ pub enum Reply {
         not_after: OffsetDateTime,
     },
     /// A hearing's legal hold is now as asked (added within v1).
-    LegalHold { hearing_id: String, hold: bool },
+    LegalHold {
+        hearing_id: String,
+        hold: bool,
+    },
     /// The latest patrol frame of a source (added within v1).
     Snapshot {
         source: String,

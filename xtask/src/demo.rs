@@ -965,13 +965,7 @@ fn short_archive(court: &Court, t0: Instant, id: Option<&str>, told: &mut bool) 
         .as_array()
         .into_iter()
         .flatten()
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["source"].as_str().unwrap_or("?"),
-                s["segments"]
-            )
-        })
+        .map(|s| format!("{} {}", s["source"].as_str().unwrap_or("?"), s["segments"]))
         .collect();
     say(
         t0,

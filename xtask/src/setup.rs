@@ -177,14 +177,16 @@ fn moto_server() -> Result<String, String> {
     if works("moto_server") {
         return Ok("moto_server".into());
     }
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/tools/moto");
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/moto");
     let bin = venv.join("bin/moto_server");
     let bin_s = bin.display().to_string();
     if works(&bin_s) {
         return Ok(bin_s);
     }
-    println!("==> installing moto[server] from PyPI into {}", venv.display());
+    println!(
+        "==> installing moto[server] from PyPI into {}",
+        venv.display()
+    );
     let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
     if !ok(Command::new("python3").arg("-m").arg("venv").arg(&venv)) {
         return Err("python3 -m venv failed (is python3-venv installed?)".into());

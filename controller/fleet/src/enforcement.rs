@@ -1448,11 +1448,16 @@ mod tests {
         };
         assert_eq!(a.kind, AlarmKind::RecordingAtRisk);
         assert_eq!(a.level, 2);
-        assert!(a.message.contains("nothing can be evicted"), "{}", a.message);
+        assert!(
+            a.message.contains("nothing can be evicted"),
+            "{}",
+            a.message
+        );
         assert!(raised(&e.handle(T0 + Duration::seconds(1), storage(true))).is_empty());
         let out = e.handle(T0 + Duration::seconds(2), storage(false));
         assert!(
-            out.iter().any(|o| matches!(o, Output::Cleared(a) if a.kind == AlarmKind::RecordingAtRisk)),
+            out.iter()
+                .any(|o| matches!(o, Output::Cleared(a) if a.kind == AlarmKind::RecordingAtRisk)),
             "{out:?}"
         );
     }

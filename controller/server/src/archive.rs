@@ -210,10 +210,7 @@ pub fn routes(state: ArchiveState) -> Router {
             get(upload_status).put(upload),
         )
         .route("/api/v1/archive/hearings/{hearing}", get(hearing_index))
-        .route(
-            "/api/v1/archive/hearings/{hearing}/audio",
-            get(audio_clip),
-        )
+        .route("/api/v1/archive/hearings/{hearing}/audio", get(audio_clip))
         .route(
             "/api/v1/archive/hearings/{hearing}/{source}/index.m3u8",
             get(playlist),
@@ -243,13 +240,19 @@ fn check_path(device: &str, hearing: &str, source: &str, file: &str) -> Result<(
         !s.is_empty()
             && s.len() <= 64
             && s.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_.".contains(&b)
+                b.is_ascii_lowercase()
+                    || b.is_ascii_uppercase()
+                    || b.is_ascii_digit()
+                    || b"-_.".contains(&b)
             })
             && s != "."
             && s != ".."
     };
     if !id_ok(hearing) {
-        return Err(err(StatusCode::BAD_REQUEST, format!("hearing id {hearing:?}")));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            format!("hearing id {hearing:?}"),
+        ));
     }
     if !id_ok(source) {
         return Err(err(StatusCode::BAD_REQUEST, format!("source {source:?}")));
@@ -314,7 +317,12 @@ fn offset_header(n: u64) -> [(header::HeaderName, HeaderValue); 2] {
 }
 
 /// `HEAD|GET /api/v1/archive/uploads/...`: how much of the segment the archive holds.
-async fn upload_status(
+#[utoipa::path(get, path = "/api/v1/archive/uploads/{device}/{hearing}/{source}/{file}",
+    params(("device" = String, Path), ("hearing" = String, Path), ("source" = String, Path),
+        ("file" = String, Path, description = "NNNNN.ts")),
+    responses((status = 200, description = "Upload-Offset: bytes held; Archive-Sha256 when archived"),
+        (status = 404, description = "no segment event for this file yet")))]
+pub async fn upload_status(
     State(s): State<ArchiveState>,
     Path((device, hearing, source, file)): Path<(String, String, String, String)>,
 ) -> Response {
@@ -370,7 +378,17 @@ impl Drop for Busy {
 
 /// `PUT /api/v1/archive/uploads/...`: appends the body at `Upload-Offset`; at the end,
 /// verifies the hash and archives the segment.
-async fn upload(
+#[utoipa::path(put, path = "/api/v1/archive/uploads/{device}/{hearing}/{source}/{file}",
+    params(("device" = String, Path), ("hearing" = String, Path), ("source" = String, Path),
+        ("file" = String, Path, description = "NNNNN.ts"),
+        ("Upload-Offset" = u64, Header), ("Upload-Length" = u64, Header)),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    responses((status = 201, description = "archived: {sha256, bytes}"),
+        (status = 200, description = "archived before"),
+        (status = 204, description = "partial: Upload-Offset"),
+        (status = 409, description = "wrong offset or another upload runs"),
+        (status = 422, description = "the bytes do not hash to the segment event's SHA-256")))]
+pub async fn upload(
     State(s): State<ArchiveState>,
     Path((device, hearing, source, name)): Path<(String, String, String, String)>,
     request: Request,
@@ -434,9 +452,15 @@ async fn upload(
     if let Some(dir) = path.parent()
         && let Err(e) = tokio::fs::create_dir_all(dir).await
     {
-        return err(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", dir.display()));
+        return err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", dir.display()),
+        );
     }
-    let held = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+    let held = tokio::fs::metadata(&path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
     if offset != held {
         let mut r = err(
             StatusCode::CONFLICT,
@@ -452,7 +476,12 @@ async fn upload(
         .await
     {
         Ok(f) => f,
-        Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", path.display())),
+        Err(e) => {
+            return err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{}: {e}", path.display()),
+            );
+        }
     };
     let mut size = held;
     let mut stream = request.into_body().into_data_stream();
@@ -499,7 +528,12 @@ async fn upload(
     .await;
     let (sha256, data) = match hashed {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => return err(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", path.display())),
+        Ok(Err(e)) => {
+            return err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{}: {e}", path.display()),
+            );
+        }
         Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     if sha256 != expected.sha256 {
@@ -584,7 +618,10 @@ fn by_source(segments: &[ArchivedSegment]) -> BTreeMap<(String, String), Vec<&Ar
     m
 }
 
-async fn archived_or_404(s: &ArchiveState, hearing: &str) -> Result<Vec<ArchivedSegment>, Response> {
+async fn archived_or_404(
+    s: &ArchiveState,
+    hearing: &str,
+) -> Result<Vec<ArchivedSegment>, Response> {
     let segments = s
         .store
         .archived_segments(hearing)
@@ -600,7 +637,9 @@ async fn archived_or_404(s: &ArchiveState, hearing: &str) -> Result<Vec<Archived
 }
 
 /// `GET /api/v1/archive/hearings/{hearing}`: what the archive holds of a hearing.
-async fn hearing_index(State(s): State<ArchiveState>, Path(hearing): Path<String>) -> Response {
+#[utoipa::path(get, path = "/api/v1/archive/hearings/{hearing}", params(("hearing" = String, Path)),
+    responses((status = 200, body = ArchivedHearing), (status = 404)))]
+pub async fn hearing_index(State(s): State<ArchiveState>, Path(hearing): Path<String>) -> Response {
     let segments = match archived_or_404(&s, &hearing).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -651,7 +690,10 @@ fn source_segments<'a>(
 }
 
 /// `GET .../{source}/index.m3u8`: an HLS VOD playlist of the source's segments.
-async fn playlist(
+#[utoipa::path(get, path = "/api/v1/archive/hearings/{hearing}/{source}/index.m3u8",
+    params(("hearing" = String, Path), ("source" = String, Path)),
+    responses((status = 200, content_type = "application/vnd.apple.mpegurl"), (status = 404)))]
+pub async fn playlist(
     State(s): State<ArchiveState>,
     Path((hearing, source)): Path<(String, String)>,
 ) -> Response {
@@ -660,7 +702,10 @@ async fn playlist(
         Err(r) => return r,
     };
     let Some(segs) = source_segments(&segments, &source) else {
-        return err(StatusCode::NOT_FOUND, format!("no archived source {source}"));
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("no archived source {source}"),
+        );
     };
     (
         [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")],
@@ -713,7 +758,11 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>>
             .ok()
             .filter(|n| *n > 0)
             .map(|n| (size.saturating_sub(n), size - 1)),
-        (a, "") => a.parse::<u64>().ok().filter(|a| *a < size).map(|a| (a, size - 1)),
+        (a, "") => a
+            .parse::<u64>()
+            .ok()
+            .filter(|a| *a < size)
+            .map(|a| (a, size - 1)),
         (a, b) => match (a.parse::<u64>(), b.parse::<u64>()) {
             (Ok(a), Ok(b)) if a <= b && a < size => Some((a, b.min(size - 1))),
             _ => None,
@@ -724,7 +773,11 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>>
 
 /// `GET /api/v1/archive/files/{device}/{hearing}/{source}/{file}`: an archived segment,
 /// with range requests.
-async fn serve_segment(
+#[utoipa::path(get, path = "/api/v1/archive/files/{device}/{hearing}/{source}/{file}",
+    params(("device" = String, Path), ("hearing" = String, Path), ("source" = String, Path),
+        ("file" = String, Path)),
+    responses((status = 200, content_type = "video/mp2t"), (status = 206), (status = 404), (status = 416)))]
+pub async fn serve_segment(
     State(s): State<ArchiveState>,
     Path((device, hearing, source, name)): Path<(String, String, String, String)>,
     headers: HeaderMap,
@@ -824,7 +877,10 @@ async fn ffmpeg(args: &[String]) -> Result<(), String> {
 
 /// `GET .../{source}/video.mp4`: the source remuxed (not re-encoded) into one MP4 with
 /// its index first, built once per set of archived segments and served with ranges.
-async fn source_mp4(
+#[utoipa::path(get, path = "/api/v1/archive/hearings/{hearing}/{source}/video.mp4",
+    params(("hearing" = String, Path), ("source" = String, Path)),
+    responses((status = 200, content_type = "video/mp4"), (status = 206), (status = 404)))]
+pub async fn source_mp4(
     State(s): State<ArchiveState>,
     Path((hearing, source)): Path<(String, String)>,
     request: Request,
@@ -834,7 +890,10 @@ async fn source_mp4(
         Err(r) => return r,
     };
     let Some(segs) = source_segments(&segments, &source) else {
-        return err(StatusCode::NOT_FOUND, format!("no archived source {source}"));
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("no archived source {source}"),
+        );
     };
     if check_path(&segs[0].device_id, &hearing, &source, "0.ts").is_err() {
         return err(StatusCode::BAD_REQUEST, "bad hearing or source");
@@ -906,7 +965,11 @@ pub const MAX_CLIP_MS: u64 = 10 * 60 * 1000;
 /// `GET /api/v1/archive/hearings/{hearing}/audio?source=&from_ms=&to_ms=`: a WAV clip
 /// (16 kHz mono) of a span of the hearing's timeline, for the transcript proofreading
 /// page.
-async fn audio_clip(
+#[utoipa::path(get, path = "/api/v1/archive/hearings/{hearing}/audio",
+    params(("hearing" = String, Path), AudioSpan),
+    responses((status = 200, content_type = "audio/wav"), (status = 400), (status = 404),
+        (status = 422, description = "the source has no audio")))]
+pub async fn audio_clip(
     State(s): State<ArchiveState>,
     Path(hearing): Path<String>,
     Query(span): Query<AudioSpan>,
@@ -1038,7 +1101,10 @@ mod tests {
         assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
         assert_eq!(text.matches("#EXTINF:2.000,").count(), 3, "{text}");
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY").count(), 1, "{text}");
-        assert!(text.contains("/api/v1/archive/files/d1/h1/cam/00002.ts"), "{text}");
+        assert!(
+            text.contains("/api/v1/archive/files/d1/h1/cam/00002.ts"),
+            "{text}"
+        );
         assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
     }
 

@@ -93,9 +93,7 @@ pub fn classify(method: &Method, path: &str) -> Need {
         // Devices upload segments without a user; the archive keeps only bytes that hash
         // to the segment event the device sent over its authenticated MQTT session, under
         // that device's id (docs/archive.md).
-        ["", "api", "v1", "archive", "uploads", _, _, _, _]
-            if read || method == Method::PUT =>
-        {
+        ["", "api", "v1", "archive", "uploads", _, _, _, _] if read || method == Method::PUT => {
             Need::Public
         }
         // The service hall: the display page and queue are public (numbers and windows
@@ -695,7 +693,10 @@ mod tests {
             Need::Act(Action::Read)
         );
         assert_eq!(
-            classify(&Method::DELETE, "/api/v1/archive/uploads/d1/H1/cam/00001.ts"),
+            classify(
+                &Method::DELETE,
+                "/api/v1/archive/uploads/d1/H1/cam/00001.ts"
+            ),
             Need::Act(Action::ManageUsers)
         );
         assert_eq!(classify(&get, "/api/v1/devices"), Need::Act(Action::Read));

@@ -287,7 +287,18 @@ pub struct ArchivedSegment {
     pub stored_ms: i64,
 }
 
-type ArchiveRow = (String, String, String, String, i64, String, i64, i64, i64, i64);
+type ArchiveRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+);
 
 fn archived(r: ArchiveRow) -> ArchivedSegment {
     ArchivedSegment {

@@ -235,10 +235,7 @@ impl Task {
         match output {
             Output::Upload { segment, restart } => {
                 let Some(url) = self.url.clone() else { return };
-                let path = self
-                    .root
-                    .join(&segment.hearing_id)
-                    .join(&segment.file);
+                let path = self.root.join(&segment.hearing_id).join(&segment.file);
                 let client = self.client.clone();
                 let bucket = self.bucket.clone();
                 let device = self.device.clone();
@@ -253,10 +250,9 @@ impl Task {
             Output::Archived { key, sha256 } => {
                 let index = self.index.clone();
                 let (hearing, n) = key.clone();
-                let stored = tokio::task::spawn_blocking(move || {
-                    index.mark_archived(&hearing, n, &sha256)
-                })
-                .await;
+                let stored =
+                    tokio::task::spawn_blocking(move || index.mark_archived(&hearing, n, &sha256))
+                        .await;
                 match stored {
                     Ok(Ok(())) => info!(hearing = %key.0, index = key.1, "segment archived"),
                     Ok(Err(e)) => warn!(error = %e, "recording the archive's acknowledgement"),
@@ -272,7 +268,8 @@ impl Task {
     /// Samples the recordings volume and applies the storage policy.
     async fn check_volume(&mut self, open_alarms: &mut Vec<(StorageAlarm, String)>) {
         let root = self.root.clone();
-        let Ok(Some(volume)) = tokio::task::spawn_blocking(move || gavel_health::volume(&root)).await
+        let Ok(Some(volume)) =
+            tokio::task::spawn_blocking(move || gavel_health::volume(&root)).await
         else {
             warn!(path = %self.root.display(), "cannot read the recordings volume's free space");
             return;
@@ -333,7 +330,12 @@ impl Task {
                             seconds_left.unwrap_or(0)
                         ),
                     };
-                    warn!(alarm = alarm.as_str(), free_bytes, ?seconds_left, "{detail}");
+                    warn!(
+                        alarm = alarm.as_str(),
+                        free_bytes,
+                        ?seconds_left,
+                        "{detail}"
+                    );
                     self.alarm_seq += 1;
                     let id = format!("storage-{}-{}", alarm.as_str(), self.alarm_seq);
                     open_alarms.retain(|(a, _)| *a != alarm);

@@ -368,7 +368,11 @@ mod tests {
             },
         );
         assert!(uploads(&u.handle(now + Duration::from_millis(900), Input::Tick)).is_empty());
-        assert_eq!(uploads(&u.handle(now + S, Input::Tick)).len(), 1, "1 s again");
+        assert_eq!(
+            uploads(&u.handle(now + S, Input::Tick)).len(),
+            1,
+            "1 s again"
+        );
     }
 
     #[test]

@@ -793,7 +793,7 @@ pub async fn serve_segment(
         }
         Err(e) => return err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let size = meta.size as u64;
+    let size = meta.size;
     let (status, start, end) = match parse_range(&headers, size) {
         None => (StatusCode::OK, 0, size.saturating_sub(1)),
         Some(Ok((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),

@@ -459,6 +459,67 @@ pub fn start_agent_on_hardware(
     )
 }
 
+/// Starts `gavel-agent` on simulated hardware with profiles from `profiles` (a test's own
+/// copies, e.g. with shorter segments), extra arguments and environment.
+pub fn start_agent_profiles(
+    dir: &Path,
+    spec: &AgentSpec,
+    broker: &(String, u16),
+    profiles: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Proc> {
+    let repo_profiles = profiles_dir().display().to_string();
+    let args: Vec<String> = agent_args(spec, broker)
+        .into_iter()
+        .map(|a| {
+            if a == repo_profiles {
+                profiles.display().to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut cmd = Command::new(bin("gavel-agent"));
+    cmd.args(extra)
+        .args(args)
+        .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
+        .env("GAVEL_LOG", "info")
+        .envs(env.iter().copied());
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    Proc::spawn(
+        &format!("gavel-agent {}", spec.id),
+        cmd,
+        dir.join(format!("agent-{}-{n}.log", spec.id)),
+    )
+}
+
+/// A copy of the repository's device profiles in `dir` with every recording profile's
+/// segments `segment_s` long (tests that need several segments quickly).
+pub fn profiles_with_segments(dir: &Path, segment_s: u32) -> anyhow::Result<PathBuf> {
+    let out = dir.join("profiles");
+    std::fs::create_dir_all(&out)?;
+    for entry in std::fs::read_dir(profiles_dir())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path)?;
+            let text: String = text
+                .lines()
+                .map(|l| {
+                    if l.trim_start().starts_with("segment_s") {
+                        format!("segment_s = {segment_s}")
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            std::fs::write(out.join(path.file_name().context("file name")?), text)?;
+        }
+    }
+    Ok(out)
+}
+
 /// Starts `gavel-agent` with extra arguments and environment (e.g. `GAVEL_KIOSK_LISTEN`).
 pub fn start_agent_env(
     dir: &Path,

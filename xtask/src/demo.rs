@@ -233,6 +233,8 @@ impl Court {
         .arg("--simulate-hardware")
         // The wall composes at 10 frames a second (its frame file: 2 a second).
         .env("GAVEL_WALL_FPS", "10")
+        // Closed segments are archived at the controller (docs/archive.md).
+        .env("GAVEL_ARCHIVE_URL", &self.url)
         .env("GAVEL_DATA_DIR", self.dir.join("agents").join(id));
         // A device's own agent config, where the demo wrote one (room-101's terminal:
         // where its seat microphones are).
@@ -950,6 +952,35 @@ fn short_hearing(
     *verdict = Some(v);
 }
 
+/// Narrates, once, what the archive holds of the closed short hearing and where it plays.
+fn short_archive(court: &Court, t0: Instant, id: Option<&str>, told: &mut bool) {
+    let Some(hid) = id else { return };
+    if *told {
+        return;
+    }
+    let Ok(a) = court.json(&["hearings", "archive", hid]) else {
+        return;
+    };
+    let sources: Vec<String> = a["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| format!("{} {}", s["source"].as_str().unwrap_or("?"), s["segments"]))
+        .collect();
+    say(
+        t0,
+        &format!(
+            "archive {SHORT_CASE}: {} segments ({} bytes) uploaded and verified by SHA-256 on arrival ({}); each may now be evicted from the terminal; playback: {}{} (gavelctl hearings archive {hid})",
+            a["segments"],
+            a["bytes"],
+            sources.join(", "),
+            court.url,
+            a["playback"].as_str().unwrap_or("")
+        ),
+    );
+    *told = true;
+}
+
 fn scenario(
     court: &mut Court,
     t0: Instant,
@@ -970,6 +1001,7 @@ fn scenario(
     let mut last_alarm_poll = Instant::now();
     let started = Instant::now();
     let (mut short_id, mut short_closed, mut short_verdict) = (None, false, None);
+    let mut short_archived = false;
     let mut hall = crate::demo_hall::HallDemo::new(
         &court.kiosk,
         COURT,
@@ -1142,6 +1174,9 @@ fn scenario(
                 &mut short_closed,
                 &mut short_verdict,
             );
+            if short_verdict.is_some() {
+                short_archive(court, t0, short_id.as_deref(), &mut short_archived);
+            }
         }
         if let Some(r) = hall.tick(|a| court.gavelctl(a)) {
             match r {

@@ -77,6 +77,10 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "python3-pip",
         "the model fetch step downloads models and ONNX Runtime from PyPI",
     ),
+    (
+        "python3-venv",
+        "the hearing archive's S3 test runs moto (PyPI) from a virtual environment",
+    ),
     ("rauc", "OTA: the RAUC backend, installed for real in tests"),
     ("squashfs-tools", "OTA: RAUC bundles"),
     ("xdelta3", "OTA: delta benchmark baseline"),
@@ -166,8 +170,48 @@ pub fn ensure(need: Need) -> Result<Vec<(String, String)>, String> {
             }
         }
         env.push(("GAVEL_TEST_POSTGRES".to_string(), postgres()?));
+        match moto_server() {
+            Ok(path) => env.push(("GAVEL_MOTO_SERVER".to_string(), path)),
+            Err(e) => println!("    moto not installed ({e}); the S3 archive test will skip"),
+        }
     }
     Ok(env)
+}
+
+/// An S3-compatible server for the archive's S3 test: `moto_server` from PyPI
+/// (`moto[server]`, Apache-2.0), on the PATH or installed into `target/tools/moto`.
+fn moto_server() -> Result<String, String> {
+    let works = |bin: &str| {
+        Command::new(bin)
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works("moto_server") {
+        return Ok("moto_server".into());
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/moto");
+    let bin = venv.join("bin/moto_server");
+    let bin_s = bin.display().to_string();
+    if works(&bin_s) {
+        return Ok(bin_s);
+    }
+    println!(
+        "==> installing moto[server] from PyPI into {}",
+        venv.display()
+    );
+    let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
+    if !ok(Command::new("python3").arg("-m").arg("venv").arg(&venv)) {
+        return Err("python3 -m venv failed (is python3-venv installed?)".into());
+    }
+    if !ok(Command::new(venv.join("bin/pip")).args(["install", "-q", "moto[server]==5.2.1"])) {
+        return Err("pip install moto[server] failed".into());
+    }
+    if works(&bin_s) {
+        Ok(bin_s)
+    } else {
+        Err(format!("{bin_s} does not run"))
+    }
 }
 
 fn psql_ok(url: &str) -> bool {

@@ -251,6 +251,9 @@ enum Hearings {
     /// A hearing's compliance record: coverage and gaps per source, hash chain and seal
     /// per device, every exception.
     Compliance { id: String },
+    /// What the archive holds of a hearing: sources, segments (each verified by hash on
+    /// arrival), bytes, and the playback page's address.
+    Archive { id: String },
     /// A court's daily compliance report: share of hearings fully recorded, every
     /// exception explained.
     Report {
@@ -1284,6 +1287,37 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             println!("{id}: closed by {by}");
+        }
+        Top::Hearings(Hearings::Archive { id }) => {
+            let a = api
+                .get(
+                    &format!("/api/v1/archive/hearings/{id}"),
+                    &format!("reading the archive of {id}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&a)?);
+            } else {
+                println!(
+                    "{id}: {} segments, {} bytes, {:.1} s, in {}",
+                    a["segments"],
+                    a["bytes"],
+                    a["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+                    a["location"].as_str().unwrap_or("?")
+                );
+                for s in a["sources"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {} ({}): {} segments, {} bytes, {:.1}-{:.1} s",
+                        s["source"].as_str().unwrap_or("?"),
+                        s["device_id"].as_str().unwrap_or("?"),
+                        s["segments"],
+                        s["bytes"],
+                        s["start_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+                        s["end_ms"].as_f64().unwrap_or(0.0) / 1000.0
+                    );
+                }
+                println!("  playback: {}", a["playback"].as_str().unwrap_or("?"));
+            }
         }
         Top::Hearings(Hearings::Compliance { id }) => {
             let c = api

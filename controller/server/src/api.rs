@@ -109,7 +109,14 @@ pub struct AppState {
         crate::patrol::live,
         crate::patrol::recording_at,
         crate::patrol::add_note,
-        crate::patrol::patrol_report
+        crate::patrol::patrol_report,
+        crate::archive::upload_status,
+        crate::archive::upload,
+        crate::archive::hearing_index,
+        crate::archive::playlist,
+        crate::archive::source_mp4,
+        crate::archive::serve_segment,
+        crate::archive::audio_clip
     ),
     components(schemas(
         DeviceRecord,
@@ -152,7 +159,10 @@ pub struct AppState {
         crate::hall::CallResult,
         crate::hall::LookupRequest,
         crate::hall::CheckCode,
-        crate::patrol::NewNote
+        crate::patrol::NewNote,
+        crate::archive::ArchivedHearing,
+        crate::archive::ArchivedSource,
+        crate::store::ArchivedSegment
     ))
 )]
 pub struct ApiDoc;
@@ -852,6 +862,12 @@ mod tests {
             "/api/v1/hearings/{id}/recording-at",
             "/api/v1/alarms/{id}/notes",
             "/api/v1/reports/patrol",
+            "/api/v1/archive/uploads/{device}/{hearing}/{source}/{file}",
+            "/api/v1/archive/hearings/{hearing}",
+            "/api/v1/archive/hearings/{hearing}/audio",
+            "/api/v1/archive/hearings/{hearing}/{source}/index.m3u8",
+            "/api/v1/archive/hearings/{hearing}/{source}/video.mp4",
+            "/api/v1/archive/files/{device}/{hearing}/{source}/{file}",
         ] {
             assert!(paths.contains_key(p), "{p} missing from OpenAPI");
         }

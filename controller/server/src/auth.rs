@@ -90,6 +90,12 @@ pub fn classify(method: &Method, path: &str) -> Need {
         ["", "api", "v1", "pki", "ca.pem"] => Need::Public,
         // Devices fetch signed bundles without a user; the signature is what protects them.
         ["", "api", "v1", "ota", "bundles", _] if read => Need::Public,
+        // Devices upload segments without a user; the archive keeps only bytes that hash
+        // to the segment event the device sent over its authenticated MQTT session, under
+        // that device's id (docs/archive.md).
+        ["", "api", "v1", "archive", "uploads", _, _, _, _] if read || method == Method::PUT => {
+            Need::Public
+        }
         // The service hall: the display page and queue are public (numbers and windows
         // only); a kiosk's case look-up is protected by the case's check code and rate
         // limits, and answers public fields only.
@@ -678,6 +684,21 @@ mod tests {
         assert_eq!(classify(&post, "/api/v1/enroll"), Need::Public);
         assert_eq!(classify(&get, "/"), Need::Public);
         assert_eq!(classify(&get, "/api/v1/ota/bundles/x.gota"), Need::Public);
+        assert_eq!(
+            classify(&Method::PUT, "/api/v1/archive/uploads/d1/H1/cam/00001.ts"),
+            Need::Public
+        );
+        assert_eq!(
+            classify(&get, "/api/v1/archive/hearings/H1"),
+            Need::Act(Action::Read)
+        );
+        assert_eq!(
+            classify(
+                &Method::DELETE,
+                "/api/v1/archive/uploads/d1/H1/cam/00001.ts"
+            ),
+            Need::Act(Action::ManageUsers)
+        );
         assert_eq!(classify(&get, "/api/v1/devices"), Need::Act(Action::Read));
         assert_eq!(
             classify(&post, "/api/v1/ota/campaigns"),

@@ -195,6 +195,7 @@ fn add_event(e: &mut Evidence, device: &str, received: OffsetDateTime, body: Eve
         | EventBody::RecordingRequest { .. }
         | EventBody::Ticket { .. }
         | EventBody::Transcript { .. }
+        | EventBody::Storage { .. }
         | EventBody::Finding { .. } => {}
     }
 }

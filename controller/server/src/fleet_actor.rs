@@ -425,6 +425,16 @@ impl Actor {
         let Some(record) = self.fleet.get(device) else {
             return;
         };
+        if let gavel_protocol::EventBody::Storage { alarm, detail, .. } = &event.body {
+            enforcer.try_input(gavel_fleet::enforcement::Input::Storage {
+                device: device.to_string(),
+                court: record.court.clone(),
+                room: record.room.clone(),
+                alarm: alarm.as_str().to_owned(),
+                on: event.phase != gavel_protocol::Phase::End,
+                detail: detail.clone().unwrap_or_default(),
+            });
+        }
         let (Some(court), Some(room)) = (record.court.clone(), record.room.clone()) else {
             return;
         };

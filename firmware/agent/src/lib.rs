@@ -4,6 +4,7 @@
 //! and command handling. Each capability lives in its own crate; this crate only connects
 //! them.
 
+pub mod archive;
 pub mod cameras;
 pub mod clerk;
 pub mod commands;
@@ -309,6 +310,27 @@ pub async fn run(
             }
             None
         }
+    };
+    // Archive uploads and the storage policy run wherever a recorder writes segments.
+    let (archive_stop, archive_stopped) = tokio::sync::oneshot::channel::<()>();
+    let archive = match &recorder {
+        Some(_) => match archive::spawn(
+            &config.archive,
+            device.as_str(),
+            &config.data_dir,
+            store.clone(),
+            outbox.clone(),
+            async move {
+                let _ = archive_stopped.await;
+            },
+        ) {
+            Ok(started) => Some(started),
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "the archive task did not start");
+                None
+            }
+        },
+        None => None,
     };
     // The room's schedule, the OTA flow's only view of hearings (see `session`): the
     // recorder says whether a hearing is in session, the cached schedule what is coming.
@@ -650,6 +672,12 @@ pub async fn run(
                             None => ack = commands::announce_refused_ack(&cmd, OffsetDateTime::now_utc()),
                         }
                     }
+                    if let (commands::Action::LegalHold { hearing_id, hold }, Some((a, _))) =
+                        (&action, &archive)
+                    {
+                        let result = a.set_hold(hearing_id, *hold).await;
+                        ack = commands::legal_hold_ack(&cmd, OffsetDateTime::now_utc(), hearing_id, *hold, result);
+                    }
                     if let commands::Action::Snapshot { source } = &action
                         && let Some((p, _)) = &patrol
                     {
@@ -726,6 +754,7 @@ pub async fn run(
                         | commands::Action::StopRecording { .. }
                         | commands::Action::OtaInstall(_)
                         | commands::Action::Announce { .. }
+                        | commands::Action::LegalHold { .. }
                         | commands::Action::Snapshot { .. } => {}
                         commands::Action::Replay => outbox.resend_all(),
                         commands::Action::Rebirth => {
@@ -800,6 +829,14 @@ pub async fn run(
             .is_err()
     {
         warn!("the wall did not stop within 5 s");
+    }
+    let _ = archive_stop.send(());
+    if let Some((_, task)) = archive
+        && tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+    {
+        warn!("the archive task did not stop within 5 s");
     }
     // Close the open segments first; a hearing being recorded stays active and resumes
     // when the agent starts again.

@@ -106,7 +106,12 @@ pub struct AppState {
         crate::patrol::live,
         crate::patrol::recording_at,
         crate::patrol::add_note,
-        crate::patrol::patrol_report
+        crate::patrol::patrol_report,
+        crate::transcripts::transcript,
+        crate::transcripts::correct_line,
+        crate::transcripts::sign_off,
+        crate::transcripts::list_corrections,
+        crate::transcripts::search
     ),
     components(schemas(
         DeviceRecord,
@@ -149,7 +154,14 @@ pub struct AppState {
         crate::hall::CallResult,
         crate::hall::LookupRequest,
         crate::hall::CheckCode,
-        crate::patrol::NewNote
+        crate::patrol::NewNote,
+        crate::transcripts::TranscriptView,
+        crate::transcripts::NewText,
+        crate::transcripts::SignRequest,
+        crate::transcripts::export::Line,
+        crate::transcripts::export::SignOff,
+        crate::transcripts::export::Correction,
+        crate::transcripts::db::Hit
     ))
 )]
 pub struct ApiDoc;
@@ -185,6 +197,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/{id}/resolve", post(resolve_alarm))
         .merge(crate::hearings_api::routes())
         .merge(crate::patrol::routes())
+        .merge(crate::transcripts::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -467,6 +480,7 @@ async fn stream(
                 ),
                 Ok(Push::Campaign(view)) => sse("campaign", &view),
                 Ok(Push::Compliance(c)) => sse("compliance", &c),
+                Ok(Push::Transcript(line)) => sse("transcript", &line),
                 Ok(Push::Ota { .. }) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let (summary, devices) = fleet.snapshot().await;
@@ -848,6 +862,11 @@ mod tests {
             "/api/v1/hearings/{id}/recording-at",
             "/api/v1/alarms/{id}/notes",
             "/api/v1/reports/patrol",
+            "/api/v1/hearings/{id}/transcript",
+            "/api/v1/hearings/{id}/transcript/lines/{line}",
+            "/api/v1/hearings/{id}/transcript/sign-off",
+            "/api/v1/hearings/{id}/transcript/corrections",
+            "/api/v1/transcripts/search",
         ] {
             assert!(paths.contains_key(p), "{p} missing from OpenAPI");
         }

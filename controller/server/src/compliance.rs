@@ -74,6 +74,9 @@ impl Sources {
         for (device, received, event) in self.store.hearing_events(&hearing.id).await? {
             add_event(&mut evidence, &device, received, event.body);
         }
+        // Present once a device has sent a final line for the hearing.
+        evidence.transcript_present =
+            crate::transcripts::db::has_final_lines(&self.store, &hearing.id).await?;
         for seal in &evidence.seals {
             let pinned = self
                 .store
@@ -105,10 +108,12 @@ fn evidence(hearing: &Hearing, devices: &[DeviceRecord]) -> Evidence {
         if has("record") {
             e.recording_devices.insert(d.id.to_string());
         }
-        if d.capabilities
-            .iter()
-            .any(|c| c.name == "transcribe" && c.state == CapabilityState::Running)
-        {
+        // Design: a transcriber that failed still owes the transcript (its absence is the
+        // exception to report); one turned off or not provided does not.
+        if d.capabilities.iter().any(|c| {
+            c.name == "transcribe"
+                && matches!(c.state, CapabilityState::Running | CapabilityState::Failed)
+        }) {
             e.transcript_required = true;
         }
     }

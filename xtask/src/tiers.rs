@@ -121,6 +121,19 @@ pub fn bench() -> Result<(), String> {
             "patrol",
         ]),
         "patrol analyzers' CPU per room vs decoding alone",
+    )?;
+    run(
+        cargo(&[
+            "bench",
+            "--locked",
+            "--profile",
+            "dev",
+            "-p",
+            "gavel-controller",
+            "--bench",
+            "transcript_search",
+        ]),
+        "transcript search: FTS5 trigram and pg_trgm vs a scan, 200,000 lines",
     )
 }
 

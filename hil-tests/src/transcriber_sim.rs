@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 /// One line to publish.
 #[derive(Debug, Clone)]
 pub struct SimLine<'a> {
-    pub hearing: &'a str,
+    pub hearing: String,
     pub seat: &'a str,
     pub line: u64,
     /// Start on the hearing's recording timeline, ms.

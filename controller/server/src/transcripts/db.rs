@@ -17,14 +17,18 @@ use time::OffsetDateTime;
 use super::export::{Correction, Line, SignOff, audio_url, digest};
 use crate::store::{Backend, Store, StoreError};
 
-/// Migration 12: the same tables for both engines but the corrections' id column; SQLite
-/// adds its FTS5 index (PostgreSQL's trigram index is made after the migrations, see
-/// [`ensure_search_index`]).
+/// Migration 12: the same tables for both engines but the id columns. SQLite adds its
+/// FTS5 index, whose rows are keyed by `transcript_lines.id` (an alias of the rowid, so
+/// `VACUUM` keeps them matched); PostgreSQL's trigram index is made after the
+/// migrations, see [`ensure_search_index`].
 macro_rules! transcripts_sql {
     ($id:literal, $extra:literal) => {
         concat!(
             "CREATE TABLE IF NOT EXISTS transcript_lines (
-            line_id TEXT PRIMARY KEY,
+            ",
+            $id,
+            ",
+            line_id TEXT NOT NULL UNIQUE,
             hearing_id TEXT NOT NULL,
             device_id TEXT NOT NULL,
             seat TEXT NOT NULL,
@@ -203,7 +207,7 @@ async fn index(
     if backend != Backend::Sqlite {
         return Ok(());
     }
-    let row = sqlx::query("SELECT rowid AS rid, text FROM transcript_lines WHERE line_id = $1")
+    let row = sqlx::query("SELECT id AS rid, text FROM transcript_lines WHERE line_id = $1")
         .bind(line_id.to_owned())
         .fetch_one(&mut *conn)
         .await?;
@@ -587,14 +591,25 @@ pub fn snippet(text: &str, q: &str, width: usize) -> String {
 
 /// Lines whose text in force contains the query, newest hearings first.
 pub async fn search(store: &Store, q: &SearchQuery) -> Result<Vec<Hit>, StoreError> {
+    let wild = q.text.contains(['%', '_', '\\']);
     let (from, filter) = match store.backend() {
-        // The trigram FTS5 table answers LIKE from its index when the pattern has three
-        // characters in a row, and by scanning it otherwise (two-character Chinese words).
-        Backend::Sqlite => (
-            "transcript_fts f JOIN transcript_lines l ON l.rowid = f.rowid",
-            "f.text LIKE $1 ESCAPE '\\'",
+        // The trigram FTS5 table answers LIKE from its index when the pattern holds three
+        // characters in a row and no ESCAPE clause (SQLite hands such a LIKE to no
+        // index). Shorter queries (the two-character words Chinese is full of) and
+        // queries with wildcard characters scan the lines table instead: FTS5 cannot
+        // answer them from trigrams, and older SQLite releases answered them wrongly.
+        Backend::Sqlite if !wild && q.text.chars().count() >= 3 => (
+            "transcript_fts f JOIN transcript_lines l ON l.id = f.rowid",
+            "f.text LIKE $1",
         ),
+        Backend::Sqlite if wild => ("transcript_lines l", "l.text LIKE $1 ESCAPE '\\'"),
+        Backend::Sqlite => ("transcript_lines l", "l.text LIKE $1"),
         Backend::Postgres => ("transcript_lines l", "l.text ILIKE $1 ESCAPE '\\'"),
+    };
+    let pattern = if wild {
+        like_pattern(&q.text)
+    } else {
+        format!("%{}%", q.text)
     };
     let sql = format!(
         "SELECT l.hearing_id AS hearing_id, l.line_id AS line_id, l.seat AS seat,
@@ -607,7 +622,7 @@ pub async fn search(store: &Store, q: &SearchQuery) -> Result<Vec<Hit>, StoreErr
          LIMIT $6"
     );
     let rows = sqlx::query(&sql)
-        .bind(like_pattern(&q.text))
+        .bind(pattern)
         .bind(q.court.clone().unwrap_or_default())
         .bind(q.room.clone().unwrap_or_default())
         .bind(q.from.map(millis).unwrap_or(0))

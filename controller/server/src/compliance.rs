@@ -243,18 +243,22 @@ pub fn spawn(
                 .hearings()
                 .await
                 .into_iter()
-                .filter(|h| ids.contains(&h.id))
+                .filter(|h| {
+                    ids.contains(&h.id)
+                        && matches!(h.status, HearingStatus::Closed | HearingStatus::Cancelled)
+                })
                 .map(|h| (h.id.clone(), h))
                 .collect();
+            // Transcript lines of hearings still running ask too: nothing to assess yet.
+            if hearings.is_empty() {
+                continue;
+            }
             sources.fleet.flush().await;
             let devices = sources.fleet.list().await;
             for id in ids {
                 let Some(h) = hearings.remove(&id) else {
                     continue;
                 };
-                if h.status != HearingStatus::Closed && h.status != HearingStatus::Cancelled {
-                    continue;
-                }
                 match sources.assess_with(&h, &devices).await {
                     Ok(c) => {
                         if let Err(e) = sources.store.save_compliance(&c).await {

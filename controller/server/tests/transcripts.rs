@@ -123,7 +123,7 @@ async fn transcripts_on(store: Store) {
             line_event(4, "h1", "clerk", 0, 9_500, 1_000, "正在记", false),
             line_event(5, "h1", "judge", 0, 1_000, 500, "late partial", false),
             line_event(
-                0,
+                7,
                 "h2",
                 "judge",
                 0,

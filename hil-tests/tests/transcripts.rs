@@ -570,7 +570,11 @@ async fn a_clerk_proofreads_a_live_transcript_in_the_browser_and_signs_it_off() 
         "t.docx",
     ]);
     let saved = std::fs::read(dir.path().join("t.docx")).expect("exported file");
-    assert!(saved.starts_with(b"PK") && saved.len() > 2000, "{} bytes", saved.len());
+    assert!(
+        saved.starts_with(b"PK") && saved.len() > 2000,
+        "{} bytes",
+        saved.len()
+    );
 }
 
 /// A room whose device transcribes owes a transcript: its hearing, recorded by a real

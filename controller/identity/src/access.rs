@@ -376,7 +376,10 @@ mod tests {
             let own = Action::Proofread {
                 court: Some("hz".into()),
             };
-            assert!(matches!(authorize(&p, &own), Err(Denied::Role { .. })), "{role}");
+            assert!(
+                matches!(authorize(&p, &own), Err(Denied::Role { .. })),
+                "{role}"
+            );
         }
         assert!(
             authorize(

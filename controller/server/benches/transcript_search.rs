@@ -17,9 +17,28 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 const ZH: &[&str] = &[
-    "现在开庭", "请原告陈述诉讼请求", "被告是否同意", "本院认为", "请出示证据", "对证据的真实性",
-    "没有异议", "借款合同", "利息按照约定", "请证人到庭", "休庭十分钟", "继续开庭", "双方当事人",
-    "事实和理由", "法庭辩论", "最后陈述", "调解", "判决", "上诉期限", "货款", "违约金", "房屋租赁",
+    "现在开庭",
+    "请原告陈述诉讼请求",
+    "被告是否同意",
+    "本院认为",
+    "请出示证据",
+    "对证据的真实性",
+    "没有异议",
+    "借款合同",
+    "利息按照约定",
+    "请证人到庭",
+    "休庭十分钟",
+    "继续开庭",
+    "双方当事人",
+    "事实和理由",
+    "法庭辩论",
+    "最后陈述",
+    "调解",
+    "判决",
+    "上诉期限",
+    "货款",
+    "违约金",
+    "房屋租赁",
 ];
 const EN: &[&str] = &[
     "the court is in session",
@@ -68,7 +87,8 @@ async fn fill(store: &Store, lines: usize) {
             "line": n, "offset_ns": (n % 500) as u64 * 4_000_000_000u64, "duration_ns": 3_000_000_000u64,
             "text": t, "language": "zh", "model": "base"
         });
-        let e: Event = gavel_protocol::decode(&serde_json::to_vec(&v).expect("json")).expect("event");
+        let e: Event =
+            gavel_protocol::decode(&serde_json::to_vec(&v).expect("json")).expect("event");
         batch.push((dev.clone(), e, OffsetDateTime::now_utc()));
         if batch.len() == 2000 {
             store.save_batch(&[], &batch, &[]).await.expect("store");
@@ -143,7 +163,10 @@ async fn bench(name: &str, url: &str, lines: usize) {
         .await;
         let pattern = format!("%{q}%");
         let (scan, scanned) = time_it(5, || scan(url, &pattern)).await;
-        assert_eq!(found, scanned, "{name} {q}: the index and the scan disagree");
+        assert_eq!(
+            found, scanned,
+            "{name} {q}: the index and the scan disagree"
+        );
         println!(
             "{name} {q:<10} {found:>6} lines: indexed {indexed:>8.1} ms, baseline scan {scan:>8.1} ms, ratio {:.2}",
             indexed / scan

@@ -561,8 +561,7 @@ pub fn validate_user(u: &NewUser) -> Result<Role, String> {
             Role::ALL.map(Role::as_str).join(", ")
         )
     })?;
-    if matches!(role, Role::Clerk | Role::Judge) && u.court.as_deref().is_none_or(str::is_empty)
-    {
+    if matches!(role, Role::Clerk | Role::Judge) && u.court.as_deref().is_none_or(str::is_empty) {
         return Err(format!("court: a {role} needs the court they work for"));
     }
     if u.password.chars().count() < MIN_PASSWORD {
@@ -752,7 +751,10 @@ mod tests {
             })
         );
         assert_eq!(
-            classify(&Method::PUT, "/api/v1/hearings/h1/transcript/lines/tr-h1-judge-0"),
+            classify(
+                &Method::PUT,
+                "/api/v1/hearings/h1/transcript/lines/tr-h1-judge-0"
+            ),
             Need::Proofread { id: "h1".into() }
         );
         assert_eq!(

@@ -23,6 +23,7 @@ pub mod fleet_sim;
 pub mod media;
 pub mod onvif_stub;
 pub mod serial_peers;
+pub mod transcriber_sim;
 
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};

@@ -1008,6 +1008,7 @@ fn scenario(
         crate::demo_hall::announce_dir(&court.dir),
     );
     let mut patrol = 0u8;
+    let mut transcript = crate::demo_transcript::Scene::new();
     loop {
         if STOP.load(Ordering::SeqCst) {
             return Ok(());
@@ -1165,6 +1166,17 @@ fn scenario(
         }
         if poll_alarms {
             patrol_step(court, t0, started.elapsed(), &mut patrol);
+            transcript.tick(
+                t0,
+                started.elapsed(),
+                (&court.mqtt, &court.url),
+                || {
+                    court.room_status("room-101")["hearing"]
+                        .as_str()
+                        .map(str::to_owned)
+                },
+                |a| court.gavelctl(a),
+            );
         }
         if poll_alarms && started.elapsed() >= Duration::from_secs(20) {
             short_hearing(

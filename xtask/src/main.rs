@@ -6,6 +6,7 @@
 
 mod demo;
 mod demo_hall;
+mod demo_transcript;
 mod demo_wall;
 mod models;
 mod setup;

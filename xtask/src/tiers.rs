@@ -203,6 +203,19 @@ pub fn bench() -> Result<(), String> {
             "transcribe",
         ]),
         "transcription: WER/CER per model, RTF vs whisper-cli, live latency",
+    )?;
+    run(
+        cargo(&[
+            "bench",
+            "--locked",
+            "--profile",
+            "dev",
+            "-p",
+            "gavel-controller",
+            "--bench",
+            "transcript_search",
+        ]),
+        "transcript search: FTS5 trigram and pg_trgm vs a scan, 200,000 lines",
     )
 }
 

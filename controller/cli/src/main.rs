@@ -4,6 +4,7 @@ mod hall;
 mod ota;
 mod patrol;
 mod session;
+mod transcripts;
 mod wall;
 
 use std::time::Duration;
@@ -42,7 +43,7 @@ enum Users {
     /// (never the command line).
     Add {
         name: String,
-        /// administrator, technician, inspector, clerk or kiosk.
+        /// administrator, technician, inspector, clerk, judge or kiosk.
         #[arg(long)]
         role: String,
         /// The court a clerk works for.
@@ -144,6 +145,9 @@ enum Top {
     /// Hearing patrol: findings and the daily or weekly patrol report.
     #[command(subcommand)]
     Patrol(patrol::Patrol),
+    /// Hearing transcripts: search, show, export (SRT, WebVTT, HTML, DOCX).
+    #[command(subcommand)]
+    Transcripts(transcripts::Transcripts),
     /// Check a hearing's recording folder against its signed manifest (offline: no
     /// controller needed). Names every segment that was changed, removed, reordered or
     /// added; exits with status 1 when anything is wrong.
@@ -987,6 +991,7 @@ async fn main() -> anyhow::Result<()> {
         Top::Hall(cmd) => hall::run(&api, cli.json, cmd).await?,
         Top::Wall(cmd) => wall::run(&api, cli.json, cmd).await?,
         Top::Patrol(cmd) => patrol::run(&api, cli.json, cmd).await?,
+        Top::Transcripts(cmd) => transcripts::run(&api, cli.json, cmd).await?,
         Top::Verify { dir, key } => {
             let trusted = match key {
                 Some(k) => Some(

@@ -116,7 +116,12 @@ pub struct AppState {
         crate::archive::playlist,
         crate::archive::source_mp4,
         crate::archive::serve_segment,
-        crate::archive::audio_clip
+        crate::archive::audio_clip,
+        crate::transcripts::transcript,
+        crate::transcripts::correct_line,
+        crate::transcripts::sign_off,
+        crate::transcripts::list_corrections,
+        crate::transcripts::search
     ),
     components(schemas(
         DeviceRecord,
@@ -162,7 +167,14 @@ pub struct AppState {
         crate::patrol::NewNote,
         crate::archive::ArchivedHearing,
         crate::archive::ArchivedSource,
-        crate::store::ArchivedSegment
+        crate::store::ArchivedSegment,
+        crate::transcripts::TranscriptView,
+        crate::transcripts::NewText,
+        crate::transcripts::SignRequest,
+        crate::transcripts::export::Line,
+        crate::transcripts::export::SignOff,
+        crate::transcripts::export::Correction,
+        crate::transcripts::db::Hit
     ))
 )]
 pub struct ApiDoc;
@@ -199,6 +211,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::hearings_api::routes())
         .merge(crate::patrol::routes())
         .merge(crate::live::routes())
+        .merge(crate::transcripts::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -481,6 +494,7 @@ async fn stream(
                 ),
                 Ok(Push::Campaign(view)) => sse("campaign", &view),
                 Ok(Push::Compliance(c)) => sse("compliance", &c),
+                Ok(Push::Transcript(line)) => sse("transcript", &line),
                 Ok(Push::Ota { .. }) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let (summary, devices) = fleet.snapshot().await;
@@ -868,6 +882,11 @@ mod tests {
             "/api/v1/archive/hearings/{hearing}/{source}/index.m3u8",
             "/api/v1/archive/hearings/{hearing}/{source}/video.mp4",
             "/api/v1/archive/files/{device}/{hearing}/{source}/{file}",
+            "/api/v1/hearings/{id}/transcript",
+            "/api/v1/hearings/{id}/transcript/lines/{line}",
+            "/api/v1/hearings/{id}/transcript/sign-off",
+            "/api/v1/hearings/{id}/transcript/corrections",
+            "/api/v1/transcripts/search",
         ] {
             assert!(paths.contains_key(p), "{p} missing from OpenAPI");
         }

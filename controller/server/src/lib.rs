@@ -31,6 +31,7 @@ pub mod pki;
 pub mod recording;
 pub mod schedules;
 pub mod store;
+pub mod transcripts;
 pub mod walls;
 
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@ use gavel_fleet::compliance::Compliance;
 use gavel_fleet::enforcement::Alarm;
 use gavel_fleet::hearings::Hearing;
 use gavel_fleet::sequence::Cursor;
-use gavel_protocol::{DeviceId, Event};
+use gavel_protocol::{DeviceId, Event, EventBody};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
@@ -248,6 +248,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (10, WALLS, WALLS),
     (11, ARCHIVE, ARCHIVE),
+    (
+        12,
+        crate::transcripts::db::MIGRATION_SQLITE,
+        crate::transcripts::db::MIGRATION_POSTGRES,
+    ),
 ];
 
 /// Archived segments: one row per segment file the archive holds, written after its
@@ -415,12 +420,18 @@ impl Store {
         let pool = options.connect(url).await?;
         let store = Self { pool, backend };
         store.migrate().await?;
+        crate::transcripts::db::ensure_search_index(&store).await;
         Ok(store)
     }
 
     /// The engine in use.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The connection pool, for the modules that keep their own tables (transcripts).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -502,7 +513,7 @@ impl Store {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            sqlx::query(
+            let stored = sqlx::query(
                 "INSERT INTO device_events (device_id, boot_id, received_ms, seq, event_id, phase, kind, body, hearing_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (device_id, boot_id, seq) DO NOTHING",
@@ -518,6 +529,18 @@ impl Store {
             .bind(event.body.hearing_id().map(str::to_owned))
             .execute(&mut *tx)
             .await?;
+            // A transcript line is kept in its own table too, in this transaction (a
+            // duplicate event changes nothing).
+            if stored.rows_affected() > 0 && matches!(event.body, EventBody::Transcript { .. }) {
+                crate::transcripts::db::apply_event(
+                    &mut tx,
+                    self.backend,
+                    device.as_str(),
+                    event,
+                    *received,
+                )
+                .await?;
+            }
         }
         let now = millis(OffsetDateTime::now_utc());
         for c in cursors {

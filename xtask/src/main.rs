@@ -7,6 +7,7 @@
 mod demo;
 mod demo_hall;
 mod demo_wall;
+mod image;
 mod models;
 mod setup;
 mod tiers;
@@ -28,6 +29,10 @@ Tasks:
                  Mosquitto, SQLite, PostgreSQL, headless Chromium), and a demo smoke run.
   setup          only install what is missing and start the services tests need
                  (fetches the models too).
+  image [--out DIR] [--profile NAME] [--version X.Y.Z] [--bundle] [--pki DIR] [--release]
+                 build the bootable A/B device image (Debian packages, the agent, RAUC,
+                 GRUB) and with --bundle its RAUC update bundle; cached by content under
+                 /var/cache/gavel/image (images/README.md).
   models         fetch the models of models/manifest-*.json into models/cache/.
   soak           full-length fault runs: 500 SIGKILLs of the store (redb and sled) and of
                  a producing agent, a 10-minute broker outage, a kiosk 5 minutes offline.
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("setup") => setup::ensure(setup::Need::Test).map(|_| ()),
         Some("models") => models::fetch(),
+        Some("image") => image::run_image(&args[1..]),
         Some("soak") => tiers::soak(),
         Some("bench") => tiers::bench(),
         Some("fuzz") => tiers::fuzz(&args[1..]),

@@ -327,7 +327,10 @@ fn a_start_with_nothing_on_trial_confirms_the_booted_slot_and_a_trial_is_left_to
     );
     // Already good: nothing is written at the next start.
     let calls = rig.boot_calls().len();
-    assert!(matches!(rig.backend().after_boot().unwrap(), BootOutcome::Idle));
+    assert!(matches!(
+        rig.backend().after_boot().unwrap(),
+        BootOutcome::Idle
+    ));
     assert_eq!(
         rig.boot_calls()
             .iter()

@@ -33,9 +33,12 @@ Tasks:
                  build the bootable A/B device image (Debian packages, the agent, RAUC,
                  GRUB) and with --bundle its RAUC update bundle; cached by content under
                  /var/cache/gavel/image (images/README.md).
+  image --test   the full image test in qemu: boot, birth, update into slot B and
+                 commit, a broken update rolled back (the default suite boots only).
   models         fetch the models of models/manifest-*.json into models/cache/.
   soak           full-length fault runs: 500 SIGKILLs of the store (redb and sled) and of
-                 a producing agent, a 10-minute broker outage, a kiosk 5 minutes offline.
+                 a producing agent, a 10-minute broker outage, a kiosk 5 minutes offline,
+                 and the full device image test (image --test).
                  Figures: docs/benchmarks.md.
   bench          benchmarks, each with its baseline in the same run: durable appends
                  (redb vs sled), end-to-end events/s (vs mosquitto_pub/sub ceiling),

@@ -76,11 +76,26 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
 
 /// Building and booting the device image (`images/build.sh`, `hil-tests/tests/image.rs`).
 const IMAGE_PACKAGES: &[(&str, &str)] = &[
-    ("debootstrap", "image: the Debian base of the root filesystem"),
-    ("squashfs-tools", "image: read-only root slots and RAUC bundles"),
-    ("grub-efi-amd64-bin", "image: the standalone GRUB EFI binary"),
-    ("grub-common", "image: grub-editenv for the A/B boot environment"),
-    ("mtools", "image: filling FAT partitions without mounting them"),
+    (
+        "debootstrap",
+        "image: the Debian base of the root filesystem",
+    ),
+    (
+        "squashfs-tools",
+        "image: read-only root slots and RAUC bundles",
+    ),
+    (
+        "grub-efi-amd64-bin",
+        "image: the standalone GRUB EFI binary",
+    ),
+    (
+        "grub-common",
+        "image: grub-editenv for the A/B boot environment",
+    ),
+    (
+        "mtools",
+        "image: filling FAT partitions without mounting them",
+    ),
     ("dosfstools", "image: ESP and config partitions"),
     ("gdisk", "image: sgdisk lays out the GPT"),
     ("fdisk", "image: sfdisk finds the config partition"),

@@ -65,7 +65,8 @@ pub fn soak() -> Result<(), String> {
     run(
         kiosk,
         "kiosk: 5 minutes without broker and controller, tickets numbered without duplicates",
-    )
+    )?;
+    crate::image::full_test()
 }
 
 /// Benchmarks, each printing its ratio against the named baseline measured in the same run.

@@ -441,7 +441,7 @@ async fn boot_factory(run: &str) -> Booted {
     assert_eq!(booted_slots(&qemu.console()), ["A"]);
     let d = controller.device(&id).await.expect("registered");
     assert_eq!(d["profile"], PROFILE, "{d}");
-    assert_eq!(d["placement"]["court"], "image-court", "{d}");
+    assert_eq!(d["court"], "image-court", "{d}");
     println!("boot to first birth: {to_birth:.1} s with {accel} (slot A, version {factory})");
     Booted {
         controller,
@@ -529,7 +529,7 @@ async fn image_updates_into_the_other_slot_commits_and_rolls_back_a_broken_updat
     dev.wait_for(
         "a birth with the new version",
         Duration::from_secs(30 * slow),
-        |h| h.births.iter().any(|v| *v == good),
+        |h| h.births.contains(&good),
     )
     .await;
     println!(
@@ -579,13 +579,13 @@ async fn image_updates_into_the_other_slot_commits_and_rolls_back_a_broken_updat
     dev.wait_for(
         "a birth with the good version after the rollback",
         Duration::from_secs(60 * slow),
-        |h| h.births.iter().rev().next().is_some_and(|v| *v == good) && h.births.len() >= 3,
+        |h| h.births.last().is_some_and(|v| *v == good) && h.births.len() >= 3,
     )
     .await;
     assert_eq!(booted_slots(&qemu.console()), ["A", "B", "A", "B"]);
     let h = dev.heard.lock().expect("lock");
     assert!(
-        !h.births.iter().any(|v| *v == broken),
+        !h.births.contains(&broken),
         "the broken version never reported healthy: {:?}",
         h.births
     );

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub enum Need {
     Demo,
     Test,
+    /// Building the device image (`cargo xtask image`); the test suite boots it too.
+    Image,
 }
 
 /// Debian packages: (package, why).
@@ -89,6 +91,38 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("dbus-bin", "OTA: dbus-send asks rauc what it does"),
 ];
 
+/// Building and booting the device image (`images/build.sh`, `hil-tests/tests/image.rs`).
+const IMAGE_PACKAGES: &[(&str, &str)] = &[
+    (
+        "debootstrap",
+        "image: the Debian base of the root filesystem",
+    ),
+    (
+        "squashfs-tools",
+        "image: read-only root slots and RAUC bundles",
+    ),
+    (
+        "grub-efi-amd64-bin",
+        "image: the standalone GRUB EFI binary",
+    ),
+    (
+        "grub-common",
+        "image: grub-editenv for the A/B boot environment",
+    ),
+    (
+        "mtools",
+        "image: filling FAT partitions without mounting them",
+    ),
+    ("dosfstools", "image: ESP and config partitions"),
+    ("gdisk", "image: sgdisk lays out the GPT"),
+    ("fdisk", "image: sfdisk finds the config partition"),
+    ("e2fsprogs", "image: the data partition (mkfs.ext4 -d)"),
+    ("rauc", "image: RAUC update bundles"),
+    ("openssl", "image: the test-only signing PKI"),
+    ("qemu-system-x86", "image test: boots the image"),
+    ("ovmf", "image test: UEFI firmware for qemu"),
+];
+
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
@@ -148,10 +182,17 @@ pub fn ensure(need: Need) -> Result<Vec<(String, String)>, String> {
     if need == Need::Test {
         wanted.extend(TEST_PACKAGES.iter().map(|(p, _)| *p));
     }
+    if matches!(need, Need::Test | Need::Image) {
+        wanted.extend(IMAGE_PACKAGES.iter().map(|(p, _)| *p));
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
     let missing: Vec<&str> = wanted.into_iter().filter(|p| !installed(p)).collect();
     apt_install(&missing)?;
     // Models and the ONNX Runtime library for patrol presence (models/manifest-*.json).
-    if let Err(e) = crate::models::fetch() {
+    if need != Need::Image
+        && let Err(e) = crate::models::fetch()
+    {
         println!("    models not fetched ({e}); presence detection will report itself failed");
     }
     let mut env = Vec::new();

@@ -102,7 +102,8 @@ pub fn soak() -> Result<(), String> {
             "--nocapture",
         ]),
         "transcription: a 30-minute hearing, memory flat, no audio lost while lagging",
-    )
+    )?;
+    crate::image::full_test()
 }
 
 /// Benchmarks, each printing its ratio against the named baseline measured in the same run.

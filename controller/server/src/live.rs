@@ -132,7 +132,7 @@ pub async fn relay(
     let live = record
         .live
         .ok_or_else(|| not_found(format!("{id} does not stream live")))?;
-    if !live.sources.iter().any(|x| *x == source) {
+    if !live.sources.contains(&source) {
         return Err(not_found(format!(
             "{id} does not stream {source:?} (it streams {})",
             live.sources.join(", ")

@@ -348,8 +348,11 @@ pub struct Engine {
     findings: BTreeMap<(String, String), (String, String, FindingRef)>,
     /// Storage conditions devices reported as holding, by (device, condition): court,
     /// room and the device's detail.
-    storage: BTreeMap<(String, String), (Option<String>, Option<String>, String)>,
+    storage: BTreeMap<(String, String), StorageCondition>,
 }
+
+/// A storage condition a device reported as holding: court, room and the device's detail.
+type StorageCondition = (Option<String>, Option<String>, String);
 
 impl Engine {
     pub fn new(settings: Settings) -> Self {

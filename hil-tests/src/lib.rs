@@ -23,6 +23,7 @@ pub mod fleet_sim;
 pub mod media;
 pub mod onvif_stub;
 pub mod serial_peers;
+pub mod transcriber_sim;
 
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -412,7 +413,10 @@ pub fn start_agent_with(
         .env("GAVEL_LOG", "info")
         // Agents side by side: live servers on ports the system picks.
         .env("GAVEL_LIVE_RTSP", "127.0.0.1:0")
-        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0");
+        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0")
+        // Whisper on every simulated courtroom would starve 2 cores; the tests of
+        // transcription turn it on (`GAVEL_TRANSCRIBE=on` and `GAVEL_MODELS_DIR`).
+        .env("GAVEL_TRANSCRIBE", "off");
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(
         &format!("gavel-agent {}", spec.id),
@@ -450,13 +454,77 @@ pub fn start_agent_on_hardware(
         .env("GAVEL_LOG", "info")
         // Agents side by side: live servers on ports the system picks.
         .env("GAVEL_LIVE_RTSP", "127.0.0.1:0")
-        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0");
+        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0")
+        // Whisper on every simulated courtroom would starve 2 cores; the tests of
+        // transcription turn it on (`GAVEL_TRANSCRIBE=on` and `GAVEL_MODELS_DIR`).
+        .env("GAVEL_TRANSCRIBE", "off");
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(
         &format!("gavel-agent {}", spec.id),
         cmd,
         dir.join(format!("agent-{}-{n}.log", spec.id)),
     )
+}
+
+/// Starts `gavel-agent` on simulated hardware with profiles from `profiles` (a test's own
+/// copies, e.g. with shorter segments), extra arguments and environment.
+pub fn start_agent_profiles(
+    dir: &Path,
+    spec: &AgentSpec,
+    broker: &(String, u16),
+    profiles: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Proc> {
+    let repo_profiles = profiles_dir().display().to_string();
+    let args: Vec<String> = agent_args(spec, broker)
+        .into_iter()
+        .map(|a| {
+            if a == repo_profiles {
+                profiles.display().to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut cmd = Command::new(bin("gavel-agent"));
+    cmd.args(extra)
+        .args(args)
+        .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
+        .env("GAVEL_LOG", "info")
+        .envs(env.iter().copied());
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    Proc::spawn(
+        &format!("gavel-agent {}", spec.id),
+        cmd,
+        dir.join(format!("agent-{}-{n}.log", spec.id)),
+    )
+}
+
+/// A copy of the repository's device profiles in `dir` with every recording profile's
+/// segments `segment_s` long (tests that need several segments quickly).
+pub fn profiles_with_segments(dir: &Path, segment_s: u32) -> anyhow::Result<PathBuf> {
+    let out = dir.join("profiles");
+    std::fs::create_dir_all(&out)?;
+    for entry in std::fs::read_dir(profiles_dir())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path)?;
+            let text: String = text
+                .lines()
+                .map(|l| {
+                    if l.trim_start().starts_with("segment_s") {
+                        format!("segment_s = {segment_s}")
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            std::fs::write(out.join(path.file_name().context("file name")?), text)?;
+        }
+    }
+    Ok(out)
 }
 
 /// Starts `gavel-agent` with extra arguments and environment (e.g. `GAVEL_KIOSK_LISTEN`).
@@ -475,6 +543,9 @@ pub fn start_agent_env(
         // Agents side by side: live servers on ports the system picks.
         .env("GAVEL_LIVE_RTSP", "127.0.0.1:0")
         .env("GAVEL_LIVE_HTTP", "127.0.0.1:0")
+        // Whisper on every simulated courtroom would starve 2 cores; the tests of
+        // transcription turn it on (`GAVEL_TRANSCRIBE=on` and `GAVEL_MODELS_DIR`).
+        .env("GAVEL_TRANSCRIBE", "off")
         .envs(env.iter().copied());
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(
@@ -540,7 +611,10 @@ pub fn start_device(
         .env("GAVEL_LOG", "info")
         // Agents side by side: live servers on ports the system picks.
         .env("GAVEL_LIVE_RTSP", "127.0.0.1:0")
-        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0");
+        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0")
+        // Whisper on every simulated courtroom would starve 2 cores; the tests of
+        // transcription turn it on (`GAVEL_TRANSCRIBE=on` and `GAVEL_MODELS_DIR`).
+        .env("GAVEL_TRANSCRIBE", "off");
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(
         &format!("gavel-simdevice {}", spec.id),

@@ -34,6 +34,7 @@ async fn a_meter_nobody_reads_never_holds_up_the_recording() {
     let (levels, mut unread) = tokio::sync::mpsc::channel(1);
     let settings = RecorderSettings {
         device_id: Some("meter-test".into()),
+        tap: None,
         segment: Duration::from_secs(4),
         sources: vec![SourceConfig {
             id: "mics".into(),

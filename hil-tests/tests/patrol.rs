@@ -275,7 +275,10 @@ async fn the_console_shows_a_live_hearing_and_an_unplugged_cameras_finding_ackno
     client.close().await.expect("close");
 
     // The court's patrol report counts the finding for the room, in a table and in CSV.
-    let (ok, out, err) = controller.gavelctl(&["patrol", "report", "--court", "test-court"]);
+    // The court day of the hearing (courts keep +08:00), so a run across midnight counts it.
+    let day = (now + time::Duration::hours(8)).date().to_string();
+    let (ok, out, err) =
+        controller.gavelctl(&["patrol", "report", "--court", "test-court", "--date", &day]);
     assert!(ok, "{err}");
     println!("{out}");
     assert!(
@@ -290,6 +293,8 @@ async fn the_console_shows_a_live_hearing_and_an_unplugged_cameras_finding_ackno
         "test-court",
         "--period",
         "week",
+        "--date",
+        &day,
         "--format",
         "csv",
     ]);

@@ -483,6 +483,106 @@ impl RaucInstaller {
         }
     }
 
+    /// Design: boot-counting bootloaders (RAUC's GRUB script sets `X_TRY=1` at every start
+    /// of a slot) expect the running system to confirm the slot it booted, or the next boot
+    /// takes it for failed and falls back. The agent confirms (`mark-good booted`) after
+    /// every start except on a slot on trial (`PendingCommit`), which only the health gate
+    /// commits; and only when the bootloader does not already call the slot good, so a
+    /// confirmed slot is not rewritten at every start. A failure is logged: the slot runs,
+    /// and the next boot may fall back to the other, good slot.
+    fn confirm_booted(&self) {
+        let st = match self.status() {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the booted slot's state to confirm it");
+                return;
+            }
+        };
+        let Some(slot) = bootname_slot(&st.booted)
+            .ok()
+            .and_then(|s| self.slot(&st, s).ok())
+        else {
+            return;
+        };
+        if slot.boot_status.as_deref() == Some("good") {
+            return;
+        }
+        match self.rauc.mark("mark-good", "booted") {
+            Ok(()) => {
+                tracing::info!(slot = %st.booted, "confirmed the booted slot (rauc mark-good)")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, slot = %st.booted, "could not confirm the booted slot")
+            }
+        }
+    }
+
+    fn judge_boot(&mut self) -> Result<BootOutcome, InstallError> {
+        let Some(j) = self.journal()? else {
+            return Ok(BootOutcome::Idle);
+        };
+        if !matches!(j.stage, Stage::Writing | Stage::Activated) {
+            return Ok(BootOutcome::Settled(j));
+        }
+        if j.stage == Stage::Writing {
+            self.wait_while_installing();
+        }
+        let st = self.status()?;
+        let booted = bootname_slot(&st.booted)?;
+        let target = self.slot(&st, j.slot)?;
+        let target_is_next = st.boot_primary.as_deref() == Some(target.name.as_str())
+            && target.boot_status.as_deref() == Some("good");
+        let j = if j.stage == Stage::Writing
+            && target_is_next
+            && target.version.as_deref() == Some(j.version.to_string().as_str())
+        {
+            // RAUC finished (it makes the target primary only after writing it); the
+            // power went before the journal said so.
+            let j = Journal {
+                stage: Stage::Activated,
+                ..j
+            };
+            self.set_journal(&j)?;
+            j
+        } else {
+            j
+        };
+        match j.stage {
+            Stage::Writing => {
+                let j = Journal {
+                    stage: Stage::Interrupted,
+                    ..j
+                };
+                self.set_journal(&j)?;
+                Ok(BootOutcome::Interrupted(j))
+            }
+            Stage::Activated if booted == j.slot => {
+                Ok(BootOutcome::PendingCommit { version: j.version })
+            }
+            Stage::Activated if target_is_next => Ok(BootOutcome::PendingReboot {
+                version: j.version,
+                slot: j.slot,
+            }),
+            _ => {
+                let name = target.name.clone();
+                if let Err(e) = self.rauc.mark("mark-bad", &name) {
+                    tracing::warn!(error = %e, slot = %name, "could not mark the abandoned slot bad");
+                }
+                let j = Journal {
+                    stage: Stage::RolledBack {
+                        reason: format!(
+                            "slot {} did not come up within its boot attempts; the bootloader fell back to {booted}",
+                            j.slot
+                        ),
+                    },
+                    ..j
+                };
+                self.set_journal(&j)?;
+                Ok(BootOutcome::RolledBack(j))
+            }
+        }
+    }
+
     fn running_in(&self, st: &RaucStatus) -> Result<Running, InstallError> {
         let slot = bootname_slot(&st.booted)?;
         let version = match self.slot(st, slot)?.version.as_deref() {
@@ -584,69 +684,11 @@ impl UpdateBackend for RaucInstaller {
     }
 
     fn after_boot(&mut self) -> Result<BootOutcome, InstallError> {
-        let Some(j) = self.journal()? else {
-            return Ok(BootOutcome::Idle);
-        };
-        if !matches!(j.stage, Stage::Writing | Stage::Activated) {
-            return Ok(BootOutcome::Settled(j));
+        let outcome = self.judge_boot()?;
+        if !matches!(outcome, BootOutcome::PendingCommit { .. }) {
+            self.confirm_booted();
         }
-        if j.stage == Stage::Writing {
-            self.wait_while_installing();
-        }
-        let st = self.status()?;
-        let booted = bootname_slot(&st.booted)?;
-        let target = self.slot(&st, j.slot)?;
-        let target_is_next = st.boot_primary.as_deref() == Some(target.name.as_str())
-            && target.boot_status.as_deref() == Some("good");
-        let j = if j.stage == Stage::Writing
-            && target_is_next
-            && target.version.as_deref() == Some(j.version.to_string().as_str())
-        {
-            // RAUC finished (it makes the target primary only after writing it); the
-            // power went before the journal said so.
-            let j = Journal {
-                stage: Stage::Activated,
-                ..j
-            };
-            self.set_journal(&j)?;
-            j
-        } else {
-            j
-        };
-        match j.stage {
-            Stage::Writing => {
-                let j = Journal {
-                    stage: Stage::Interrupted,
-                    ..j
-                };
-                self.set_journal(&j)?;
-                Ok(BootOutcome::Interrupted(j))
-            }
-            Stage::Activated if booted == j.slot => {
-                Ok(BootOutcome::PendingCommit { version: j.version })
-            }
-            Stage::Activated if target_is_next => Ok(BootOutcome::PendingReboot {
-                version: j.version,
-                slot: j.slot,
-            }),
-            _ => {
-                let name = target.name.clone();
-                if let Err(e) = self.rauc.mark("mark-bad", &name) {
-                    tracing::warn!(error = %e, slot = %name, "could not mark the abandoned slot bad");
-                }
-                let j = Journal {
-                    stage: Stage::RolledBack {
-                        reason: format!(
-                            "slot {} did not come up within its boot attempts; the bootloader fell back to {booted}",
-                            j.slot
-                        ),
-                    },
-                    ..j
-                };
-                self.set_journal(&j)?;
-                Ok(BootOutcome::RolledBack(j))
-            }
-        }
+        Ok(outcome)
     }
 
     fn commit(&mut self) -> Result<Journal, InstallError> {

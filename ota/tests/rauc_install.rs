@@ -306,3 +306,60 @@ fn agent_restarted_while_rauc_still_installs_waits_and_finds_the_install_finishe
     let slot_b = std::fs::read(rig.path("slot-b.img")).unwrap();
     assert_eq!(&slot_b[..v2.len()], &v2[..]);
 }
+
+/// Boot-counting bootloaders (the image's GRUB script sets `X_TRY=1` at every boot) need
+/// the running system to confirm the slot it booted: the backend does it after a start
+/// with nothing on trial, and only then, so a slot on trial is left to the health gate.
+#[test]
+fn a_start_with_nothing_on_trial_confirms_the_booted_slot_and_a_trial_is_left_to_the_gate() {
+    require_rauc!();
+    let mut rig = Rig::new();
+    // The bootloader no longer calls the booted slot good (as GRUB after X_TRY=1).
+    rig.rauc().mark("mark-bad", "booted").unwrap();
+    assert_eq!(rig.state()["A_state"], "bad");
+    let mut backend = rig.backend();
+    assert!(matches!(backend.after_boot().unwrap(), BootOutcome::Idle));
+    assert_eq!(rig.state()["A_state"], "good", "{:?}", rig.boot_calls());
+    assert!(
+        rig.boot_calls().iter().any(|c| c == "set-state A good"),
+        "{:?}",
+        rig.boot_calls()
+    );
+    // Already good: nothing is written at the next start.
+    let calls = rig.boot_calls().len();
+    assert!(matches!(
+        rig.backend().after_boot().unwrap(),
+        BootOutcome::Idle
+    ));
+    assert_eq!(
+        rig.boot_calls()
+            .iter()
+            .skip(calls)
+            .filter(|c| c.starts_with("set-"))
+            .count(),
+        0,
+        "{:?}",
+        rig.boot_calls()
+    );
+
+    // A new slot on trial is not confirmed at its start: only the gate commits it.
+    let v2 = pattern(200 * 1024, 7);
+    let b2 = rig.bundle("v2", COMPATIBLE, "2.0.0", &v2, "release");
+    backend.install(&b2, &InstallOptions::default()).unwrap();
+    assert_eq!(rig.reboot(), "B");
+    let calls = rig.boot_calls().len();
+    let mut backend = rig.backend();
+    assert!(matches!(
+        backend.after_boot().unwrap(),
+        BootOutcome::PendingCommit { .. }
+    ));
+    assert!(
+        !rig.boot_calls()
+            .iter()
+            .skip(calls)
+            .any(|c| c.starts_with("set-state B")),
+        "{:?}",
+        rig.boot_calls()
+    );
+    assert_eq!(rig.state()["B_state"], "try");
+}

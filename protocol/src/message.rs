@@ -782,6 +782,22 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// The recordings volume's storage condition (the storage policy, `gavel-record::
+    /// retention`): `start` when raised, `end` when cleared. `disk_full_forecast`: at the
+    /// current write rate the volume fills within the policy's horizon;
+    /// `recording_at_risk`: free space is below the low watermark and nothing can be
+    /// evicted (every segment left is un-archived or under legal hold), recording goes on.
+    /// Added within v1.
+    Storage {
+        alarm: StorageAlarm,
+        /// Free bytes on the recordings volume (after the evictions decided with it).
+        free_bytes: u64,
+        /// Forecast seconds until the volume is full, when it is shrinking.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds_left: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
     /// One line of a hearing's live transcript (庭审转写), heard on one seat's microphone:
     /// `update` while the line is partial (its text may still change), `end` once final.
     /// The partial and final versions of a line share the event id
@@ -832,7 +848,26 @@ impl EventBody {
             | EventBody::Probe { .. }
             | EventBody::CertRenewal { .. }
             | EventBody::Ota { .. }
+            | EventBody::Storage { .. }
             | EventBody::Ticket { .. } => None,
+        }
+    }
+}
+
+/// A storage condition of the recordings volume (see [`EventBody::Storage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageAlarm {
+    DiskFullForecast,
+    RecordingAtRisk,
+}
+
+impl StorageAlarm {
+    /// The wire name (`disk_full_forecast`, `recording_at_risk`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageAlarm::DiskFullForecast => "disk_full_forecast",
+            StorageAlarm::RecordingAtRisk => "recording_at_risk",
         }
     }
 }
@@ -1044,6 +1079,11 @@ impl Message for Event {
                     return Err(Invalid::new("recovered_at", "before lost_at"));
                 }
             }
+            EventBody::Storage { detail, .. } => {
+                if let Some(d) = detail {
+                    text("detail", d)?;
+                }
+            }
             EventBody::Ticket {
                 number,
                 service,
@@ -1219,6 +1259,15 @@ pub enum CommandBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<String>,
     },
+    /// Put a hearing's recording under legal hold (`hold: true`) or lift the hold: a held
+    /// hearing's segments are never evicted from the device, archived or not (added within
+    /// v1). Acked with [`Reply::LegalHold`].
+    LegalHold {
+        hearing_id: String,
+        hold: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
 }
 
 impl CommandBody {
@@ -1237,6 +1286,7 @@ impl CommandBody {
             CommandBody::SelfTest => "self_test",
             CommandBody::InstallCertificate { .. } => "install_certificate",
             CommandBody::Snapshot { .. } => "snapshot",
+            CommandBody::LegalHold { .. } => "legal_hold",
         }
     }
 }
@@ -1314,6 +1364,12 @@ impl Message for Command {
                 check_window(window)?;
             }
             CommandBody::Snapshot { source: Some(s) } => text("source", s)?,
+            CommandBody::LegalHold { hearing_id, by, .. } => {
+                check_hearing_id(hearing_id)?;
+                if let Some(b) = by {
+                    text("by", b)?;
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -1364,6 +1420,11 @@ pub enum Reply {
         serial: String,
         #[serde(with = "time::serde::rfc3339")]
         not_after: OffsetDateTime,
+    },
+    /// A hearing's legal hold is now as asked (added within v1).
+    LegalHold {
+        hearing_id: String,
+        hold: bool,
     },
     /// The latest patrol frame of a source (added within v1).
     Snapshot {

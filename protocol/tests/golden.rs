@@ -40,6 +40,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "ack-announcing.json",
             "ack-certificate-installed.json",
             "ack-config.json",
+            "ack-legal-hold.json",
             "ack-ota-accepted.json",
             "ack-pong.json",
             "ack-recording.json",
@@ -52,6 +53,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "command-announce.json",
             "command-get-config.json",
             "command-install-certificate.json",
+            "command-legal-hold.json",
             "command-ota-install.json",
             "command-ping.json",
             "command-rebirth.json",
@@ -73,6 +75,7 @@ fn every_fixture_file_is_covered_by_a_test() {
             "event-sealed.json",
             "event-segment.json",
             "event-source-lost.json",
+            "event-storage.json",
             "event-ticket.json",
             "event-transcript-partial.json",
             "event-transcript.json",
@@ -159,6 +162,39 @@ fn command_fixtures_round_trip() {
     ] {
         let _: Command = round_trip(name);
     }
+}
+
+#[test]
+fn storage_and_legal_hold_fixtures_round_trip() {
+    let e: Event = round_trip("event-storage.json");
+    assert!(matches!(
+        e.body,
+        gavel_protocol::EventBody::Storage {
+            alarm: gavel_protocol::StorageAlarm::RecordingAtRisk,
+            seconds_left: Some(37),
+            ..
+        }
+    ));
+    let c: Command = round_trip("command-legal-hold.json");
+    assert_eq!(c.body.name(), "legal_hold");
+    let a: Ack = round_trip("ack-legal-hold.json");
+    assert!(matches!(
+        a.outcome,
+        gavel_protocol::Outcome::Ok {
+            reply: gavel_protocol::Reply::LegalHold { hold: true, .. }
+        }
+    ));
+    // A bad hearing id in a hold is refused naming the field.
+    let mut bad = c.clone();
+    bad.body = gavel_protocol::CommandBody::LegalHold {
+        hearing_id: "../etc".into(),
+        hold: true,
+        by: None,
+    };
+    let err = gavel_protocol::decode::<Command>(&gavel_protocol::encode(&bad))
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("hearing_id"), "{err}");
 }
 
 #[test]

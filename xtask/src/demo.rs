@@ -233,6 +233,12 @@ impl Court {
         .arg("--simulate-hardware")
         // The wall composes at 10 frames a second (its frame file: 2 a second).
         .env("GAVEL_WALL_FPS", "10")
+        // Closed segments are archived at the controller (docs/archive.md).
+        .env("GAVEL_ARCHIVE_URL", &self.url)
+        // Speech recognition is off on the simulated terminals (their microphones carry
+        // test tones, and whisper on every room would take the demo machine's cores);
+        // the transcript scene's simulated transcriber stands in, said so in the narration.
+        .env("GAVEL_TRANSCRIBE", "off")
         .env("GAVEL_DATA_DIR", self.dir.join("agents").join(id));
         // A device's own agent config, where the demo wrote one (room-101's terminal:
         // where its seat microphones are).
@@ -950,6 +956,35 @@ fn short_hearing(
     *verdict = Some(v);
 }
 
+/// Narrates, once, what the archive holds of the closed short hearing and where it plays.
+fn short_archive(court: &Court, t0: Instant, id: Option<&str>, told: &mut bool) {
+    let Some(hid) = id else { return };
+    if *told {
+        return;
+    }
+    let Ok(a) = court.json(&["hearings", "archive", hid]) else {
+        return;
+    };
+    let sources: Vec<String> = a["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| format!("{} {}", s["source"].as_str().unwrap_or("?"), s["segments"]))
+        .collect();
+    say(
+        t0,
+        &format!(
+            "archive {SHORT_CASE}: {} segments ({} bytes) uploaded and verified by SHA-256 on arrival ({}); each may now be evicted from the terminal; playback: {}{} (gavelctl hearings archive {hid})",
+            a["segments"],
+            a["bytes"],
+            sources.join(", "),
+            court.url,
+            a["playback"].as_str().unwrap_or("")
+        ),
+    );
+    *told = true;
+}
+
 fn scenario(
     court: &mut Court,
     t0: Instant,
@@ -970,12 +1005,14 @@ fn scenario(
     let mut last_alarm_poll = Instant::now();
     let started = Instant::now();
     let (mut short_id, mut short_closed, mut short_verdict) = (None, false, None);
+    let mut short_archived = false;
     let mut hall = crate::demo_hall::HallDemo::new(
         &court.kiosk,
         COURT,
         crate::demo_hall::announce_dir(&court.dir),
     );
     let mut patrol = 0u8;
+    let mut transcript = crate::demo_transcript::Scene::new();
     loop {
         if STOP.load(Ordering::SeqCst) {
             return Ok(());
@@ -1133,6 +1170,17 @@ fn scenario(
         }
         if poll_alarms {
             patrol_step(court, t0, started.elapsed(), &mut patrol);
+            transcript.tick(
+                t0,
+                started.elapsed(),
+                (&court.mqtt, &court.url),
+                || {
+                    court.room_status("room-101")["hearing"]
+                        .as_str()
+                        .map(str::to_owned)
+                },
+                |a| court.gavelctl(a),
+            );
         }
         if poll_alarms && started.elapsed() >= Duration::from_secs(20) {
             short_hearing(
@@ -1142,6 +1190,9 @@ fn scenario(
                 &mut short_closed,
                 &mut short_verdict,
             );
+            if short_verdict.is_some() {
+                short_archive(court, t0, short_id.as_deref(), &mut short_archived);
+            }
         }
         if let Some(r) = hall.tick(|a| court.gavelctl(a)) {
             match r {

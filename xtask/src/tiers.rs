@@ -87,7 +87,23 @@ pub fn soak() -> Result<(), String> {
     run(
         recording,
         "recording: a 2-minute hearing of 3 cameras + 4 microphones, 50 recorder SIGKILLs, a camera unplugged 20 s",
-    )
+    )?;
+    run(
+        cargo(&[
+            "test",
+            "--locked",
+            "--release",
+            "-p",
+            "gavel-transcribe",
+            "--test",
+            "soak",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]),
+        "transcription: a 30-minute hearing, memory flat, no audio lost while lagging",
+    )?;
+    crate::image::full_test()
 }
 
 /// Benchmarks, each printing its ratio against the named baseline measured in the same run.
@@ -177,6 +193,30 @@ pub fn bench() -> Result<(), String> {
     run(
         recording,
         "recorder CPU and memory for 1/4/8 streams at 1080p and 2160p vs gst-launch splitmuxsink",
+    )?;
+    run(
+        cargo(&[
+            "bench",
+            "--locked",
+            "-p",
+            "gavel-transcribe",
+            "--bench",
+            "transcribe",
+        ]),
+        "transcription: WER/CER per model, RTF vs whisper-cli, live latency",
+    )?;
+    run(
+        cargo(&[
+            "bench",
+            "--locked",
+            "--profile",
+            "dev",
+            "-p",
+            "gavel-controller",
+            "--bench",
+            "transcript_search",
+        ]),
+        "transcript search: FTS5 trigram and pg_trgm vs a scan, 200,000 lines",
     )
 }
 

@@ -4,6 +4,7 @@ mod hall;
 mod ota;
 mod patrol;
 mod session;
+mod transcripts;
 mod wall;
 
 use std::time::Duration;
@@ -42,7 +43,7 @@ enum Users {
     /// (never the command line).
     Add {
         name: String,
-        /// administrator, technician, inspector, clerk or kiosk.
+        /// administrator, technician, inspector, clerk, judge or kiosk.
         #[arg(long)]
         role: String,
         /// The court a clerk works for.
@@ -144,6 +145,9 @@ enum Top {
     /// Hearing patrol: findings and the daily or weekly patrol report.
     #[command(subcommand)]
     Patrol(patrol::Patrol),
+    /// Hearing transcripts: search, show, export (SRT, WebVTT, HTML, DOCX).
+    #[command(subcommand)]
+    Transcripts(transcripts::Transcripts),
     /// Check a hearing's recording folder against its signed manifest (offline: no
     /// controller needed). Names every segment that was changed, removed, reordered or
     /// added; exits with status 1 when anything is wrong.
@@ -251,6 +255,9 @@ enum Hearings {
     /// A hearing's compliance record: coverage and gaps per source, hash chain and seal
     /// per device, every exception.
     Compliance { id: String },
+    /// What the archive holds of a hearing: sources, segments (each verified by hash on
+    /// arrival), bytes, and the playback page's address.
+    Archive { id: String },
     /// A court's daily compliance report: share of hearings fully recorded, every
     /// exception explained.
     Report {
@@ -984,6 +991,7 @@ async fn main() -> anyhow::Result<()> {
         Top::Hall(cmd) => hall::run(&api, cli.json, cmd).await?,
         Top::Wall(cmd) => wall::run(&api, cli.json, cmd).await?,
         Top::Patrol(cmd) => patrol::run(&api, cli.json, cmd).await?,
+        Top::Transcripts(cmd) => transcripts::run(&api, cli.json, cmd).await?,
         Top::Verify { dir, key } => {
             let trusted = match key {
                 Some(k) => Some(
@@ -1284,6 +1292,37 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             println!("{id}: closed by {by}");
+        }
+        Top::Hearings(Hearings::Archive { id }) => {
+            let a = api
+                .get(
+                    &format!("/api/v1/archive/hearings/{id}"),
+                    &format!("reading the archive of {id}"),
+                )
+                .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&a)?);
+            } else {
+                println!(
+                    "{id}: {} segments, {} bytes, {:.1} s, in {}",
+                    a["segments"],
+                    a["bytes"],
+                    a["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+                    a["location"].as_str().unwrap_or("?")
+                );
+                for s in a["sources"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {} ({}): {} segments, {} bytes, {:.1}-{:.1} s",
+                        s["source"].as_str().unwrap_or("?"),
+                        s["device_id"].as_str().unwrap_or("?"),
+                        s["segments"],
+                        s["bytes"],
+                        s["start_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+                        s["end_ms"].as_f64().unwrap_or(0.0) / 1000.0
+                    );
+                }
+                println!("  playback: {}", a["playback"].as_str().unwrap_or("?"));
+            }
         }
         Top::Hearings(Hearings::Compliance { id }) => {
             let c = api

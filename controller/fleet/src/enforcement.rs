@@ -42,6 +42,10 @@ pub enum AlarmKind {
     /// A hearing patrol finding of a device (庭审智能巡查): its level is the finding's
     /// severity (urgent findings are level 3 at once).
     Patrol,
+    /// A device's recordings volume is below its low watermark and nothing on it can be
+    /// evicted (every segment is un-archived or under legal hold): recording goes on, but
+    /// stops when the disk is full.
+    RecordingAtRisk,
 }
 
 /// Who or what an alarm concerns.
@@ -243,6 +247,20 @@ pub enum Input {
         room: String,
         finding: FindingRef,
     },
+    /// A device's storage policy raised (`on`) or cleared a condition of its recordings
+    /// volume (`storage` events): `recording_at_risk` is [`AlarmKind::RecordingAtRisk`],
+    /// `disk_full_forecast` holds [`AlarmKind::DiskLow`].
+    Storage {
+        device: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        court: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// `recording_at_risk` or `disk_full_forecast`.
+        alarm: String,
+        on: bool,
+        detail: String,
+    },
     /// Someone added a note to an alarm.
     Note {
         alarm: String,
@@ -328,7 +346,13 @@ pub struct Engine {
     history: Vec<Alarm>,
     /// Patrol findings by (device, event id), with their court and room.
     findings: BTreeMap<(String, String), (String, String, FindingRef)>,
+    /// Storage conditions devices reported as holding, by (device, condition): court,
+    /// room and the device's detail.
+    storage: BTreeMap<(String, String), StorageCondition>,
 }
+
+/// A storage condition a device reported as holding: court, room and the device's detail.
+type StorageCondition = (Option<String>, Option<String>, String);
 
 impl Engine {
     pub fn new(settings: Settings) -> Self {
@@ -504,6 +528,20 @@ impl Engine {
                     (finding.device.clone(), finding.event_id.clone()),
                     (court, room, finding),
                 );
+            }
+            Input::Storage {
+                device,
+                court,
+                room,
+                alarm,
+                on,
+                detail,
+            } => {
+                if on {
+                    self.storage.insert((device, alarm), (court, room, detail));
+                } else {
+                    self.storage.remove(&(device, alarm));
+                }
             }
             Input::Note { alarm, by, text } => {
                 if let Some(a) = self.alarms.values_mut().find(|a| a.id == alarm) {
@@ -742,6 +780,19 @@ impl Engine {
                     )
                 });
             }
+        }
+        for ((device, condition), (court, room, detail)) in &self.storage {
+            let kind = match condition.as_str() {
+                "recording_at_risk" => AlarmKind::RecordingAtRisk,
+                _ => AlarmKind::DiskLow,
+            };
+            let key = (
+                kind,
+                Subject::Device {
+                    device: device.clone(),
+                },
+            );
+            hold(key, court, room, &|| format!("{device}: {detail}"));
         }
         for (court, room, f) in self.findings.values() {
             let holding = f.ended_at.is_none_or(|end| now - end < s.finding_linger);
@@ -1381,6 +1432,37 @@ mod tests {
                 detail: "no frame for 4 s".into(),
             },
         }
+    }
+
+    #[test]
+    fn a_device_reporting_recording_at_risk_raises_an_urgent_alarm_until_it_clears() {
+        let mut e = Engine::new(Settings::default());
+        let storage = |on: bool| Input::Storage {
+            device: "hz-101-terminal".into(),
+            court: Some("hz".into()),
+            room: Some("room-101".into()),
+            alarm: "recording_at_risk".into(),
+            on,
+            detail: "9 MB free, nothing can be evicted".into(),
+        };
+        let out = e.handle(T0, storage(true));
+        let Some(Output::Raised(a)) = out.first() else {
+            panic!("not raised: {out:?}");
+        };
+        assert_eq!(a.kind, AlarmKind::RecordingAtRisk);
+        assert_eq!(a.level, 2);
+        assert!(
+            a.message.contains("nothing can be evicted"),
+            "{}",
+            a.message
+        );
+        assert!(raised(&e.handle(T0 + Duration::seconds(1), storage(true))).is_empty());
+        let out = e.handle(T0 + Duration::seconds(2), storage(false));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Cleared(a) if a.kind == AlarmKind::RecordingAtRisk)),
+            "{out:?}"
+        );
     }
 
     #[test]

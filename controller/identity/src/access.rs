@@ -5,7 +5,8 @@
 //! | administrator | everything |
 //! | technician | read; devices (commands, provisioning, revocation); OTA; acknowledge alarms |
 //! | inspector | read; acknowledge alarms; read the audit log |
-//! | clerk | read; hearings, recording and the service hall of their own court only |
+//! | clerk | read; hearings, recording, the service hall and transcripts (proofread, sign off) of their own court only |
+//! | judge | read; transcripts of their own court (proofread, sign off) |
 //! | kiosk | the kiosk endpoints only |
 //!
 //! Login attempts are limited by [`LoginLimiter`].
@@ -24,15 +25,18 @@ pub enum Role {
     Inspector,
     Clerk,
     Kiosk,
+    /// Presides over hearings; proofreads and signs off their court's transcripts.
+    Judge,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Administrator,
         Role::Technician,
         Role::Inspector,
         Role::Clerk,
         Role::Kiosk,
+        Role::Judge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +46,7 @@ impl Role {
             Role::Inspector => "inspector",
             Role::Clerk => "clerk",
             Role::Kiosk => "kiosk",
+            Role::Judge => "judge",
         }
     }
 
@@ -94,6 +99,8 @@ pub enum Action {
     /// Call or recall a number at a window of `court`'s service hall, or issue a case's
     /// check code.
     Hall { court: Option<String> },
+    /// Correct or sign off a transcript of a hearing of `court`.
+    Proofread { court: Option<String> },
 }
 
 impl Action {
@@ -112,6 +119,7 @@ impl Action {
             Action::ReadAudit => "read_audit",
             Action::Kiosk => "kiosk",
             Action::Hall { .. } => "hall",
+            Action::Proofread { .. } => "proofread",
         }
     }
 }
@@ -121,13 +129,13 @@ impl Action {
 pub enum Denied {
     #[error("role {role} may not {action}")]
     Role { role: Role, action: &'static str },
-    #[error("clerk {user} works for court {own}, not {asked}")]
+    #[error("{user} works for court {own}, not {asked}")]
     OtherCourt {
         user: String,
         own: String,
         asked: String,
     },
-    #[error("clerk {user} has no court assigned; ask an administrator")]
+    #[error("{user} has no court assigned; ask an administrator")]
     NoCourt { user: String },
     #[error("the court of this hearing or room is unknown")]
     UnknownCourt,
@@ -152,26 +160,36 @@ pub fn authorize(p: &Principal, a: &Action) -> Result<(), Denied> {
         },
         Role::Clerk => match a {
             Read => Ok(()),
-            Schedule { court } | Record { court } | Hall { court } => {
-                let own = p.court.as_ref().ok_or_else(|| Denied::NoCourt {
-                    user: p.user.clone(),
-                })?;
-                match court {
-                    Some(c) if c == own => Ok(()),
-                    Some(c) => Err(Denied::OtherCourt {
-                        user: p.user.clone(),
-                        own: own.clone(),
-                        asked: c.clone(),
-                    }),
-                    None => Err(Denied::UnknownCourt),
-                }
+            Schedule { court } | Record { court } | Hall { court } | Proofread { court } => {
+                own_court(p, court)
             }
+            _ => Err(role_denied()),
+        },
+        Role::Judge => match a {
+            Read => Ok(()),
+            Proofread { court } => own_court(p, court),
             _ => Err(role_denied()),
         },
         Role::Kiosk => match a {
             Kiosk => Ok(()),
             _ => Err(role_denied()),
         },
+    }
+}
+
+/// A clerk or judge acts only on the hearings and rooms of their own court.
+fn own_court(p: &Principal, court: &Option<String>) -> Result<(), Denied> {
+    let own = p.court.as_ref().ok_or_else(|| Denied::NoCourt {
+        user: p.user.clone(),
+    })?;
+    match court {
+        Some(c) if c == own => Ok(()),
+        Some(c) => Err(Denied::OtherCourt {
+            user: p.user.clone(),
+            own: own.clone(),
+            asked: c.clone(),
+        }),
+        None => Err(Denied::UnknownCourt),
     }
 }
 
@@ -284,7 +302,7 @@ mod tests {
         assert!(authorize(&p, &Action::Schedule { court: own.clone() }).is_ok());
         assert!(authorize(&p, &Action::Record { court: own }).is_ok());
         let err = authorize(&p, &Action::Record { court: other }).expect_err("other court");
-        assert_eq!(err.to_string(), "clerk u works for court hz, not nb");
+        assert_eq!(err.to_string(), "u works for court hz, not nb");
         assert_eq!(
             authorize(&p, &Action::Schedule { court: None }),
             Err(Denied::UnknownCourt)
@@ -334,6 +352,45 @@ mod tests {
         );
         assert_eq!(allowed(Role::Clerk), ["read"]);
         assert_eq!(allowed(Role::Kiosk), ["kiosk"]);
+        assert_eq!(allowed(Role::Judge), ["read"]);
+    }
+
+    #[test]
+    fn clerks_and_judges_proofread_only_their_own_courts_transcripts() {
+        for role in [Role::Clerk, Role::Judge] {
+            let p = who(role, Some("hz"));
+            let own = Action::Proofread {
+                court: Some("hz".into()),
+            };
+            let other = Action::Proofread {
+                court: Some("nb".into()),
+            };
+            assert!(authorize(&p, &own).is_ok(), "{role}");
+            assert!(matches!(
+                authorize(&p, &other),
+                Err(Denied::OtherCourt { .. })
+            ));
+        }
+        for role in [Role::Technician, Role::Inspector, Role::Kiosk] {
+            let p = who(role, Some("hz"));
+            let own = Action::Proofread {
+                court: Some("hz".into()),
+            };
+            assert!(
+                matches!(authorize(&p, &own), Err(Denied::Role { .. })),
+                "{role}"
+            );
+        }
+        assert!(
+            authorize(
+                &who(Role::Judge, Some("hz")),
+                &Action::Schedule {
+                    court: Some("hz".into())
+                }
+            )
+            .is_err(),
+            "a judge does not change schedules through the API"
+        );
     }
 
     #[test]

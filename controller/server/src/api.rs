@@ -109,7 +109,19 @@ pub struct AppState {
         crate::patrol::live,
         crate::patrol::recording_at,
         crate::patrol::add_note,
-        crate::patrol::patrol_report
+        crate::patrol::patrol_report,
+        crate::archive::upload_status,
+        crate::archive::upload,
+        crate::archive::hearing_index,
+        crate::archive::playlist,
+        crate::archive::source_mp4,
+        crate::archive::serve_segment,
+        crate::archive::audio_clip,
+        crate::transcripts::transcript,
+        crate::transcripts::correct_line,
+        crate::transcripts::sign_off,
+        crate::transcripts::list_corrections,
+        crate::transcripts::search
     ),
     components(schemas(
         DeviceRecord,
@@ -152,7 +164,17 @@ pub struct AppState {
         crate::hall::CallResult,
         crate::hall::LookupRequest,
         crate::hall::CheckCode,
-        crate::patrol::NewNote
+        crate::patrol::NewNote,
+        crate::archive::ArchivedHearing,
+        crate::archive::ArchivedSource,
+        crate::store::ArchivedSegment,
+        crate::transcripts::TranscriptView,
+        crate::transcripts::NewText,
+        crate::transcripts::SignRequest,
+        crate::transcripts::export::Line,
+        crate::transcripts::export::SignOff,
+        crate::transcripts::export::Correction,
+        crate::transcripts::db::Hit
     ))
 )]
 pub struct ApiDoc;
@@ -189,6 +211,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::hearings_api::routes())
         .merge(crate::patrol::routes())
         .merge(crate::live::routes())
+        .merge(crate::transcripts::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -471,6 +494,7 @@ async fn stream(
                 ),
                 Ok(Push::Campaign(view)) => sse("campaign", &view),
                 Ok(Push::Compliance(c)) => sse("compliance", &c),
+                Ok(Push::Transcript(line)) => sse("transcript", &line),
                 Ok(Push::Ota { .. }) => continue,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let (summary, devices) = fleet.snapshot().await;
@@ -852,6 +876,17 @@ mod tests {
             "/api/v1/hearings/{id}/recording-at",
             "/api/v1/alarms/{id}/notes",
             "/api/v1/reports/patrol",
+            "/api/v1/archive/uploads/{device}/{hearing}/{source}/{file}",
+            "/api/v1/archive/hearings/{hearing}",
+            "/api/v1/archive/hearings/{hearing}/audio",
+            "/api/v1/archive/hearings/{hearing}/{source}/index.m3u8",
+            "/api/v1/archive/hearings/{hearing}/{source}/video.mp4",
+            "/api/v1/archive/files/{device}/{hearing}/{source}/{file}",
+            "/api/v1/hearings/{id}/transcript",
+            "/api/v1/hearings/{id}/transcript/lines/{line}",
+            "/api/v1/hearings/{id}/transcript/sign-off",
+            "/api/v1/hearings/{id}/transcript/corrections",
+            "/api/v1/transcripts/search",
         ] {
             assert!(paths.contains_key(p), "{p} missing from OpenAPI");
         }

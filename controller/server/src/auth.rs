@@ -76,6 +76,8 @@ pub enum Need {
     Hearing { id: String, record: bool },
     /// A new hearing: the court is in the JSON body.
     NewHearing,
+    /// Correcting or signing off a hearing's transcript: the court is the hearing's.
+    Proofread { id: String },
 }
 
 /// Maps a request to what it needs (pure).
@@ -90,6 +92,12 @@ pub fn classify(method: &Method, path: &str) -> Need {
         ["", "api", "v1", "pki", "ca.pem"] => Need::Public,
         // Devices fetch signed bundles without a user; the signature is what protects them.
         ["", "api", "v1", "ota", "bundles", _] if read => Need::Public,
+        // Devices upload segments without a user; the archive keeps only bytes that hash
+        // to the segment event the device sent over its authenticated MQTT session, under
+        // that device's id (docs/archive.md).
+        ["", "api", "v1", "archive", "uploads", _, _, _, _] if read || method == Method::PUT => {
+            Need::Public
+        }
         // The service hall: the display page and queue are public (numbers and windows
         // only); a kiosk's case look-up is protected by the case's check code and rate
         // limits, and answers public fields only.
@@ -120,6 +128,9 @@ pub fn classify(method: &Method, path: &str) -> Need {
         ["", "api", "v1", "alarms", _, "ack" | "resolve" | "notes"] => Need::Act(Action::AckAlarm),
         ["", "api", "v1", "hearings"] => Need::NewHearing,
         ["", "api", "v1", "hearings", "import"] => Need::Act(Action::ImportHearings),
+        ["", "api", "v1", "hearings", id, "transcript", ..] => Need::Proofread {
+            id: (*id).to_string(),
+        },
         ["", "api", "v1", "hearings", id, "recording", _] => Need::Hearing {
             id: (*id).to_string(),
             record: true,
@@ -253,6 +264,10 @@ pub async fn require(
             };
             (a, req)
         }
+        Need::Proofread { id } => {
+            let court = s.enforcer.hearing(&id).await.map(|h| h.court);
+            (Action::Proofread { court }, req)
+        }
         Need::NewHearing => {
             let (parts, body) = req.into_parts();
             let bytes = match axum::body::to_bytes(body, 4 * 1024 * 1024).await {
@@ -285,6 +300,9 @@ pub async fn require(
         .await;
         return ApiError(StatusCode::FORBIDDEN, format!("refused: {denied}")).into_response();
     }
+    // Handlers that record who acted (transcript corrections) read the principal here.
+    let mut req = req;
+    req.extensions_mut().insert(who.clone());
     let response = next.run(req).await;
     if changes {
         let status = response.status();
@@ -549,8 +567,8 @@ pub fn validate_user(u: &NewUser) -> Result<Role, String> {
             Role::ALL.map(Role::as_str).join(", ")
         )
     })?;
-    if role == Role::Clerk && u.court.as_deref().is_none_or(str::is_empty) {
-        return Err("court: a clerk needs the court they work for".into());
+    if matches!(role, Role::Clerk | Role::Judge) && u.court.as_deref().is_none_or(str::is_empty) {
+        return Err(format!("court: a {role} needs the court they work for"));
     }
     if u.password.chars().count() < MIN_PASSWORD {
         return Err(format!("password: at least {MIN_PASSWORD} characters"));
@@ -678,6 +696,21 @@ mod tests {
         assert_eq!(classify(&post, "/api/v1/enroll"), Need::Public);
         assert_eq!(classify(&get, "/"), Need::Public);
         assert_eq!(classify(&get, "/api/v1/ota/bundles/x.gota"), Need::Public);
+        assert_eq!(
+            classify(&Method::PUT, "/api/v1/archive/uploads/d1/H1/cam/00001.ts"),
+            Need::Public
+        );
+        assert_eq!(
+            classify(&get, "/api/v1/archive/hearings/H1"),
+            Need::Act(Action::Read)
+        );
+        assert_eq!(
+            classify(
+                &Method::DELETE,
+                "/api/v1/archive/uploads/d1/H1/cam/00001.ts"
+            ),
+            Need::Act(Action::ManageUsers)
+        );
         assert_eq!(classify(&get, "/api/v1/devices"), Need::Act(Action::Read));
         assert_eq!(
             classify(&post, "/api/v1/ota/campaigns"),
@@ -739,6 +772,29 @@ mod tests {
             })
         );
         assert_eq!(
+            classify(
+                &Method::PUT,
+                "/api/v1/hearings/h1/transcript/lines/tr-h1-judge-0"
+            ),
+            Need::Proofread { id: "h1".into() }
+        );
+        assert_eq!(
+            classify(&post, "/api/v1/hearings/h1/transcript/sign-off"),
+            Need::Proofread { id: "h1".into() }
+        );
+        assert_eq!(
+            classify(&get, "/api/v1/hearings/h1/transcript"),
+            Need::Act(Action::Read)
+        );
+        assert_eq!(
+            classify(&get, "/hearings/h1/transcript"),
+            Need::Act(Action::Read)
+        );
+        assert_eq!(
+            classify(&get, "/api/v1/transcripts/search"),
+            Need::Act(Action::Read)
+        );
+        assert_eq!(
             classify(&post, "/api/v1/something-new"),
             Need::Act(Action::ManageUsers),
             "unknown state changes are for administrators only"
@@ -760,9 +816,14 @@ mod tests {
                 .starts_with("court")
         );
         assert!(
-            validate_user(&u("chen", "judge", None, "long enough pw"))
+            validate_user(&u("chen", "bailiff", None, "long enough pw"))
                 .expect_err("role")
                 .starts_with("role")
+        );
+        assert!(
+            validate_user(&u("wang", "judge", None, "long enough pw"))
+                .expect_err("court")
+                .starts_with("court")
         );
         assert!(
             validate_user(&u("chen", "inspector", None, "short"))

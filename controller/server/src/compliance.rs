@@ -74,6 +74,9 @@ impl Sources {
         for (device, received, event) in self.store.hearing_events(&hearing.id).await? {
             add_event(&mut evidence, &device, received, event.body);
         }
+        // Present once a device has sent a final line for the hearing.
+        evidence.transcript_present =
+            crate::transcripts::db::has_final_lines(&self.store, &hearing.id).await?;
         for seal in &evidence.seals {
             let pinned = self
                 .store
@@ -105,10 +108,12 @@ fn evidence(hearing: &Hearing, devices: &[DeviceRecord]) -> Evidence {
         if has("record") {
             e.recording_devices.insert(d.id.to_string());
         }
-        if d.capabilities
-            .iter()
-            .any(|c| c.name == "transcribe" && c.state == CapabilityState::Running)
-        {
+        // Design: a transcriber that failed still owes the transcript (its absence is the
+        // exception to report); one turned off or not provided does not.
+        if d.capabilities.iter().any(|c| {
+            c.name == "transcribe"
+                && matches!(c.state, CapabilityState::Running | CapabilityState::Failed)
+        }) {
             e.transcript_required = true;
         }
     }
@@ -195,6 +200,7 @@ fn add_event(e: &mut Evidence, device: &str, received: OffsetDateTime, body: Eve
         | EventBody::RecordingRequest { .. }
         | EventBody::Ticket { .. }
         | EventBody::Transcript { .. }
+        | EventBody::Storage { .. }
         | EventBody::Finding { .. } => {}
     }
 }
@@ -238,18 +244,22 @@ pub fn spawn(
                 .hearings()
                 .await
                 .into_iter()
-                .filter(|h| ids.contains(&h.id))
+                .filter(|h| {
+                    ids.contains(&h.id)
+                        && matches!(h.status, HearingStatus::Closed | HearingStatus::Cancelled)
+                })
                 .map(|h| (h.id.clone(), h))
                 .collect();
+            // Transcript lines of hearings still running ask too: nothing to assess yet.
+            if hearings.is_empty() {
+                continue;
+            }
             sources.fleet.flush().await;
             let devices = sources.fleet.list().await;
             for id in ids {
                 let Some(h) = hearings.remove(&id) else {
                     continue;
                 };
-                if h.status != HearingStatus::Closed && h.status != HearingStatus::Cancelled {
-                    continue;
-                }
                 match sources.assess_with(&h, &devices).await {
                     Ok(c) => {
                         if let Err(e) = sources.store.save_compliance(&c).await {
@@ -284,4 +294,69 @@ async fn due(sources: &Sources, last: &BTreeMap<String, Verdict>) -> Vec<String>
         })
         .map(|h| h.id)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gavel_fleet::{Fleet, Input};
+    use gavel_protocol::{DeviceId, DeviceMessage};
+
+    fn device(transcribe: &str) -> DeviceRecord {
+        let birth = serde_json::json!({
+            "v": 1, "ts": "2026-11-27T09:00:00Z", "boot_id": "b1", "bd_seq": 0, "seq_base": 0,
+            "profile": "courtroom-terminal", "firmware_version": "0.1.0", "hostname": "t",
+            "placement": {"court": "hz", "room": "room-101"},
+            "capabilities": [{"name": "record", "state": "running"},
+                             {"name": "transcribe", "state": transcribe}],
+            "keepalive_s": 10, "health_interval_s": 5
+        });
+        let birth = gavel_protocol::decode(&serde_json::to_vec(&birth).expect("json"))
+            .expect("a valid birth");
+        let id = DeviceId::new("hz-101-terminal").expect("id");
+        let mut fleet = Fleet::new();
+        fleet.handle(
+            OffsetDateTime::now_utc(),
+            Input::Message {
+                device: id.clone(),
+                message: DeviceMessage::Birth(birth),
+            },
+        );
+        fleet.get(&id).expect("registered").clone()
+    }
+
+    fn hearing() -> Hearing {
+        let t = time::macros::datetime!(2026-11-27 01:00 UTC);
+        Hearing {
+            id: "h1".into(),
+            case_number: "(2026)1".into(),
+            court: "hz".into(),
+            room: "room-101".into(),
+            scheduled_start: t,
+            scheduled_end: t + time::Duration::hours(1),
+            judge: "j".into(),
+            parties: Vec::new(),
+            status: HearingStatus::Closed,
+            opened_at: None,
+            closed_at: None,
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_room_whose_transcriber_runs_or_failed_owes_a_transcript() {
+        for (state, required) in [
+            ("running", true),
+            ("failed", true),
+            ("unavailable", false),
+            ("disabled", false),
+        ] {
+            let e = evidence(&hearing(), &[device(state)]);
+            assert_eq!(e.transcript_required, required, "transcribe {state}");
+            assert!(e.recording_devices.contains("hz-101-terminal"));
+        }
+        let mut elsewhere = device("running");
+        elsewhere.room = Some("room-102".into());
+        assert!(!evidence(&hearing(), &[elsewhere]).transcript_required);
+    }
 }

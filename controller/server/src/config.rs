@@ -55,6 +55,8 @@ pub struct Settings {
     pub mqtt_tls: MqttTlsSettings,
     /// Users, roles and the audit log of the API.
     pub auth: AuthSettings,
+    /// The hearing archive: local folder or S3-compatible bucket (`docs/archive.md`).
+    pub archive: crate::archive::ArchiveSettings,
     /// The controller's own MQTT connections use mutual TLS with the files in this folder
     /// (`ca.pem`, `controller.pem`, `controller.key`, as written by
     /// `gavel-controller pki mosquitto`). For an external broker with the generated
@@ -247,6 +249,7 @@ impl Default for Settings {
             hall: HallSettings::default(),
             mqtt_tls: MqttTlsSettings::default(),
             auth: AuthSettings::default(),
+            archive: crate::archive::ArchiveSettings::default(),
             mqtt_client_tls_dir: None,
             device_broker: None,
             device_cert_validity_s: 90 * 24 * 3600,
@@ -317,6 +320,9 @@ impl Settings {
                         .map_err(|_| invalid(&key, &value, "expected seconds"))?
                 }
                 "GAVEL_DATA_DIR" => self.data_dir = value.into(),
+                k if k.starts_with("GAVEL_ARCHIVE_") => {
+                    self.archive.apply_env(k, &value);
+                }
                 "GAVEL_HALL_SECRET" => self.hall.lookup_secret = value,
                 "GAVEL_CLUSTER" => {
                     self.cluster.enabled = match value.as_str() {
@@ -395,6 +401,9 @@ impl Settings {
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.archive
+            .validate()
+            .map_err(|(key, value, reason)| invalid(&key, value, &reason))?;
         let url = &self.ota_base_url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(

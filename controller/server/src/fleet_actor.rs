@@ -44,6 +44,9 @@ pub enum Push {
     Campaign(Box<serde_json::Value>),
     /// A hearing's compliance record was (re)assessed.
     Compliance(Box<gavel_fleet::compliance::Compliance>),
+    /// A transcript line arrived (partial or final) or was corrected (the proofreading
+    /// page's live view).
+    Transcript(Box<serde_json::Value>),
 }
 
 /// A request to the fleet task.
@@ -425,6 +428,16 @@ impl Actor {
         let Some(record) = self.fleet.get(device) else {
             return;
         };
+        if let gavel_protocol::EventBody::Storage { alarm, detail, .. } = &event.body {
+            enforcer.try_input(gavel_fleet::enforcement::Input::Storage {
+                device: device.to_string(),
+                court: record.court.clone(),
+                room: record.room.clone(),
+                alarm: alarm.as_str().to_owned(),
+                on: event.phase != gavel_protocol::Phase::End,
+                detail: detail.clone().unwrap_or_default(),
+            });
+        }
         let (Some(court), Some(room)) = (record.court.clone(), record.room.clone()) else {
             return;
         };
@@ -551,10 +564,27 @@ impl Actor {
                     }
                 }
                 if let Some(c) = &self.compliance {
+                    // A final transcript line may complete a closed hearing's record: one
+                    // trigger per hearing and batch.
+                    let mut transcribed = std::collections::BTreeSet::new();
                     for (_, event, _) in &self.events {
-                        if let EventBody::Sealed { hearing_id, .. } = &event.body {
-                            c.changed(hearing_id);
+                        match &event.body {
+                            EventBody::Sealed { hearing_id, .. } => c.changed(hearing_id),
+                            EventBody::Transcript { hearing_id, .. }
+                                if event.phase == gavel_protocol::Phase::End =>
+                            {
+                                transcribed.insert(hearing_id.as_str());
+                            }
+                            _ => {}
                         }
+                    }
+                    for h in transcribed {
+                        c.changed(h);
+                    }
+                }
+                for (device, event, _) in &self.events {
+                    if let Some(line) = crate::transcripts::live_line(device.as_str(), event) {
+                        let _ = self.push.send(Push::Transcript(Box::new(line)));
                     }
                 }
                 if let Some(r) = &self.renewals {

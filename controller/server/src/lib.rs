@@ -9,6 +9,7 @@
 //! closes. The embedded broker's threads end with the process.
 
 pub mod api;
+pub mod archive;
 pub mod auth;
 pub mod broker;
 pub mod campaigns;
@@ -30,6 +31,7 @@ pub mod pki;
 pub mod recording;
 pub mod schedules;
 pub mod store;
+pub mod transcripts;
 pub mod walls;
 
 use std::net::SocketAddr;
@@ -290,6 +292,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         compliance_trigger,
         live: live::LiveProxy::from_env(),
     };
+    let archive = archive::Archive::open(&settings.archive, &settings.data_dir)
+        .context("opening the hearing archive")?;
+    info!(location = %archive.location, "hearing archive");
+    let archive_routes = archive::routes(archive::ArchiveState {
+        archive,
+        store: store.clone(),
+        metrics: state.metrics.clone(),
+    });
     let pki_dir = settings.data_dir.join("pki");
     let pki = Arc::new(pki::Pki::open(&pki_dir)?);
     let revocations = gate::Revocations::new(
@@ -383,6 +393,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 .merge(campaigns::routes(campaigns))
                 .merge(hall_routes)
                 .merge(walls::routes(walls))
+                .merge(archive_routes)
                 .merge(identity_api::routes(identity))
                 .merge(auth::routes(access.clone()))
                 .layer(axum::middleware::from_fn_with_state(access, auth::require))

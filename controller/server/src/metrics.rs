@@ -55,6 +55,13 @@ pub struct Metrics {
     pub alarms_open: Gauge,
     /// 1 while this instance is the scheduler (runs enforcement and campaigns).
     pub scheduler: Gauge,
+    /// Segment bytes received by archive uploads (each byte counted once as it is
+    /// written to the upload's partial file).
+    pub archive_received_bytes: Counter,
+    /// Segments archived (hash verified on arrival).
+    pub archive_segments: Counter,
+    /// Uploads refused because the bytes did not hash to the segment's SHA-256.
+    pub archive_hash_mismatches: Counter,
 }
 
 impl Metrics {
@@ -76,6 +83,9 @@ impl Metrics {
             alarms_raised: Counter::default(),
             alarms_open: Gauge::default(),
             scheduler: Gauge::default(),
+            archive_received_bytes: Counter::default(),
+            archive_segments: Counter::default(),
+            archive_hash_mismatches: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -136,6 +146,21 @@ impl Metrics {
             "scheduler",
             "1 while this instance is the elected scheduler",
             m.scheduler.clone(),
+        );
+        registry.register(
+            "archive_received_bytes",
+            "Segment bytes received by archive uploads",
+            m.archive_received_bytes.clone(),
+        );
+        registry.register(
+            "archive_segments",
+            "Segments archived with their hash verified",
+            m.archive_segments.clone(),
+        );
+        registry.register(
+            "archive_hash_mismatches",
+            "Archive uploads refused for a hash mismatch",
+            m.archive_hash_mismatches.clone(),
         );
         Self { registry, ..m }
     }

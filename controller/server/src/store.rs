@@ -10,7 +10,7 @@ use gavel_fleet::compliance::Compliance;
 use gavel_fleet::enforcement::Alarm;
 use gavel_fleet::hearings::Hearing;
 use gavel_fleet::sequence::Cursor;
-use gavel_protocol::{DeviceId, Event};
+use gavel_protocol::{DeviceId, Event, EventBody};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
@@ -247,7 +247,81 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         users_sql!("id BIGSERIAL PRIMARY KEY"),
     ),
     (10, WALLS, WALLS),
+    (11, ARCHIVE, ARCHIVE),
+    (
+        12,
+        crate::transcripts::db::MIGRATION_SQLITE,
+        crate::transcripts::db::MIGRATION_POSTGRES,
+    ),
 ];
+
+/// Archived segments: one row per segment file the archive holds, written after its
+/// SHA-256 was verified on arrival (same SQL for both engines). The object's key in the
+/// archive is `<device_id>/<hearing_id>/<file>`.
+const ARCHIVE: &str = "CREATE TABLE IF NOT EXISTS archive_segments (
+            device_id TEXT NOT NULL,
+            hearing_id TEXT NOT NULL,
+            file TEXT NOT NULL,
+            source TEXT NOT NULL,
+            idx BIGINT NOT NULL,
+            sha256 TEXT NOT NULL,
+            bytes BIGINT NOT NULL,
+            offset_ns BIGINT NOT NULL,
+            duration_ns BIGINT NOT NULL,
+            stored_ms BIGINT NOT NULL,
+            PRIMARY KEY (device_id, hearing_id, file)
+        );
+        CREATE INDEX IF NOT EXISTS archive_by_hearing ON archive_segments (hearing_id)";
+
+/// A segment the archive holds (verified on arrival).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ArchivedSegment {
+    pub device_id: String,
+    pub hearing_id: String,
+    /// `<source>/NNNNN.ts`, as the device's segment event names it.
+    pub file: String,
+    pub source: String,
+    /// Position in the device's hash chain of the hearing.
+    pub index: u64,
+    pub sha256: String,
+    pub bytes: u64,
+    /// Start on the hearing's timeline, nanoseconds.
+    pub offset_ns: u64,
+    pub duration_ns: u64,
+    /// When it was stored, ms since the epoch.
+    pub stored_ms: i64,
+}
+
+type ArchiveRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+fn archived(r: ArchiveRow) -> ArchivedSegment {
+    ArchivedSegment {
+        device_id: r.0,
+        hearing_id: r.1,
+        file: r.2,
+        source: r.3,
+        index: r.4.max(0) as u64,
+        sha256: r.5,
+        bytes: r.6.max(0) as u64,
+        offset_ns: r.7.max(0) as u64,
+        duration_ns: r.8.max(0) as u64,
+        stored_ms: r.9,
+    }
+}
+
+const ARCHIVE_COLUMNS: &str =
+    "device_id, hearing_id, file, source, idx, sha256, bytes, offset_ns, duration_ns, stored_ms";
 
 /// The service hall's queue tickets, one row per court, day and number (same SQL for
 /// both engines).
@@ -346,12 +420,18 @@ impl Store {
         let pool = options.connect(url).await?;
         let store = Self { pool, backend };
         store.migrate().await?;
+        crate::transcripts::db::ensure_search_index(&store).await;
         Ok(store)
     }
 
     /// The engine in use.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The connection pool, for the modules that keep their own tables (transcripts).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -433,7 +513,7 @@ impl Store {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            sqlx::query(
+            let stored = sqlx::query(
                 "INSERT INTO device_events (device_id, boot_id, received_ms, seq, event_id, phase, kind, body, hearing_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (device_id, boot_id, seq) DO NOTHING",
@@ -449,6 +529,18 @@ impl Store {
             .bind(event.body.hearing_id().map(str::to_owned))
             .execute(&mut *tx)
             .await?;
+            // A transcript line is kept in its own table too, in this transaction (a
+            // duplicate event changes nothing).
+            if stored.rows_affected() > 0 && matches!(event.body, EventBody::Transcript { .. }) {
+                crate::transcripts::db::apply_event(
+                    &mut tx,
+                    self.backend,
+                    device.as_str(),
+                    event,
+                    *received,
+                )
+                .await?;
+            }
         }
         let now = millis(OffsetDateTime::now_utc());
         for c in cursors {
@@ -906,6 +998,62 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Records an archived segment (after its hash was verified); an existing row is kept.
+    pub async fn save_archived(&self, a: &ArchivedSegment) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO archive_segments ({ARCHIVE_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (device_id, hearing_id, file) DO NOTHING"
+        ))
+        .bind(a.device_id.clone())
+        .bind(a.hearing_id.clone())
+        .bind(a.file.clone())
+        .bind(a.source.clone())
+        .bind(a.index as i64)
+        .bind(a.sha256.clone())
+        .bind(a.bytes as i64)
+        .bind(a.offset_ns as i64)
+        .bind(a.duration_ns as i64)
+        .bind(a.stored_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The archived segment `file` of `device`'s recording of `hearing`.
+    pub async fn archived_segment(
+        &self,
+        device: &str,
+        hearing: &str,
+        file: &str,
+    ) -> Result<Option<ArchivedSegment>, StoreError> {
+        let row: Option<ArchiveRow> = sqlx::query_as(&format!(
+            "SELECT {ARCHIVE_COLUMNS} FROM archive_segments
+             WHERE device_id = $1 AND hearing_id = $2 AND file = $3"
+        ))
+        .bind(device.to_owned())
+        .bind(hearing.to_owned())
+        .bind(file.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(archived))
+    }
+
+    /// Every archived segment of `hearing` (all devices), by device, source and offset.
+    pub async fn archived_segments(
+        &self,
+        hearing: &str,
+    ) -> Result<Vec<ArchivedSegment>, StoreError> {
+        let rows: Vec<ArchiveRow> = sqlx::query_as(&format!(
+            "SELECT {ARCHIVE_COLUMNS} FROM archive_segments WHERE hearing_id = $1
+             ORDER BY device_id, source, offset_ns, idx"
+        ))
+        .bind(hearing.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(archived).collect())
     }
 
     /// The evidence key pinned for `device`, pinning `seen` when there is none yet

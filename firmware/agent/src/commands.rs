@@ -62,6 +62,37 @@ pub enum Action {
     Snapshot {
         source: Option<String>,
     },
+    /// Set or lift a hearing's legal hold through the archive task, then answer with
+    /// [`legal_hold_ack`]; the ack returned with it is the refusal used when the device
+    /// does not record.
+    LegalHold {
+        hearing_id: String,
+        hold: bool,
+    },
+}
+
+/// The ack of a `legal_hold` once the archive task has stored it (or why not).
+pub fn legal_hold_ack(
+    command: &Command,
+    now: OffsetDateTime,
+    hearing_id: &str,
+    hold: bool,
+    result: Result<(), String>,
+) -> Ack {
+    Ack {
+        v: PROTOCOL_VERSION,
+        ts: now,
+        id: command.id.clone(),
+        outcome: match result {
+            Ok(()) => Outcome::Ok {
+                reply: Reply::LegalHold {
+                    hearing_id: hearing_id.to_owned(),
+                    hold,
+                },
+            },
+            Err(error) => Outcome::Failed { error },
+        },
+    }
 }
 
 /// The ack of a self-test once its checks ran.
@@ -295,6 +326,17 @@ pub fn answer(command: &Command, now: OffsetDateTime, ctx: &Context<'_>) -> (Ack
             }),
             Action::Snapshot {
                 source: source.clone(),
+            },
+        ),
+        CommandBody::LegalHold {
+            hearing_id, hold, ..
+        } => (
+            ack(Outcome::Rejected {
+                reason: "this device does not record".into(),
+            }),
+            Action::LegalHold {
+                hearing_id: hearing_id.clone(),
+                hold: *hold,
             },
         ),
     }

@@ -73,6 +73,12 @@ pub struct AgentConfig {
     pub wall: WallOutput,
     /// Live re-serve (`[live]`, for profiles with the `stream` capability).
     pub live: LiveConfig,
+    /// Archive uploads and the storage policy of the recordings volume (`[archive]`).
+    pub archive: ArchiveConfig,
+    /// Live transcription for profiles with the `transcribe` capability (default on).
+    /// Off reports the capability `disabled`: the controller then does not expect a
+    /// transcript of this room's hearings (a court without the licence, a test rig).
+    pub transcribe: bool,
 }
 
 /// The `[live]` section: where the live RTSP and HLS servers listen, and who may watch.
@@ -120,6 +126,44 @@ impl LiveConfig {
                 _ => Err(invalid("live.viewers", v, "expected USER:PASSWORD")),
             })
             .collect()
+    }
+}
+
+/// The `[archive]` section: where closed segments are uploaded, under what cap, and the
+/// storage policy's watermarks (`docs/archive.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// The controller's API, e.g. `http://controller.court:8700`. Absent: nothing is
+    /// uploaded, so nothing is ever evicted (the storage alarms still work).
+    pub url: Option<String>,
+    /// Upload cap in kbit/s for this device (tribunal links); 0: uncapped.
+    pub max_kbit_s: u64,
+    /// Evict archived segments when free space on the recordings volume falls below this
+    /// (MiB).
+    pub low_free_mib: u64,
+    /// ... until it is back above this (MiB).
+    pub high_free_mib: u64,
+    /// Raise `disk_full_forecast` when the volume would fill within this many seconds at
+    /// the current write rate.
+    pub forecast_horizon_s: u64,
+    /// The write rate is measured over this many seconds.
+    pub rate_window_s: u64,
+    /// How often the volume is sampled (seconds).
+    pub check_interval_s: u64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_kbit_s: 0,
+            low_free_mib: 20 * 1024,
+            high_free_mib: 40 * 1024,
+            forecast_horizon_s: 6 * 3600,
+            rate_window_s: 300,
+            check_interval_s: 5,
+        }
     }
 }
 
@@ -308,6 +352,8 @@ impl Default for AgentConfig {
             announce_dir: None,
             wall: WallOutput::default(),
             live: LiveConfig::default(),
+            archive: ArchiveConfig::default(),
+            transcribe: true,
         }
     }
 }
@@ -463,6 +509,13 @@ impl AgentConfig {
                     self.kiosk.tickets_burst = (self.kiosk.tickets_per_minute / 6).max(1);
                 }
                 "GAVEL_ANNOUNCE_DIR" => self.announce_dir = Some(value.into()),
+                "GAVEL_TRANSCRIBE" => {
+                    self.transcribe = match value.as_str() {
+                        "on" | "1" | "true" | "yes" => true,
+                        "off" | "0" | "false" | "no" => false,
+                        _ => return Err(invalid(&key, &value, "expected on or off")),
+                    }
+                }
                 "GAVEL_LIVE_RTSP" => {
                     self.live.rtsp = value
                         .parse()
@@ -485,6 +538,26 @@ impl AgentConfig {
                         .map(String::from)
                         .collect();
                     self.live.accounts()?;
+                }
+                "GAVEL_ARCHIVE_URL" => self.archive.url = Some(value),
+                "GAVEL_ARCHIVE_MAX_KBIT_S"
+                | "GAVEL_RETENTION_LOW_MIB"
+                | "GAVEL_RETENTION_HIGH_MIB"
+                | "GAVEL_RETENTION_HORIZON_S"
+                | "GAVEL_RETENTION_WINDOW_S"
+                | "GAVEL_RETENTION_INTERVAL_S" => {
+                    let n: u64 = value
+                        .parse()
+                        .map_err(|_| invalid(&key, &value, "expected a whole number"))?;
+                    let a = &mut self.archive;
+                    match key.as_str() {
+                        "GAVEL_ARCHIVE_MAX_KBIT_S" => a.max_kbit_s = n,
+                        "GAVEL_RETENTION_LOW_MIB" => a.low_free_mib = n,
+                        "GAVEL_RETENTION_HIGH_MIB" => a.high_free_mib = n,
+                        "GAVEL_RETENTION_HORIZON_S" => a.forecast_horizon_s = n,
+                        "GAVEL_RETENTION_WINDOW_S" => a.rate_window_s = n,
+                        _ => a.check_interval_s = n,
+                    }
                 }
                 "GAVEL_KEEPALIVE_S" => {
                     self.keepalive_s = Some(
@@ -533,6 +606,37 @@ impl AgentConfig {
         for t in &self.tags {
             gavel_protocol::check_tag("tags", t)
                 .map_err(|_| invalid("tags", t, "1-32 of a-z 0-9 - _ ."))?;
+        }
+        let a = &self.archive;
+        if let Some(url) = &a.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "archive.url",
+                url,
+                "expected an http:// or https:// URL",
+            ));
+        }
+        if a.high_free_mib < a.low_free_mib {
+            return Err(invalid(
+                "archive.high_free_mib",
+                a.high_free_mib,
+                "must be at least archive.low_free_mib",
+            ));
+        }
+        if !(1..=3600).contains(&a.check_interval_s) {
+            return Err(invalid(
+                "archive.check_interval_s",
+                a.check_interval_s,
+                "must be 1-3600",
+            ));
+        }
+        if a.rate_window_s < a.check_interval_s {
+            return Err(invalid(
+                "archive.rate_window_s",
+                a.rate_window_s,
+                "must be at least archive.check_interval_s",
+            ));
         }
         if !(60..=86_400).contains(&self.schedule_overrun_s) {
             return Err(invalid(
@@ -661,6 +765,33 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
         let c = AgentConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
         c.validate().expect("valid");
+    }
+
+    #[test]
+    fn the_archive_section_comes_from_env_and_bad_watermarks_are_named() {
+        let mut c = AgentConfig {
+            device_id: "room-101-terminal".into(),
+            profile: "courtroom-terminal".into(),
+            ..AgentConfig::default()
+        };
+        c.apply_env([
+            ("GAVEL_ARCHIVE_URL".into(), "http://127.0.0.1:8700".into()),
+            ("GAVEL_ARCHIVE_MAX_KBIT_S".into(), "400".into()),
+            ("GAVEL_RETENTION_LOW_MIB".into(), "16".into()),
+            ("GAVEL_RETENTION_HIGH_MIB".into(), "24".into()),
+        ])
+        .expect("env");
+        c.validate().expect("valid");
+        assert_eq!(c.archive.max_kbit_s, 400);
+        assert_eq!(c.archive.low_free_mib, 16);
+        c.archive.high_free_mib = 8;
+        let err = c.validate().expect_err("high below low").to_string();
+        assert!(err.contains("archive.high_free_mib"), "{err}");
+        let err = c
+            .apply_env([("GAVEL_ARCHIVE_MAX_KBIT_S".into(), "fast".into())])
+            .expect_err("not a number")
+            .to_string();
+        assert!(err.contains("GAVEL_ARCHIVE_MAX_KBIT_S"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! and command handling. Each capability lives in its own crate; this crate only connects
 //! them.
 
+pub mod archive;
 pub mod cameras;
 pub mod clerk;
 pub mod commands;
@@ -22,6 +23,7 @@ pub mod room;
 pub mod schedule;
 pub mod selftest;
 pub mod session;
+pub mod transcribe;
 pub mod wall;
 
 use std::sync::Arc;
@@ -42,7 +44,15 @@ pub use config::AgentConfig;
 /// Capabilities this firmware build runs. Others named by a profile are reported as
 /// `unavailable`.
 pub const IMPLEMENTED: &[&str] = &[
-    "health", "record", "kiosk", "printer", "announce", "wall", "patrol", "stream",
+    "health",
+    "record",
+    "kiosk",
+    "printer",
+    "announce",
+    "wall",
+    "patrol",
+    "stream",
+    "transcribe",
 ];
 
 /// How the agent run ended.
@@ -175,6 +185,50 @@ pub async fn run(
         }
         _ => (None, None),
     };
+    // Transcription takes the recorder's tap on the seat microphones; its model is loaded
+    // once, off the runtime.
+    let transcribe_plan = match transcribe::plan(&profile, &config) {
+        Some(_) if !config.transcribe => {
+            if let Some(c) = caps.iter_mut().find(|c| c.name == "transcribe") {
+                c.state = CapabilityState::Disabled;
+                c.detail = Some("turned off in the agent config (GAVEL_TRANSCRIBE=off)".into());
+            }
+            None
+        }
+        plan => plan,
+    };
+    let (transcribe_tap, transcribe_task) = match transcribe_plan {
+        None => (None, None),
+        Some(plan) => {
+            let started = match plan {
+                Ok(plan) => {
+                    let outbox = outbox.clone();
+                    let runtime = tokio::runtime::Handle::current();
+                    tokio::task::spawn_blocking(move || transcribe::start(plan, outbox, runtime))
+                        .await
+                        .map_err(anyhow::Error::from)
+                        .and_then(|r| r)
+                }
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok((tap, cap, task)) => {
+                    if let Some(c) = caps.iter_mut().find(|c| c.name == "transcribe") {
+                        *c = cap;
+                    }
+                    (Some(tap), Some(task))
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "transcription is not available");
+                    if let Some(c) = caps.iter_mut().find(|c| c.name == "transcribe") {
+                        c.state = CapabilityState::Failed;
+                        c.detail = Some(format!("{e:#}").chars().take(200).collect());
+                    }
+                    (None, None)
+                }
+            }
+        }
+    };
     let recorder = match profile.capabilities.record.as_ref() {
         Some(settings) => {
             let started = record::start(
@@ -184,6 +238,7 @@ pub async fn run(
                 store.clone(),
                 outbox.clone(),
                 meter,
+                transcribe_tap,
                 async move {
                     let _ = recorder_stopped.await;
                 },
@@ -265,6 +320,27 @@ pub async fn run(
             }
             None
         }
+    };
+    // Archive uploads and the storage policy run wherever a recorder writes segments.
+    let (archive_stop, archive_stopped) = tokio::sync::oneshot::channel::<()>();
+    let archive = match &recorder {
+        Some(_) => match archive::spawn(
+            &config.archive,
+            device.as_str(),
+            &config.data_dir,
+            store.clone(),
+            outbox.clone(),
+            async move {
+                let _ = archive_stopped.await;
+            },
+        ) {
+            Ok(started) => Some(started),
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "the archive task did not start");
+                None
+            }
+        },
+        None => None,
     };
     // The room's schedule, the OTA flow's only view of hearings (see `session`): the
     // recorder says whether a hearing is in session, the cached schedule what is coming.
@@ -437,10 +513,16 @@ pub async fn run(
                 outbox: outbox.clone(),
                 link: link.clone(),
                 // Design: the gate requires every capability this firmware implements;
-                // ones the profile names but the build lacks are not a regression.
+                // ones the profile names but the build lacks, or the config turns off,
+                // are not a regression.
                 capabilities: caps
                     .iter()
-                    .filter(|c| c.state != CapabilityState::Unavailable)
+                    .filter(|c| {
+                        !matches!(
+                            c.state,
+                            CapabilityState::Unavailable | CapabilityState::Disabled
+                        )
+                    })
                     .map(|c| (c.name.clone(), c.state == CapabilityState::Running))
                     .collect(),
                 schedule: session_feed.subscribe(),
@@ -606,6 +688,12 @@ pub async fn run(
                             None => ack = commands::announce_refused_ack(&cmd, OffsetDateTime::now_utc()),
                         }
                     }
+                    if let (commands::Action::LegalHold { hearing_id, hold }, Some((a, _))) =
+                        (&action, &archive)
+                    {
+                        let result = a.set_hold(hearing_id, *hold).await;
+                        ack = commands::legal_hold_ack(&cmd, OffsetDateTime::now_utc(), hearing_id, *hold, result);
+                    }
                     if let commands::Action::Snapshot { source } = &action
                         && let Some((p, _)) = &patrol
                     {
@@ -682,6 +770,7 @@ pub async fn run(
                         | commands::Action::StopRecording { .. }
                         | commands::Action::OtaInstall(_)
                         | commands::Action::Announce { .. }
+                        | commands::Action::LegalHold { .. }
                         | commands::Action::Snapshot { .. } => {}
                         commands::Action::Replay => outbox.resend_all(),
                         commands::Action::Rebirth => {
@@ -738,6 +827,9 @@ pub async fn run(
     if let Some((_, task)) = patrol {
         task.abort();
     }
+    if let Some(task) = transcribe_task {
+        task.abort();
+    }
     drop(reboot_tx);
     if let Some(task) = clerk_task {
         task.abort();
@@ -753,6 +845,14 @@ pub async fn run(
             .is_err()
     {
         warn!("the wall did not stop within 5 s");
+    }
+    let _ = archive_stop.send(());
+    if let Some((_, task)) = archive
+        && tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+    {
+        warn!("the archive task did not stop within 5 s");
     }
     // Close the open segments first; a hearing being recorded stays active and resumes
     // when the agent starts again.

@@ -347,6 +347,7 @@ async fn main() -> anyhow::Result<()> {
         resend_after: Some(std::time::Duration::from_secs(args.resend_after.max(1))),
     };
     let reboot = config.ota.as_ref().and_then(|o| o.reboot());
+    tokio::spawn(systemd_watchdog());
     let exit = gavel_agent::run(config, profile, options, shutdown_signal()).await?;
     match exit {
         Exit::Restart => restart()?,
@@ -363,6 +364,30 @@ async fn main() -> anyhow::Result<()> {
     // closed). Leaving `main` would make the runtime wait for blocking helpers that may be
     // parked on a device read (a capture or serial thread), so the process ends here.
     std::process::exit(0)
+}
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`, as on the device image): says the agent
+/// is up, then pings the watchdog at half its interval. Design: the pings come from a task
+/// of the agent's runtime, so a runtime that stops scheduling (every worker stuck) stops
+/// them and systemd restarts the agent; a stuck subsystem inside a live runtime is the
+/// health reports' business, not the watchdog's. Without `NOTIFY_SOCKET` this does nothing.
+async fn systemd_watchdog() {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "could not tell systemd the agent is ready");
+    }
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(interval / 2);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+            tracing::warn!(error = %e, "could not ping the systemd watchdog");
+        }
+    }
 }
 
 /// Runs the configured reboot command (`[ota] reboot_command`).

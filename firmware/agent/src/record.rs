@@ -66,7 +66,8 @@ pub fn sources(
 }
 
 /// Starts the recorder (resuming an interrupted hearing); `meter` names the sources whose
-/// audio levels it reports (speaker-follow).
+/// audio levels it reports (speaker-follow), `tap` those whose PCM goes to transcription.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     config: &AgentConfig,
     profile: &Profile,
@@ -74,6 +75,7 @@ pub fn start(
     store: Arc<Store>,
     outbox: Arc<Outbox>,
     meter: Option<gavel_record::Meter>,
+    tap: Option<gavel_record::PcmTap>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(RecorderHandle, tokio::task::JoinHandle<()>)> {
     let sources = sources(config, profile, settings)?;
@@ -86,6 +88,7 @@ pub fn start(
         sources,
         core: CoreSettings::default(),
         meter,
+        tap,
     };
     Ok(gavel_record::spawn(settings, index, outbox, shutdown)?)
 }

@@ -184,12 +184,35 @@ pub struct StreamSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TranscribeSettings {
-    /// Model name from `models/manifest.toml`.
+    /// Whisper model name from `models/manifest-whisper.json` (`tiny.en`, `base`, `small`,
+    /// `medium`, `large-v3-turbo`; a `whisper-` prefix is allowed).
     pub model: String,
     /// Inference threads.
     pub threads: u16,
-    /// Language code, or `auto`.
+    /// `en`, `zh`, or `auto` (detected per line).
     pub language: String,
+    /// The court's legal vocabulary: a file name in `device-profiles/vocabulary/` without
+    /// `.toml` (versioned configuration: see `docs/transcription.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary: Option<String>,
+    /// Seconds of seat audio the tap holds for a transcriber that has fallen behind;
+    /// beyond it the oldest is skipped with a reported gap (30-3600).
+    #[serde(default = "default_backlog_s")]
+    pub backlog_s: u32,
+}
+
+fn default_backlog_s() -> u32 {
+    600
+}
+
+/// Whisper models a profile may name.
+pub const WHISPER_MODELS: &[&str] = &["tiny.en", "base", "small", "medium", "large-v3-turbo"];
+
+impl TranscribeSettings {
+    /// The model name without a `whisper-` prefix (`base`).
+    pub fn model_name(&self) -> &str {
+        self.model.strip_prefix("whisper-").unwrap_or(&self.model)
+    }
 }
 
 /// The device is itself a camera serving RTSP.
@@ -557,6 +580,47 @@ fn validate(file: &Path, p: &Profile) -> Result<(), ProfileError> {
                 "capabilities.transcribe",
                 &"(on)",
                 "transcription needs seats to label speakers",
+            ));
+        }
+        if !WHISPER_MODELS.contains(&t.model_name()) {
+            return Err(bad(
+                "capabilities.transcribe.model",
+                &t.model,
+                "must be tiny.en, base, small, medium or large-v3-turbo",
+            ));
+        }
+        if !matches!(t.language.as_str(), "en" | "zh" | "auto") {
+            return Err(bad(
+                "capabilities.transcribe.language",
+                &t.language,
+                "must be en, zh or auto",
+            ));
+        }
+        if t.model_name().ends_with(".en") && t.language != "en" {
+            return Err(bad(
+                "capabilities.transcribe.language",
+                &t.language,
+                "an English-only model transcribes `en` only",
+            ));
+        }
+        if let Some(v) = &t.vocabulary
+            && (v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || v.starts_with('.'))
+        {
+            return Err(bad(
+                "capabilities.transcribe.vocabulary",
+                v,
+                "a file name in device-profiles/vocabulary/ without .toml",
+            ));
+        }
+        if !(30..=3600).contains(&t.backlog_s) {
+            return Err(bad(
+                "capabilities.transcribe.backlog_s",
+                &t.backlog_s,
+                "must be 30-3600",
             ));
         }
     }
@@ -975,6 +1039,28 @@ channel = 0
             err.contains("presets.judge") && err.contains("200"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn transcription_settings_name_a_known_model_a_language_it_speaks_and_a_vocabulary_file() {
+        let ok = format!(
+            "{MINIMAL}{SEATS}\n[capabilities.transcribe]\nmodel = \"whisper-base\"\nthreads = 2\nlanguage = \"zh\"\nvocabulary = \"court-legal\"\n"
+        );
+        let t = parse_t(&ok)
+            .expect("valid")
+            .capabilities
+            .transcribe
+            .expect("transcribe");
+        assert_eq!((t.model_name(), t.backlog_s), ("base", 600));
+        for (from, to, key) in [
+            ("whisper-base", "whisper-huge", "transcribe.model"),
+            ("\"zh\"", "\"fr\"", "transcribe.language"),
+            ("whisper-base", "tiny.en", "transcribe.language"),
+            ("court-legal", "../etc/passwd", "transcribe.vocabulary"),
+        ] {
+            let err = parse_t(&ok.replace(from, to)).expect_err(to).to_string();
+            assert!(err.contains(key), "{to}: {err}");
+        }
     }
 
     #[test]

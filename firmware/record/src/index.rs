@@ -326,6 +326,141 @@ impl Index {
     }
 }
 
+/// A hearing's archive and retention state on the device (store `meta` key
+/// `archive/<hearing>`), kept apart from the chained segment entries, which never change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveState {
+    /// Under legal hold: no segment of the hearing is evicted.
+    #[serde(default)]
+    pub hold: bool,
+    /// Segments the archive acknowledged, by chain index, with the SHA-256 it computed.
+    #[serde(default)]
+    pub acked: BTreeMap<u64, String>,
+    /// Segments whose file was deleted by the storage policy (each was acknowledged).
+    #[serde(default)]
+    pub evicted: std::collections::BTreeSet<u64>,
+}
+
+/// A chained segment with its archive state, as the uploader and the storage policy see
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentState {
+    pub hearing_id: String,
+    pub entry: SegmentEntry,
+    pub hold: bool,
+    pub archived: bool,
+    pub evicted: bool,
+}
+
+fn archive_key(hearing: &str) -> String {
+    format!("archive/{hearing}")
+}
+
+impl Index {
+    /// The archive state of hearing `id` (default: nothing archived, no hold).
+    pub fn archive_state(&self, id: &str) -> Result<ArchiveState, RecordError> {
+        match self.store.get_meta(&archive_key(id))? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| RecordError::Index(e.to_string())),
+            None => Ok(ArchiveState::default()),
+        }
+    }
+
+    fn put_archive_state(&self, id: &str, state: &ArchiveState) -> Result<(), RecordError> {
+        Ok(self.store.put_meta(&archive_key(id), &json(state)?)?)
+    }
+
+    /// Records the archive's acknowledgement of segment `index` (durably, before the
+    /// segment may be evicted).
+    pub fn mark_archived(&self, id: &str, index: u64, sha256: &str) -> Result<(), RecordError> {
+        let mut state = self.archive_state(id)?;
+        state.acked.insert(index, sha256.to_owned());
+        self.put_archive_state(id, &state)
+    }
+
+    /// Sets or lifts the legal hold of hearing `id`.
+    pub fn set_hold(&self, id: &str, hold: bool) -> Result<(), RecordError> {
+        let mut state = self.archive_state(id)?;
+        state.hold = hold;
+        self.put_archive_state(id, &state)
+    }
+
+    /// Deletes the file of an archived, unheld segment and records the eviction.
+    ///
+    /// Design: checked again here, against the store, whatever the caller decided: a
+    /// segment that is not acknowledged, or whose hearing is held, is refused.
+    pub fn evict(&self, id: &str, index: u64) -> Result<u64, RecordError> {
+        let mut state = self.archive_state(id)?;
+        if state.hold {
+            return Err(RecordError::Index(format!(
+                "segment {index} of hearing {id} is under legal hold: not evicted"
+            )));
+        }
+        if !state.acked.contains_key(&index) {
+            return Err(RecordError::Index(format!(
+                "segment {index} of hearing {id} is not archived: not evicted"
+            )));
+        }
+        let entry = self
+            .segments(id)?
+            .into_iter()
+            .find(|s| s.index == index)
+            .ok_or_else(|| RecordError::Index(format!("hearing {id} has no segment {index}")))?;
+        let path = self.hearing_dir(id).join(&entry.file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(RecordError::Io {
+                    path: path.display().to_string(),
+                    source: e,
+                });
+            }
+        }
+        state.evicted.insert(index);
+        self.put_archive_state(id, &state)?;
+        Ok(entry.bytes)
+    }
+
+    /// Every chained segment of every hearing with its archive state.
+    pub fn segment_states(&self) -> Result<Vec<SegmentState>, RecordError> {
+        let mut out = Vec::new();
+        for (id, _) in self.store.hearings()? {
+            let state = self.archive_state(&id)?;
+            for entry in self.segments(&id)? {
+                out.push(SegmentState {
+                    hearing_id: id.clone(),
+                    hold: state.hold,
+                    archived: state.acked.contains_key(&entry.index),
+                    evicted: state.evicted.contains(&entry.index),
+                    entry,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The number the next segment file of `source` gets: one past the highest on disk
+    /// or in the chain (evicted files leave the chain's names taken).
+    pub fn next_file_number(&self, id: &str, source: &str) -> Result<u32, RecordError> {
+        let on_disk = next_file_number(&self.hearing_dir(id).join(source));
+        let chained = self
+            .segments(id)?
+            .iter()
+            .filter(|s| s.source == source)
+            .filter_map(|s| {
+                s.file
+                    .rsplit('/')
+                    .next()
+                    .and_then(|n| n.strip_suffix(".ts"))
+                    .and_then(|n| n.parse::<u32>().ok())
+            })
+            .map(|n| n + 1)
+            .max()
+            .unwrap_or(0);
+        Ok(on_disk.max(chained))
+    }
+}
+
 /// The number the next segment file in `dir` gets (one past the highest present).
 pub fn next_file_number(dir: &Path) -> u32 {
     std::fs::read_dir(dir)
@@ -404,6 +539,49 @@ mod tests {
         assert_eq!(report.segments, 3);
         assert_eq!(ix.ends_ns(&rec).expect("ends")["cam"], 6_000_000_000);
         assert_eq!(next_file_number(&folder), 3);
+    }
+
+    #[test]
+    fn only_archived_unheld_segments_are_evicted_and_their_numbers_stay_taken() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ix = index(dir.path());
+        let rec = record();
+        let folder = ix.hearing_dir("h1").join("cam");
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        for i in 0..2u64 {
+            std::fs::write(folder.join(format!("{i:05}.ts")), format!("data {i}")).expect("w");
+            ix.append(
+                &rec,
+                NewSegment {
+                    source: "cam".into(),
+                    file: format!("cam/{i:05}.ts"),
+                    wall_start: rec.started + Duration::from_secs(2 * i),
+                    stream_start_ns: 0,
+                    duration_ns: 2_000_000_000,
+                    recovered: false,
+                },
+            )
+            .expect("append");
+        }
+        let refused = ix.evict("h1", 0).expect_err("not archived");
+        assert!(refused.to_string().contains("not archived"), "{refused}");
+        assert!(folder.join("00000.ts").exists());
+        let sha = ix.segments("h1").expect("segments")[0].sha256.clone();
+        ix.mark_archived("h1", 0, &sha).expect("ack");
+        ix.set_hold("h1", true).expect("hold");
+        let refused = ix.evict("h1", 0).expect_err("held");
+        assert!(refused.to_string().contains("legal hold"), "{refused}");
+        ix.set_hold("h1", false).expect("lift");
+        assert_eq!(ix.evict("h1", 0).expect("evicted"), 6);
+        assert!(!folder.join("00000.ts").exists());
+        assert!(folder.join("00001.ts").exists());
+        let states = ix.segment_states().expect("states");
+        assert!(states[0].evicted && states[0].archived);
+        assert!(!states[1].evicted && !states[1].archived);
+        // With every file gone, the next file still follows the chain.
+        std::fs::remove_file(folder.join("00001.ts")).expect("rm");
+        assert_eq!(next_file_number(&folder), 0);
+        assert_eq!(ix.next_file_number("h1", "cam").expect("next"), 2);
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! - [`index`]: segment index, hash chain, crash recovery, manifests.
 //! - [`recorder`]: the actor that wires them together, and its handle.
 //! - [`retention`]: storage policy (watermarks, eviction of archived segments, disk-full
-//!   forecast), sans I/O; not yet driven by the recorder.
+//!   forecast), sans I/O; driven by the agent's archive task.
+//! - [`upload`]: the archive upload scheduler (next segment, retries, back-off, verified
+//!   acknowledgements), sans I/O; driven by the agent's archive task.
 //! - [`ts`]: timestamps of a (truncated) MPEG-TS file.
 
 pub mod core;
@@ -21,11 +23,12 @@ pub mod pipeline;
 pub mod recorder;
 pub mod retention;
 pub mod ts;
+pub mod upload;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use pipeline::{AudioLevels, Meter, SourceConfig, SourceInput, VideoCodec};
+pub use pipeline::{AudioLevels, Meter, PcmTap, SourceConfig, SourceInput, TapData, VideoCodec};
 pub use recorder::{RecorderHandle, RecorderSettings, spawn};
 
 /// Why a recording operation failed.

@@ -87,7 +87,7 @@ impl SourceConfig {
     /// The `gst-launch` description of the source's pipeline up to the muxer: the video
     /// branch ends in a queue named `qv`, the audio branch in one named `qa`.
     pub fn description(&self) -> String {
-        self.description_with(None)
+        self.description_with(None, false)
     }
 
     /// [`SourceConfig::description`], with an audio meter when `meter` gives its interval:
@@ -99,7 +99,12 @@ impl SourceConfig {
     /// oldest buffers when the decoder falls behind (`leaky=downstream`), its sink neither
     /// syncs nor prerolls, and the recorded branch is byte for byte what it was without
     /// the meter (the tee copies references, not data).
-    pub fn description_with(&self, meter: Option<Duration>) -> String {
+    ///
+    /// With `tap`, a second branch after the same tee, behind its own leaky queue named
+    /// `qt`, decodes the audio to 16 kHz interleaved S16 PCM (every channel: one per seat)
+    /// into an appsink named `tap` for transcription ([`PcmTap`]), with the same
+    /// guarantees: it never holds up the recorded branch.
+    pub fn description_with(&self, meter: Option<Duration>, tap: bool) -> String {
         const TAIL: &str =
             "queue name=qv max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0";
         match &self.input {
@@ -119,15 +124,15 @@ impl SourceConfig {
                     ));
                 }
                 if *audio {
-                    match meter {
-                        Some(interval) => d.push_str(&format!(
-                            "src. ! rtpmp4gdepay ! aacparse ! tee name=ta ! queue name=qa max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 \
-                             ta. ! {} ",
-                            meter_branch("avdec_aac ! audioconvert", interval)
-                        )),
-                        None => d.push_str(
+                    let branches = side_branches("avdec_aac ! audioconvert", meter, tap);
+                    if branches.is_empty() {
+                        d.push_str(
                             "src. ! rtpmp4gdepay ! aacparse ! queue name=qa max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 ",
-                        ),
+                        );
+                    } else {
+                        d.push_str(&format!(
+                            "src. ! rtpmp4gdepay ! aacparse ! tee name=ta ! queue name=qa max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 {branches}"
+                        ));
                     }
                 }
                 d
@@ -135,23 +140,48 @@ impl SourceConfig {
             SourceInput::V4l2 { device } => format!(
                 "v4l2src device=\"{device}\" ! video/x-h264 ! h264parse config-interval=-1 ! {TAIL}"
             ),
-            SourceInput::Alsa { device, channels } => match meter {
-                // Raw PCM: measured before it is encoded, no decoder needed.
-                Some(interval) => format!(
-                    "alsasrc device=\"{device}\" ! audio/x-raw,channels={channels} ! audioconvert ! tee name=ta \
-                     ! queue ! avenc_aac ! aacparse ! queue name=qa \
-                     ta. ! {}",
-                    meter_branch("audioconvert", interval)
-                ),
-                None => format!(
-                    "alsasrc device=\"{device}\" ! audio/x-raw,channels={channels} ! audioconvert ! avenc_aac ! aacparse ! queue name=qa"
-                ),
-            },
+            SourceInput::Alsa { device, channels } => {
+                // Raw PCM: measured and tapped before it is encoded, no decoder needed.
+                let branches = side_branches("audioconvert", meter, tap);
+                if branches.is_empty() {
+                    format!(
+                        "alsasrc device=\"{device}\" ! audio/x-raw,channels={channels} ! audioconvert ! avenc_aac ! aacparse ! queue name=qa"
+                    )
+                } else {
+                    format!(
+                        "alsasrc device=\"{device}\" ! audio/x-raw,channels={channels} ! audioconvert ! tee name=ta \
+                         ! queue ! avenc_aac ! aacparse ! queue name=qa {branches}"
+                    )
+                }
+            }
             SourceInput::Test { width, height, fps } => format!(
                 "videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} ! h264parse config-interval=-1 ! {TAIL}"
             ),
         }
     }
+}
+
+/// The branches after the audio tee `ta`: the meter and the transcription tap.
+fn side_branches(decode: &str, meter: Option<Duration>, tap: bool) -> String {
+    let mut d = String::new();
+    if let Some(interval) = meter {
+        d.push_str(&format!("ta. ! {} ", meter_branch(decode, interval)));
+    }
+    if tap {
+        d.push_str(&format!("ta. ! {} ", tap_branch(decode)));
+    }
+    d
+}
+
+/// The transcription branch after a tee: a leaky queue (`qt`, its overruns counted),
+/// `decode` to raw audio, 16 kHz interleaved S16 (all channels), and an appsink (`tap`)
+/// whose callback copies each buffer into the transcriber's bounded buffer and returns.
+fn tap_branch(decode: &str) -> String {
+    format!(
+        "queue name=qt leaky=downstream max-size-time=2000000000 max-size-buffers=0 max-size-bytes=0 \
+         ! {decode} ! audioresample ! audio/x-raw,format=S16LE,layout=interleaved,rate=16000 \
+         ! appsink name=tap sync=false async=false max-buffers=0 drop=false emit-signals=false"
+    )
 }
 
 /// The meter branch after a tee: a leaky queue (`qm`), `decode` to raw audio, `level`
@@ -187,6 +217,45 @@ pub struct Meter {
     /// Receiver of the levels. Sent with `try_send`: when the receiver lags, levels are
     /// dropped (and counted), never waited for.
     pub levels: tokio::sync::mpsc::Sender<AudioLevels>,
+}
+
+/// What the transcription tap hands over, from the pipeline's streaming thread.
+#[derive(Debug)]
+pub enum TapData<'a> {
+    /// 16 kHz interleaved S16 PCM of every channel of the source.
+    Pcm {
+        hearing_id: &'a str,
+        source: &'a str,
+        channels: usize,
+        samples: &'a [i16],
+    },
+    /// The source's audio ended (the recording was drained).
+    End {
+        hearing_id: &'a str,
+        source: &'a str,
+    },
+}
+
+/// Which sources feed transcription, and where their PCM goes.
+#[derive(Clone)]
+pub struct PcmTap {
+    /// Source ids to tap (sources without audio are skipped).
+    pub sources: Vec<String>,
+    /// Receives the PCM. Called on the pipeline's streaming thread: it must copy and
+    /// return at once (the transcriber's `Tap::push` does), never wait.
+    pub sink: Arc<dyn Fn(TapData<'_>) + Send + Sync>,
+    /// Buffers the tap's leaky queue dropped because its decoder was starved of CPU; the
+    /// recorded branch is never affected.
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for PcmTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcmTap")
+            .field("sources", &self.sources)
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `url` without its `user:password@` part.
@@ -266,6 +335,8 @@ pub struct SourcePipeline {
     branches: Vec<&'static str>,
     /// Whether the pipeline has an audio meter (its queue `qm` also gets the drain's EOS).
     metered: bool,
+    /// Whether the pipeline has a transcription tap (its queue `qt` gets the EOS too).
+    tapped: bool,
 }
 
 /// Initialises GStreamer once.
@@ -276,7 +347,9 @@ pub fn init() -> Result<(), RecordError> {
 impl SourcePipeline {
     /// Builds and starts the pipeline of `source`, writing segments `dir/NNNNN.ts` from
     /// number `start_index`, each about `segment` long. With a `meter` naming this
-    /// source, its audio channels' levels are sent there as well.
+    /// source, its audio channels' levels are sent there as well; with a `tap` naming it,
+    /// its PCM goes to transcription, labelled with `hearing_id`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         source: &SourceConfig,
         dir: &Path,
@@ -285,13 +358,15 @@ impl SourcePipeline {
         generation: u64,
         events: UnboundedSender<PipelineEvent>,
         meter: Option<&Meter>,
+        tap: Option<(&PcmTap, &str)>,
     ) -> Result<Self, RecordError> {
         let err = |what: &str, e: &dyn std::fmt::Display| {
             RecordError::Pipeline(format!("{}: {what}: {e}", source.id))
         };
         std::fs::create_dir_all(dir).map_err(|e| err("creating the segment folder", &e))?;
         let meter = meter.filter(|m| m.sources.contains(&source.id));
-        let description = source.description_with(meter.map(|m| m.interval));
+        let tap = tap.filter(|(t, _)| t.sources.contains(&source.id));
+        let description = source.description_with(meter.map(|m| m.interval), tap.is_some());
         debug!(source = %source.id, %description, "building pipeline");
         let pipeline = gst::parse::launch(&description)
             .map_err(|e| err("building the pipeline", &e))?
@@ -352,6 +427,14 @@ impl SourcePipeline {
             return Err(err("building the pipeline", &"no video or audio branch"));
         }
         let metered = pipeline.by_name("meter").is_some();
+        let tapped = match (tap, pipeline.by_name("tap")) {
+            (Some((tap, hearing_id)), Some(sink)) => {
+                connect_tap(&pipeline, sink, tap, hearing_id, &source.id)
+                    .map_err(|e| err("connecting the transcription tap", &e))?;
+                true
+            }
+            _ => false,
+        };
         let levels = meter.filter(|_| metered).map(|m| m.levels.clone());
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -375,6 +458,7 @@ impl SourcePipeline {
             bus_thread: Some(bus_thread),
             branches,
             metered,
+            tapped,
         };
         this.pipeline
             .set_state(gst::State::Playing)
@@ -387,7 +471,8 @@ impl SourcePipeline {
     pub fn drain(&self) {
         // Design: the meter's sink must see EOS too, or the pipeline never posts it.
         let meter = self.metered.then_some("qm");
-        for name in self.branches.iter().copied().chain(meter) {
+        let tap = self.tapped.then_some("qt");
+        for name in self.branches.iter().copied().chain(meter).chain(tap) {
             if let Some(pad) = self
                 .pipeline
                 .by_name(name)
@@ -531,6 +616,65 @@ fn watch_bus(
     }
 }
 
+/// Hands the tap's PCM to `tap.sink` and counts its queue's overruns.
+fn connect_tap(
+    pipeline: &gst::Pipeline,
+    sink: gst::Element,
+    tap: &PcmTap,
+    hearing_id: &str,
+    source: &str,
+) -> Result<(), String> {
+    use gstreamer_app::AppSink;
+    if let Some(queue) = pipeline.by_name("qt") {
+        let dropped = tap.dropped.clone();
+        queue.connect("overrun", false, move |_| {
+            dropped.fetch_add(1, Ordering::Relaxed);
+            None
+        });
+    }
+    let appsink = sink
+        .downcast::<AppSink>()
+        .map_err(|_| "the tap is not an appsink".to_owned())?;
+    let (on_pcm, on_eos) = (tap.sink.clone(), tap.sink.clone());
+    let (h1, s1) = (hearing_id.to_owned(), source.to_owned());
+    let (h2, s2) = (h1.clone(), s1.clone());
+    appsink.set_callbacks(
+        gstreamer_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let channels = sample
+                    .caps()
+                    .and_then(|c| c.structure(0))
+                    .and_then(|s| s.get::<i32>("channels").ok())
+                    .unwrap_or(1)
+                    .max(1) as usize;
+                if let Some(buffer) = sample.buffer()
+                    && let Ok(map) = buffer.map_readable()
+                {
+                    let samples: Vec<i16> = map
+                        .chunks_exact(2)
+                        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                        .collect();
+                    on_pcm(TapData::Pcm {
+                        hearing_id: &h1,
+                        source: &s1,
+                        channels,
+                        samples: &samples,
+                    });
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .eos(move |_| {
+                on_eos(TapData::End {
+                    hearing_id: &h2,
+                    source: &s2,
+                })
+            })
+            .build(),
+    );
+    Ok(())
+}
+
 /// The per-channel RMS levels (dBFS) of a `level` message.
 fn rms_of(s: &gst::StructureRef) -> Option<Vec<f64>> {
     // GStreamer 1.22 posts a GValueArray; later versions may post a GstValueArray.
@@ -608,7 +752,7 @@ mod tests {
                 audio: true,
             },
         };
-        let d = s.description_with(Some(Duration::from_millis(100)));
+        let d = s.description_with(Some(Duration::from_millis(100)), false);
         assert!(d.contains("aacparse ! tee name=ta ! queue name=qa"), "{d}");
         assert!(
             d.contains("queue name=qm leaky=downstream"),
@@ -623,7 +767,7 @@ mod tests {
                 channels: 5,
             },
         };
-        let d = alsa.description_with(Some(Duration::from_millis(100)));
+        let d = alsa.description_with(Some(Duration::from_millis(100)), false);
         assert!(d.contains("tee name=ta"), "{d}");
         assert!(
             !d.contains("avdec_aac"),
@@ -642,7 +786,7 @@ mod tests {
             },
         };
         assert_eq!(
-            s.description_with(Some(Duration::from_millis(100))),
+            s.description_with(Some(Duration::from_millis(100)), false),
             s.description()
         );
     }

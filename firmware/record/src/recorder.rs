@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::core::{Core, CoreSettings, Input, Now, Output, Resume};
-use crate::index::{HearingRecord, Index, NewSegment, OpenSegment, next_file_number};
-use crate::pipeline::{Meter, PipelineEvent, SourceConfig, SourcePipeline};
+use crate::index::{HearingRecord, Index, NewSegment, OpenSegment};
+use crate::pipeline::{Meter, PcmTap, PipelineEvent, SourceConfig, SourcePipeline};
 use crate::{RecordError, mono};
 
 /// Recorder settings.
@@ -37,6 +37,9 @@ pub struct RecorderSettings {
     /// Audio meters: which sources report their channels' levels, and where (speaker-
     /// follow). `None`: no meter.
     pub meter: Option<Meter>,
+    /// The transcription tap: which sources hand their PCM to the transcriber, labelled
+    /// with the hearing. `None`: no tap.
+    pub tap: Option<PcmTap>,
 }
 
 enum Request {
@@ -362,15 +365,27 @@ impl Actor {
                     return;
                 };
                 let dir = self.index.hearing_dir(&record.hearing_id).join(&source);
+                // Past the chain's names too: evicted segments' files are gone from disk.
+                let first = self
+                    .index
+                    .next_file_number(&record.hearing_id, &source)
+                    .unwrap_or_else(|e| {
+                        warn!(%source, error = %e, "reading the chain for the next file number");
+                        crate::index::next_file_number(&dir)
+                    });
                 self.generation += 1;
                 let started = SourcePipeline::start(
                     cfg,
                     &dir,
-                    next_file_number(&dir),
+                    first,
                     self.settings.segment,
                     self.generation,
                     self.events_tx.clone(),
                     self.settings.meter.as_ref(),
+                    self.settings
+                        .tap
+                        .as_ref()
+                        .map(|t| (t, record.hearing_id.as_str())),
                 );
                 match started {
                     Ok(p) => {

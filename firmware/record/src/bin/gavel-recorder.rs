@@ -106,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
             ..CoreSettings::default()
         },
         meter: None,
+        tap: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (handle, task) = gavel_record::spawn(settings, index, outbox, async move {

@@ -745,7 +745,8 @@ async fn disk_filled_by_another_process_evicts_only_archived_unheld_segments() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let held_files: Vec<String> = held.iter().map(|s| s.0.clone()).collect();
+    let mut held_files: Vec<String> = held.iter().map(|s| s.0.clone()).collect();
+    held_files.sort();
     assert_eq!(
         files_of(&recordings.join("H-held")),
         held_files,
@@ -888,9 +889,14 @@ async fn the_archive_on_s3_compatible_storage_holds_verified_segments() {
         "nothing in the local folder"
     );
     for (file, _, bytes) in &segments {
-        // Straight from the bucket (moto does not check signatures).
+        // Straight from the bucket, as the controller's access key (moto checks who asks,
+        // not the signature; anonymous reads of private objects get 403).
         let object = http
             .get(format!("{s3}/{bucket}/{}/{hearing}/{file}", spec.id))
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+            )
             .send()
             .await
             .expect("get object");

@@ -164,6 +164,9 @@ impl ClientTls {
 
     /// The rumqttc transport.
     pub fn transport(&self) -> rumqttc::Transport {
+        // rumqttc uses the process-wide rustls provider, and two are linked (aws-lc-rs,
+        // ring through object_store): name ours (an error means one is set already).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         rumqttc::Transport::tls(
             self.ca.clone(),
             Some((self.cert.clone(), self.key.clone())),

@@ -50,6 +50,7 @@ struct Target {
 }
 
 fn tls_client(target: &Target, client_id: &str, who: &Identity) -> (AsyncClient, EventLoop) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut options = MqttOptions::new(client_id, target.host.clone(), target.port);
     options.set_keep_alive(Duration::from_secs(5));
     options.set_transport(Transport::tls(

@@ -125,6 +125,10 @@ impl Link {
             )
             .set_last_will(will(&settings.device, boot_id, 0));
         if let Some(tls) = &settings.tls {
+            // rumqttc builds its rustls config with the process-wide provider. The
+            // workspace links two (aws-lc-rs, and ring through object_store's reqwest), so
+            // rustls cannot pick one itself: name ours (an error means one is set already).
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             options.set_transport(rumqttc::Transport::tls(
                 tls.ca.clone(),
                 Some((tls.cert.clone(), tls.key.clone())),

@@ -167,13 +167,18 @@ fn whisper_cli() -> Option<PathBuf> {
         .filter(|p| p.join("CMakeLists.txt").is_file())
         .collect();
     sources.sort();
-    let source = sources.pop()?;
-    let version = source.parent()?.file_name()?.to_string_lossy().to_string();
+    let vendored = sources.pop()?;
+    let version = vendored
+        .parent()?
+        .file_name()?
+        .to_string_lossy()
+        .to_string();
     let build = root()
         .join("models/cache")
         .join(format!("whisper-cli-{version}"));
     let cli = build.join("bin/whisper-cli");
     if !cli.is_file() {
+        let source = with_cli_front_end(&vendored, &build)?;
         println!(
             "building whisper-cli from {} (GGML_NATIVE=OFF)...",
             source.display()
@@ -189,6 +194,10 @@ fn whisper_cli() -> Option<PathBuf> {
                 "-DBUILD_SHARED_LIBS=OFF",
                 "-DWHISPER_BUILD_TESTS=OFF",
                 "-DWHISPER_BUILD_EXAMPLES=ON",
+                // As whisper-rs-sys builds it (no `openmp` feature): ggml's own threads.
+                "-DGGML_OPENMP=OFF",
+                "-DWHISPER_SDL2=OFF",
+                "-DWHISPER_CURL=OFF",
             ])
             .status()
             .is_ok_and(|s| s.success())
@@ -203,6 +212,67 @@ fn whisper_cli() -> Option<PathBuf> {
         }
     }
     cli.is_file().then_some(cli)
+}
+
+/// The PyPI source distribution that carries whisper.cpp's `examples/` (the CLI front
+/// end): pywhispercpp 1.5.1 vendors whisper.cpp 1.8.5 (MIT), pinned by SHA-256.
+const CLI_FRONT_END: (&str, &str) = (
+    "https://files.pythonhosted.org/packages/9f/35/610787a277e177e6b7983277a35a2969c0876b46c0d889bc6a0c4b4ac4a7/pywhispercpp-1.5.1.tar.gz",
+    "5df897e5dd9d9f16804fc937bd85b9f5880a0b29a55f8843585e0e03d76195e5",
+);
+
+/// The whisper.cpp tree to build `whisper-cli` from: the one whisper-rs-sys vendors, whose
+/// library (`src/`, `ggml/`, `include/`) our engine links. That crate leaves out
+/// `examples/`, so the command-line front end (`examples/cli/cli.cpp` and its helpers,
+/// whisper.cpp 1.8.5's, which builds against the 1.8.3 API: 1.8.5 only adds two VAD
+/// functions) is taken from [`CLI_FRONT_END`]: everything that transcribes is the same
+/// source as ours.
+fn with_cli_front_end(vendored: &Path, build: &Path) -> Option<PathBuf> {
+    if vendored.join("examples/cli/cli.cpp").is_file() {
+        return Some(vendored.to_owned());
+    }
+    let tree = build.with_file_name(format!("{}-src", build.file_name()?.to_string_lossy()));
+    if tree.join("examples/cli/cli.cpp").is_file() {
+        return Some(tree);
+    }
+    println!(
+        "assembling {}: whisper.cpp from {} + examples/ from {}",
+        tree.display(),
+        vendored.display(),
+        CLI_FRONT_END.0
+    );
+    let _ = std::fs::remove_dir_all(&tree);
+    let copied = Command::new("cp")
+        .arg("-R")
+        .arg(vendored)
+        .arg(&tree)
+        .status()
+        .is_ok_and(|s| s.success());
+    let script = r#"
+import hashlib, io, os, sys, tarfile, urllib.request
+url, want, tree = sys.argv[1:4]
+data = urllib.request.urlopen(url, timeout=120).read()
+got = hashlib.sha256(data).hexdigest()
+if got != want:
+    sys.exit(f"{url}: SHA-256 {got}, pinned {want}")
+with tarfile.open(fileobj=io.BytesIO(data)) as t:
+    for m in t.getmembers():
+        parts = m.name.split("/", 2)
+        if len(parts) == 3 and parts[1] == "whisper.cpp" and parts[2].startswith("examples/") and m.isfile():
+            out = os.path.join(tree, parts[2])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with open(out, "wb") as f:
+                f.write(t.extractfile(m).read())
+"#;
+    let fetched = copied
+        && Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args([CLI_FRONT_END.0, CLI_FRONT_END.1])
+            .arg(&tree)
+            .status()
+            .is_ok_and(|s| s.success());
+    (fetched && tree.join("examples/cli/cli.cpp").is_file()).then_some(tree)
 }
 
 /// The median of `runs` timings.
@@ -275,7 +345,7 @@ fn rtf(name: &str, cli: Option<&Path>, cache: &Path) {
         .unwrap_or_default();
     let Some(cli) = cli else {
         println!(
-            "rtf {name:<8}: gavel {:.3} ({ours:.2} s for {seconds:.1} s); whisper-cli unavailable: the whisper.cpp tree whisper-rs-sys vendors has no examples/ (set WHISPER_CLI to a whisper-cli built from whisper.cpp 1.8.3 with GGML_NATIVE=OFF)",
+            "rtf {name:<8}: gavel {:.3} ({ours:.2} s for {seconds:.1} s); whisper-cli unavailable: it could not be built (see above; or set WHISPER_CLI to a whisper-cli built from whisper.cpp 1.8.3 with GGML_NATIVE=OFF)",
             ours / seconds
         );
         return;

@@ -492,6 +492,9 @@ pub fn start_agent_profiles(
         .args(args)
         .env("GAVEL_DATA_DIR", dir.join(format!("agent-{}", spec.id)))
         .env("GAVEL_LOG", "info")
+        .env("GAVEL_LIVE_RTSP", "127.0.0.1:0")
+        .env("GAVEL_LIVE_HTTP", "127.0.0.1:0")
+        .env("GAVEL_TRANSCRIBE", "off")
         .envs(env.iter().copied());
     let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     Proc::spawn(

@@ -46,6 +46,11 @@ pub const MAX_TEXT: usize = 256;
 /// Longest list accepted (volumes, capabilities, sensors).
 pub const MAX_ITEMS: usize = 64;
 
+/// Longest transcript line accepted (UTF-8 bytes): whisper decodes at most 30 s of speech
+/// per line, about 300 Chinese characters or 100 English words at the fastest speakers;
+/// the rest is headroom. Longer text is a recogniser fault, cut by the device.
+pub const MAX_LINE_TEXT: usize = 2048;
+
 /// Longest PEM text (a CSR or certificate) accepted.
 pub const MAX_PEM: usize = 8 * 1024;
 
@@ -1151,7 +1156,12 @@ impl Message for Event {
                         return Err(Invalid::new(field, "empty"));
                     }
                 }
-                text("text", line_text)?;
+                if line_text.len() > MAX_LINE_TEXT {
+                    return Err(Invalid::new(
+                        "text",
+                        format!("{} bytes long; at most {MAX_LINE_TEXT}", line_text.len()),
+                    ));
+                }
                 if let Some(v) = vocabulary {
                     text("vocabulary", v)?;
                 }

@@ -480,6 +480,29 @@ fn a_transcript_line_with_a_bad_field_is_refused_naming_it() {
 }
 
 #[test]
+fn a_long_transcript_line_passes_up_to_its_own_limit_and_no_further() {
+    let text = String::from_utf8(fixture("event-transcript.json")).expect("utf-8");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let original = v["text"].as_str().expect("text").to_owned();
+    let with = |line: &str| {
+        let mut v = v.clone();
+        v["text"] = line.into();
+        serde_json::to_vec(&v).expect("json")
+    };
+    // Longer than other free text (MAX_TEXT), within the line limit: a long utterance.
+    let long = "原告陈述诉讼请求。".repeat(60);
+    assert!(long.len() > gavel_protocol::MAX_TEXT && long.len() <= gavel_protocol::MAX_LINE_TEXT);
+    let e = decode::<Event>(&with(&long)).expect("a long line is accepted");
+    assert!(
+        matches!(e.body, gavel_protocol::EventBody::Transcript { ref text, .. } if *text == long)
+    );
+    let too_long = "x".repeat(gavel_protocol::MAX_LINE_TEXT + 1);
+    let err = decode::<Event>(&with(&too_long)).expect_err("over the limit");
+    assert!(err.to_string().contains("text"), "{err}");
+    assert!(decode::<Event>(&with(&original)).is_ok());
+}
+
+#[test]
 fn a_streaming_device_names_its_live_endpoints_in_the_birth() {
     let b: Birth = round_trip("birth-live.json");
     let live = b.live.expect("live endpoints");

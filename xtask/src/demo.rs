@@ -5,8 +5,8 @@
 //! command-centre video wall. It imports today's hearings: the courtroom terminals record
 //! them by their schedules (room-101's at once, room-102's when it starts half a minute
 //! later), and the narration shows what each terminal tells its clerk; room-101's seat
-//! microphones play a conversation and its camera follows the speakers (`follow`
-//! submodule). Then it plays a
+//! microphones play a spoken conversation, its camera follows the speakers (`follow`
+//! submodule) and its terminal transcribes each seat (`demo_transcript`). Then it plays a
 //! short scenario and narrates it: a short tribunal hearing is closed by its clerk and its
 //! compliance record printed; the tribunal's cameras are updated over the air (a bundle of
 //! the agent image signed with the TEST-ONLY key, published, a campaign that holds the
@@ -209,6 +209,15 @@ impl Court {
         if ota {
             cmd.arg("--ota-key").arg(test_key("TEST-ONLY-release.pub"));
         }
+        // Room-101's terminal transcribes its seat microphones for real (English with
+        // tiny.en, from the demo's copy of the profiles); the others do not.
+        let transcribing = id == crate::demo_transcript::TERMINAL
+            && crate::demo_transcript::models_dir().is_some();
+        let profiles = if transcribing {
+            crate::demo_transcript::profiles(&self.dir)?
+        } else {
+            root().join("device-profiles")
+        };
         cmd.args([
             "--device-id",
             id,
@@ -220,7 +229,7 @@ impl Court {
             room,
         ])
         .arg("--profiles-dir")
-        .arg(root().join("device-profiles"))
+        .arg(&profiles)
         .args([
             "--broker",
             &self.mqtt,
@@ -235,11 +244,14 @@ impl Court {
         .env("GAVEL_WALL_FPS", "10")
         // Closed segments are archived at the controller (docs/archive.md).
         .env("GAVEL_ARCHIVE_URL", &self.url)
-        // Speech recognition is off on the simulated terminals (their microphones carry
-        // test tones, and whisper on every room would take the demo machine's cores);
-        // the transcript scene's simulated transcriber stands in, said so in the narration.
-        .env("GAVEL_TRANSCRIBE", "off")
+        // Speech recognition runs on room-101's terminal only (the other rooms'
+        // microphones carry test tones, and whisper in every room would take the demo
+        // machine's cores).
+        .env("GAVEL_TRANSCRIBE", if transcribing { "on" } else { "off" })
         .env("GAVEL_DATA_DIR", self.dir.join("agents").join(id));
+        if let Some(models) = crate::demo_transcript::models_dir().filter(|_| transcribing) {
+            cmd.env("GAVEL_MODELS_DIR", models);
+        }
         // A device's own agent config, where the demo wrote one (room-101's terminal:
         // where its seat microphones are).
         let config = self.dir.join("config").join(format!("{id}.toml"));
@@ -593,7 +605,10 @@ fn provision(court: &mut Court, t0: Instant) -> Result<(), String> {
         ),
     );
     let mut cmd = Command::new(court.bin.join("gavel-agent"));
-    cmd.arg("--config").arg(&config).env("GAVEL_LOG", "info");
+    cmd.arg("--config")
+        .arg(&config)
+        .env("GAVEL_LOG", "info")
+        .env("GAVEL_TRANSCRIBE", "off");
     let child = Child2::spawn(id, cmd, &court.dir.join("logs").join(format!("{id}.log")))?;
     court
         .agents
@@ -1078,6 +1093,7 @@ fn scenario(
             if let Some(w) = wall.as_ref() {
                 crate::demo_wall::check(w)?;
             }
+            transcript.check()?;
             if short_verdict.as_deref() != Some("complete") {
                 return Err(format!(
                     "{SHORT_CASE}: compliance {:?} (closed: {short_closed})",
@@ -1173,12 +1189,13 @@ fn scenario(
             transcript.tick(
                 t0,
                 started.elapsed(),
-                (&court.mqtt, &court.url),
+                &court.url,
                 || {
                     court.room_status("room-101")["hearing"]
                         .as_str()
                         .map(str::to_owned)
                 },
+                |a| court.json(a),
                 |a| court.gavelctl(a),
             );
         }

@@ -1,152 +1,181 @@
-//! Transcripts in the demo. Until the terminals' own speech recognition runs in the demo,
-//! a SIMULATED transcriber (device `room-101-asr-sim`, said so in the narration) publishes
-//! a few scripted lines of room-101's hearing over MQTT (`mosquitto_pub`), exactly as a
-//! device's outbox would: a partial line, its final version, and a second final line. The
-//! narration then gives the proofreading page's address and runs a transcript search.
+//! Live transcription in the demo: room-101's terminal transcribes its seat microphones
+//! (English court sentences spoken by espeak-ng, played by the simulated audio host of
+//! `demo::follow`) with whisper tiny.en on the device; the narration prints each final
+//! line as the controller receives it, with its seat and its time on the recording, then
+//! the proofreading page's address and a transcript search. Without the model
+//! (`cargo xtask models`) the scene says so and the terminal runs without transcription.
 
-use std::process::Command;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::Value;
 
 use crate::demo::say;
+use crate::root;
 
-/// The simulated device.
-pub(crate) const SIM: &str = "room-101-asr-sim";
+/// The terminal that transcribes.
+pub(crate) const TERMINAL: &str = "room-101-terminal";
 
-/// Where the demo's transcript scene stands.
+/// The whisper model the demo's terminal runs: small enough for a busy 2-core machine.
+const MODEL: &str = "tiny.en";
+
+/// `GAVEL_MODELS_DIR` for the terminal, when the model is there.
+pub(crate) fn models_dir() -> Option<PathBuf> {
+    let dir = root().join("models/cache");
+    dir.join(format!("whisper/ggml-{MODEL}.bin"))
+        .is_file()
+        .then_some(dir)
+}
+
+/// A copy of `device-profiles/` in `<dir>/profiles` whose courtroom terminal transcribes
+/// English with tiny.en (the shipped profile runs Mandarin with base).
+pub(crate) fn profiles(dir: &Path) -> Result<PathBuf, String> {
+    let from = root().join("device-profiles");
+    let to = dir.join("profiles");
+    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    for sub in ["", "vocabulary"] {
+        std::fs::create_dir_all(to.join(sub)).map_err(|e| io(&to, e))?;
+        for entry in std::fs::read_dir(from.join(sub)).map_err(|e| io(&from, e))? {
+            let path = entry.map_err(|e| io(&from, e))?.path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let name = path.file_name().unwrap_or_default();
+                std::fs::copy(&path, to.join(sub).join(name)).map_err(|e| io(&path, e))?;
+            }
+        }
+    }
+    let terminal = to.join("courtroom-terminal.toml");
+    let text = std::fs::read_to_string(&terminal).map_err(|e| io(&terminal, e))?;
+    let mut in_transcribe = false;
+    let mut changed = 0;
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with('[') {
+                in_transcribe = l.trim() == "[capabilities.transcribe]";
+            }
+            let key = l.split('=').next().unwrap_or("").trim();
+            match (in_transcribe, key) {
+                (true, "model") => {
+                    changed += 1;
+                    format!("model = \"whisper-{MODEL}\"")
+                }
+                (true, "language") => {
+                    changed += 1;
+                    "language = \"en\"".to_owned()
+                }
+                _ => l.to_owned(),
+            }
+        })
+        .collect();
+    if changed != 2 {
+        return Err(format!(
+            "{}: no [capabilities.transcribe] model and language to set",
+            terminal.display()
+        ));
+    }
+    std::fs::write(&terminal, edited.join("\n") + "\n").map_err(|e| io(&terminal, e))?;
+    Ok(to)
+}
+
+/// Where the demo's transcript narration stands.
 pub(crate) struct Scene {
-    stage: u8,
-    boot: String,
-    seq: u64,
     hearing: Option<String>,
+    shown: BTreeSet<String>,
+    pointed: bool,
+    searched: bool,
+    said_missing: bool,
 }
 
 impl Scene {
     pub(crate) fn new() -> Self {
         Self {
-            stage: 0,
-            boot: format!("demo-{}", std::process::id()),
-            seq: 0,
             hearing: None,
+            shown: BTreeSet::new(),
+            pointed: false,
+            searched: false,
+            said_missing: false,
         }
     }
 
-    fn publish(
-        &self,
-        mqtt: &str,
-        channel: &str,
-        retain: bool,
-        payload: &serde_json::Value,
-    ) -> Result<(), String> {
-        let (host, port) = mqtt
-            .rsplit_once(':')
-            .ok_or("broker address without a port")?;
-        let host = if host == "0.0.0.0" { "127.0.0.1" } else { host };
-        let mut cmd = Command::new("mosquitto_pub");
-        cmd.args(["-h", host, "-p", port, "-q", "1", "-t"])
-            .arg(format!("gavel/v1/dev/{SIM}/{channel}"))
-            .arg("-m")
-            .arg(payload.to_string());
-        if retain {
-            cmd.arg("-r");
+    /// Whether the scene has what the demo's check asks for: a final line at the
+    /// controller, where the model is there to transcribe.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if models_dir().is_some() && self.shown.is_empty() {
+            return Err(format!(
+                "no transcript line of room-101's hearing reached the controller (see {TERMINAL}.log)"
+            ));
         }
-        let out = cmd
-            .output()
-            .map_err(|e| format!("mosquitto_pub (apt-get install mosquitto-clients): {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
-    }
-
-    fn line(
-        &mut self,
-        mqtt: &str,
-        seat: &str,
-        n: u64,
-        (at_ms, dur_ms): (u64, u64),
-        text: &str,
-        fin: bool,
-    ) -> Result<(), String> {
-        let hearing = self.hearing.clone().unwrap_or_default();
-        let e = json!({
-            "v": 1, "ts": now(), "boot_id": self.boot, "seq": self.seq,
-            "id": format!("tr-{hearing}-{seat}-{n}"),
-            "phase": if fin { "end" } else { "update" }, "historical": false,
-            "type": "transcript", "hearing_id": hearing, "seat": seat, "source": "mics:0",
-            "line": n, "offset_ns": at_ms * 1_000_000, "duration_ns": dur_ms * 1_000_000,
-            "text": text, "language": "zh", "model": "simulated"
-        });
-        self.publish(mqtt, "event", false, &e)?;
-        self.seq += 1;
         Ok(())
     }
 
-    /// One look at the scene (`(mqtt, url)` of the controller); `hearing` asks what
-    /// room-101's terminal records now.
+    /// One look: `hearing` asks what room-101's terminal records now, `json` runs
+    /// `gavelctl --json`, `gavelctl` runs it for people.
     pub(crate) fn tick(
         &mut self,
         t0: Instant,
         elapsed: Duration,
-        (mqtt, url): (&str, &str),
+        url: &str,
         hearing: impl FnOnce() -> Option<String>,
+        json: impl Fn(&[&str]) -> Result<Value, String>,
         gavelctl: impl Fn(&[&str]) -> Result<String, String>,
     ) {
-        if self.stage == 0 && elapsed >= Duration::from_secs(12) {
-            let Some(h) = hearing() else { return };
-            self.stage = 1;
-            self.hearing = Some(h.clone());
-            let birth = json!({
-                "v": 1, "ts": now(), "boot_id": self.boot, "bd_seq": 0, "seq_base": 0,
-                "profile": "courtroom-terminal", "firmware_version": "demo-simulated", "hostname": SIM,
-                "placement": {"court": crate::demo::COURT, "room": "room-101"},
-                "capabilities": [{"name": "transcribe", "state": "running", "detail": "SIMULATED: scripted lines, no speech recognition"}],
-                "keepalive_s": 60, "health_interval_s": 30
-            });
-            let status =
-                json!({"v": 1, "state": "online", "boot_id": self.boot, "bd_seq": 0, "ts": now()});
-            let sent = self
-                .publish(mqtt, "birth", true, &birth)
-                .and_then(|()| self.publish(mqtt, "status", true, &status))
-                .and_then(|()| self.line(mqtt, "judge", 0, (2_000, 1_500), "现在开庭，请原", false))
-                .and_then(|()| {
-                    self.line(
-                        mqtt,
-                        "judge",
-                        0,
-                        (2_000, 3_400),
-                        "现在开庭，请原告陈述诉讼请求。",
-                        true,
-                    )
-                })
-                .and_then(|()| {
-                    self.line(
-                        mqtt,
-                        "plaintiff",
-                        0,
-                        (6_000, 4_200),
-                        "请求判令被告支付货款二万元。",
-                        true,
-                    )
-                });
-            match sent {
-                Ok(()) => say(
+        if models_dir().is_none() {
+            if !self.said_missing {
+                self.said_missing = true;
+                say(
                     t0,
                     &format!(
-                        "transcript: a SIMULATED transcriber ({SIM}, scripted lines, not speech recognition) sends room-101's hearing {h} a partial line, its final version and a second line; proofread and sign it at {url}/hearings/{h}/transcript"
+                        "transcription is not shown: no models/cache/whisper/ggml-{MODEL}.bin (run `cargo xtask models`)"
                     ),
-                ),
-                Err(e) => say(t0, &format!("transcript scene skipped: {e}")),
+                );
             }
-        } else if self.stage == 1 && elapsed >= Duration::from_secs(16) {
-            self.stage = 2;
-            match gavelctl(&["transcripts", "search", "原告"]) {
+            return;
+        }
+        if self.hearing.is_none() {
+            self.hearing = hearing();
+        }
+        let Some(h) = self.hearing.clone() else {
+            return;
+        };
+        let Ok(t) = json(&["transcripts", "show", &h]) else {
+            return;
+        };
+        let lines = t["lines"].as_array().cloned().unwrap_or_default();
+        for l in lines.iter().filter(|l| l["final"] == true) {
+            let id = l["id"].as_str().unwrap_or_default().to_owned();
+            if !self.shown.insert(id) {
+                continue;
+            }
+            let at = l["offset_ns"].as_u64().unwrap_or(0) / 1_000_000_000;
+            say(
+                t0,
+                &format!(
+                    "room-101 transcript ({} on the terminal): {:>9} at {:02}:{:02}  {}",
+                    l["model"].as_str().unwrap_or("?"),
+                    l["seat"].as_str().unwrap_or("?"),
+                    at / 60,
+                    at % 60,
+                    l["text"].as_str().unwrap_or("").trim()
+                ),
+            );
+        }
+        if !self.pointed && self.shown.len() >= 2 {
+            self.pointed = true;
+            say(
+                t0,
+                &format!(
+                    "clerk: proofread against the audio and sign off at {url}/hearings/{h}/transcript (exports: SRT, WebVTT, HTML, DOCX)"
+                ),
+            );
+        }
+        if !self.searched && self.shown.len() >= 3 && elapsed >= Duration::from_secs(20) {
+            self.searched = true;
+            match gavelctl(&["transcripts", "search", "court"]) {
                 Ok(out) => say(
                     t0,
                     &format!(
-                        "clerk: gavelctl transcripts search 原告 -> {}",
+                        "clerk: gavelctl transcripts search court -> {}",
                         out.lines().last().unwrap_or("").trim()
                     ),
                 ),
@@ -154,15 +183,4 @@ impl Scene {
             }
         }
     }
-}
-
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }

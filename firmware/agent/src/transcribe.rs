@@ -258,13 +258,22 @@ pub fn event_of(
             line: line.line,
             offset_ns: line.offset_ns,
             duration_ns: line.duration_ns,
-            text: line.text.clone(),
+            text: within(&line.text, gavel_protocol::MAX_LINE_TEXT),
             language: line.language.clone(),
             model: model.to_owned(),
             vocabulary: vocabulary.map(str::to_owned),
             confidence: Some(line.confidence.clamp(0.0, 1.0)),
         },
     )
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn within(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 async fn publish(
@@ -348,5 +357,37 @@ mod tests {
             event_of("H1", "judge", "mics:0", &partial, "base", None).1,
             Phase::Update
         );
+    }
+
+    #[test]
+    fn an_overlong_line_is_cut_on_a_character_boundary_and_still_validates() {
+        let line = gavel_transcribe::Line {
+            channel: 0,
+            line: 0,
+            stage: Stage::Partial,
+            offset_ns: 0,
+            duration_ns: 1_000_000_000,
+            // 3-byte characters: the limit falls inside one.
+            text: "庭".repeat(gavel_protocol::MAX_LINE_TEXT),
+            language: "zh".into(),
+            confidence: 0.5,
+        };
+        let (id, phase, body) = event_of("H1", "judge", "mics:0", &line, "base", None);
+        let gavel_protocol::EventBody::Transcript { ref text, .. } = body else {
+            panic!("not a transcript event");
+        };
+        assert!(text.len() <= gavel_protocol::MAX_LINE_TEXT && text.len() % 3 == 0);
+        let event = gavel_protocol::Event {
+            v: gavel_protocol::PROTOCOL_VERSION,
+            ts: time::OffsetDateTime::now_utc(),
+            boot_id: "b".into(),
+            seq: 1,
+            id,
+            phase,
+            historical: false,
+            body,
+        };
+        gavel_protocol::decode::<gavel_protocol::Event>(&gavel_protocol::encode(&event))
+            .expect("a valid event");
     }
 }

@@ -32,6 +32,10 @@ pub enum OutboxError {
     Store(#[from] StoreError),
     #[error("store task failed: {0}")]
     Task(String),
+    /// The event breaks the protocol (a field too long, an id out of form): refused
+    /// before it takes a sequence number, so it can never stall the stream behind it.
+    #[error("event {id:?} refused: {reason}")]
+    Invalid { id: String, reason: String },
 }
 
 /// The device's event outbox.
@@ -99,11 +103,21 @@ impl Outbox {
             historical: false,
             body,
         };
+        let payload = gavel_protocol::encode(&event);
+        // Design: exactly the check the controller makes; an event it would refuse is
+        // refused here, before it takes a sequence number (a gap would hold back every
+        // later event of this boot at the controller).
+        if let Err(e) = gavel_protocol::decode::<Event>(&payload) {
+            return Err(OutboxError::Invalid {
+                id: event.id,
+                reason: e.to_string(),
+            });
+        }
         let entry = OutboxEntry {
             boot_id: self.boot_id.clone(),
             seq,
             appended_ms: now_ms(),
-            payload: gavel_protocol::encode(&event),
+            payload,
         };
         let store = self.store.clone();
         blocking(move || store.append(&entry)).await?;
@@ -239,5 +253,52 @@ pub(crate) async fn send_loop(
                 sent += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transcript(text: String) -> EventBody {
+        EventBody::Transcript {
+            hearing_id: "H-1".into(),
+            seat: "judge".into(),
+            source: "mics:0".into(),
+            line: 0,
+            offset_ns: 0,
+            duration_ns: 1_000_000_000,
+            text,
+            language: "en".into(),
+            model: "tiny.en".into(),
+            vocabulary: None,
+            confidence: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_the_controller_would_refuse_is_refused_before_it_takes_a_sequence_number() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(Store::open(&dir.path().join("store.redb")).expect("store"));
+        let outbox = Outbox::new(store, "boot-1");
+        let long = "the court is at, ".repeat(200);
+        let err = outbox
+            .emit("tr-H-1-judge-0".into(), Phase::Update, transcript(long))
+            .await
+            .expect_err("an over-long line is refused");
+        assert!(
+            matches!(err, OutboxError::Invalid { ref id, ref reason } if id == "tr-H-1-judge-0" && reason.contains("text")),
+            "{err}"
+        );
+        // No gap: the next event takes the number the refused one did not.
+        let seq = outbox
+            .emit(
+                "tr-H-1-judge-0".into(),
+                Phase::End,
+                transcript("The court is now in session.".into()),
+            )
+            .await
+            .expect("a valid line is stored");
+        assert_eq!(seq, 0);
     }
 }

@@ -212,6 +212,52 @@ pub fn clean(text: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Runs of one phrase repeated this many times or more are a decoding loop, not speech
+/// (a single word or character: [`LOOP_REPEATS_ONE`], people do say "no, no, no, no").
+const LOOP_REPEATS: usize = 4;
+const LOOP_REPEATS_ONE: usize = 7;
+/// Longest phrase (words, or characters for Chinese) looked for in a loop.
+const LOOP_PHRASE: usize = 12;
+
+/// Collapses whisper's decoding loops ("the court is at, the court is at, ..." on a short
+/// or unclear stretch of audio) to one occurrence of the phrase: a run of
+/// [`LOOP_REPEATS`] or more back-to-back copies of a phrase of up to [`LOOP_PHRASE`]
+/// words (characters for Chinese and other text without spaces).
+pub fn collapse_loops(text: &str, language: &str) -> String {
+    let by_char = language.starts_with("zh") || !text.contains(char::is_whitespace);
+    let units: Vec<String> = if by_char {
+        text.chars().map(String::from).collect()
+    } else {
+        text.split_whitespace().map(String::from).collect()
+    };
+    let mut out: Vec<&str> = Vec::with_capacity(units.len());
+    let mut i = 0;
+    'scan: while i < units.len() {
+        for n in 1..=LOOP_PHRASE.min((units.len() - i) / LOOP_REPEATS) {
+            let needed = if n == 1 {
+                LOOP_REPEATS_ONE
+            } else {
+                LOOP_REPEATS
+            };
+            let phrase = &units[i..i + n];
+            let mut copies = 1;
+            while i + (copies + 1) * n <= units.len()
+                && units[i + copies * n..i + (copies + 1) * n] == *phrase
+            {
+                copies += 1;
+            }
+            if copies >= needed {
+                out.extend(phrase.iter().map(String::as_str));
+                i += copies * n;
+                continue 'scan;
+            }
+        }
+        out.push(&units[i]);
+        i += 1;
+    }
+    out.join(if by_char { "" } else { " " })
+}
+
 impl Core {
     /// A core for `channels` seat channels.
     pub fn new(settings: CoreSettings, channels: usize) -> Self {
@@ -432,7 +478,7 @@ impl Core {
             h.text = if h.no_speech > max_no_speech {
                 String::new()
             } else {
-                simplify(&clean(&h.text), &h.language)
+                simplify(&collapse_loops(&clean(&h.text), &h.language), &h.language)
             };
             h
         });
@@ -730,6 +776,25 @@ mod tests {
             "现在开庭，请原告陈述诉讼请求。"
         );
         assert_eq!(simplify("Objection.", "en"), "Objection.");
+    }
+
+    #[test]
+    fn decoding_loops_collapse_to_one_phrase_and_speech_is_left_alone() {
+        let looped = "the court is at, ".repeat(43);
+        assert_eq!(collapse_loops(looped.trim(), "en"), "the court is at,");
+        assert_eq!(collapse_loops(&"yes ".repeat(9), "en"), "yes");
+        assert_eq!(collapse_loops("原告原告原告原告原告请求", "zh"), "原告请求");
+        // Real speech repeats less: kept as said.
+        for said in [
+            "Please state your full name for the record.",
+            "No, no, no, that is not what happened.",
+            "现在开庭，请原告陈述诉讼请求。",
+            "谢谢谢谢",
+            "Objection. No no no no no no. Sustained.",
+        ] {
+            let language = if said.is_ascii() { "en" } else { "zh" };
+            assert_eq!(collapse_loops(said, language), said);
+        }
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! (kill, start again on the same port, SIGSTOP): see `gavel_hil::media::CameraSim`.
 //!
 //! With `--seat-script FILE` the audio is scripted speech instead: each line of FILE is
-//! `CHANNEL START_MS END_MS` (`#` starts a comment), and channel CHANNEL carries a tone at
-//! speaking level (-13.5 dBFS RMS) in that span and a quiet noise floor (about -60 dBFS)
-//! otherwise, timed from the moment the first viewer connects (`--seat-script-loop`
-//! repeats the script). A seat-microphone conversation for speaker-follow tests.
+//! `CHANNEL START_MS END_MS [WAV]` (`#` starts a comment), and channel CHANNEL carries a
+//! tone at speaking level (-13.5 dBFS RMS) in that span, or the recorded speech of WAV
+//! (16 kHz mono 16-bit, e.g. espeak-ng's) from START_MS for as long as it lasts within the
+//! span, and a quiet noise floor (about -60 dBFS) otherwise, timed from the moment the
+//! first viewer connects (`--seat-script-loop` repeats the script). A seat-microphone
+//! conversation for speaker-follow and transcription tests.
 //!
 //! Prints `READY rtsp://127.0.0.1:PORT/MOUNT` on stdout once it accepts connections.
 
@@ -325,8 +327,29 @@ fn main() -> anyhow::Result<()> {
 /// Sample rate of scripted audio.
 const RATE: u32 = 48_000;
 
-/// One span of speech: channel, start and end in milliseconds.
-type Span = (u32, u64, u64);
+/// One span of speech: channel, start and end in milliseconds, and what is said (48 kHz
+/// samples) when it is a recording rather than a tone.
+#[derive(Clone)]
+struct Span {
+    channel: u32,
+    from_ms: u64,
+    to_ms: u64,
+    speech: Option<Arc<Vec<f32>>>,
+}
+
+/// A 16 kHz WAV file at the simulator's 48 kHz (linear interpolation).
+fn speech_at_48k(path: &Path) -> anyhow::Result<Vec<f32>> {
+    let pcm = gavel_transcribe::corpus::read_wav(path)?;
+    let ratio = (RATE / gavel_transcribe::RATE) as usize;
+    let mut out = Vec::with_capacity(pcm.len() * ratio);
+    for (i, &a) in pcm.iter().enumerate() {
+        let b = pcm.get(i + 1).copied().unwrap_or(a);
+        for k in 0..ratio {
+            out.push(a + (b - a) * k as f32 / ratio as f32);
+        }
+    }
+    Ok(out)
+}
 
 fn read_script(path: &Path, channels: u32) -> anyhow::Result<Vec<Span>> {
     let text =
@@ -338,15 +361,29 @@ fn read_script(path: &Path, channels: u32) -> anyhow::Result<Vec<Span>> {
             continue;
         }
         let f: Vec<&str> = line.split_whitespace().collect();
-        let [c, from, to] = f[..] else {
-            bail!(
-                "{}:{}: expected CHANNEL START_MS END_MS",
+        let (c, from, to, wav) = match f[..] {
+            [c, from, to] => (c, from, to, None),
+            [c, from, to, wav] => (c, from, to, Some(wav)),
+            _ => bail!(
+                "{}:{}: expected CHANNEL START_MS END_MS [WAV]",
                 path.display(),
                 n + 1
-            );
+            ),
         };
-        let span: Span = (c.parse()?, from.parse()?, to.parse()?);
-        if span.0 >= channels || span.1 >= span.2 {
+        let speech = match wav {
+            Some(w) => Some(Arc::new(
+                speech_at_48k(Path::new(w))
+                    .with_context(|| format!("{}:{}: {w}", path.display(), n + 1))?,
+            )),
+            None => None,
+        };
+        let span = Span {
+            channel: c.parse()?,
+            from_ms: from.parse()?,
+            to_ms: to.parse()?,
+            speech,
+        };
+        if span.channel >= channels || span.from_ms >= span.to_ms {
             bail!("{}:{}: bad span {line:?}", path.display(), n + 1);
         }
         spans.push(span);
@@ -357,7 +394,7 @@ fn read_script(path: &Path, channels: u32) -> anyhow::Result<Vec<Span>> {
 /// Pushes scripted speech (20 ms buffers, in real time) until the media goes away.
 fn speak(src: gst_app::AppSrc, script: Arc<Vec<Span>>, channels: u32, looped: bool) {
     const CHUNK_MS: u64 = 20;
-    let period_ms = script.iter().map(|s| s.2).max().unwrap_or(0) + 2_000;
+    let period_ms = script.iter().map(|s| s.to_ms).max().unwrap_or(0) + 2_000;
     let frames = (RATE as u64 * CHUNK_MS / 1000) as usize;
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let start = Instant::now();
@@ -370,11 +407,21 @@ fn speak(src: gst_app::AppSrc, script: Arc<Vec<Span>>, channels: u32, looped: bo
         let mut data = Vec::with_capacity(frames * channels as usize * 2);
         for i in 0..frames {
             let t = (n as f64 * frames as f64 + i as f64) / RATE as f64;
+            // This sample's place in the script, in samples.
+            let at = t_ms * u64::from(RATE) / 1000 + i as u64;
             for c in 0..channels {
                 let speaking = script
                     .iter()
-                    .any(|&(sc, from, to)| sc == c && (from..to).contains(&t_ms));
-                let v = if speaking {
+                    .find(|s| s.channel == c && (s.from_ms..s.to_ms).contains(&t_ms));
+                // A recording: its sample here, none once it has ended (room noise).
+                let said = speaking.and_then(|s| s.speech.as_ref()).map(|speech| {
+                    let from = speaking.map_or(0, |s| s.from_ms * u64::from(RATE) / 1000);
+                    at.checked_sub(from)
+                        .and_then(|k| speech.get(k as usize).copied())
+                });
+                let v = if let Some(Some(v)) = said {
+                    f64::from(v)
+                } else if speaking.is_some() && said.is_none() {
                     // A tone per seat, 0.3 full scale: -13.5 dBFS RMS.
                     0.3 * (2.0 * std::f64::consts::PI * (300.0 + 70.0 * c as f64) * t).sin()
                 } else {

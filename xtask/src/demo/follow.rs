@@ -1,8 +1,10 @@
-//! Speaker-follow in one courtroom of the demo: room-101's seat microphones are a
-//! simulated audio host (`gavel-camera-sim --seat-script`) playing a looping four-seat
-//! conversation; room-101's terminal records them, its level meter feeds speaker-follow,
-//! and the demo narrates the PTZ preset changes from the terminal's log. The PTZ head is
-//! simulated (the agent runs with `--simulate-hardware`), the levels are real.
+//! Speaker-follow and live transcription in one courtroom of the demo: room-101's seat
+//! microphones are a simulated audio host (`gavel-camera-sim --seat-script`) playing a
+//! looping four-seat conversation of English court sentences spoken by espeak-ng;
+//! room-101's terminal records them, its level meter feeds speaker-follow, and its
+//! transcriber (whisper tiny.en, `crate::demo_transcript`) writes the lines. The demo
+//! narrates the PTZ preset changes from the terminal's log. The PTZ head is simulated
+//! (the agent runs with `--simulate-hardware`), the levels and the speech are real.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -14,15 +16,63 @@ use super::{Child2, say};
 /// The room whose camera follows its speakers.
 pub(super) const ROOM: &str = "room-101";
 
-/// Who speaks when (channel, from ms, to ms), looped: judge 0, plaintiff 2, defendant 3
-/// (who talks over the plaintiff once), witness 4.
-const SCRIPT: &str = "\
-0 1000 6000
-2 7000 12000
-3 9000 10000
-3 13000 18000
-4 19000 24000
-";
+/// Who speaks when (channel, from ms, to ms) and says what, looped: judge 0, plaintiff 2,
+/// defendant 3 (who talks over the plaintiff once), witness 4.
+pub(crate) const SCRIPT: &[(u32, u64, u64, &str)] = &[
+    (0, 1000, 6000, "The court is now in session."),
+    (2, 7000, 12000, "The plaintiff may call the first witness."),
+    (3, 9000, 10000, "Objection."),
+    (3, 13000, 18000, "The defendant pleads not guilty."),
+    (4, 19000, 24000, "I signed the contract in March."),
+];
+
+/// Speaks `text` into a 16 kHz mono WAV file with espeak-ng and sox.
+fn speak(text: &str, out: &Path) -> Result<(), String> {
+    let raw = out.with_extension("raw.wav");
+    let ok = |c: &mut Command, what: &str| match c.output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("{what}: {e} (apt-get install espeak-ng sox)")),
+    };
+    ok(
+        Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "150", "-w"])
+            .arg(&raw)
+            .arg(text),
+        "espeak-ng",
+    )?;
+    ok(
+        Command::new("sox")
+            .arg(&raw)
+            .args(["-r", "16000", "-c", "1", "-b", "16"])
+            .arg(out),
+        "sox",
+    )?;
+    let _ = std::fs::remove_file(&raw);
+    Ok(())
+}
+
+/// The audio host's script: each span with its sentence's recording, or (without
+/// espeak-ng) a tone, which still drives speaker-follow.
+fn script(dir: &Path) -> String {
+    let speech = dir.join("speech");
+    let _ = std::fs::create_dir_all(&speech);
+    let mut out = String::new();
+    for (i, (channel, from, to, text)) in SCRIPT.iter().enumerate() {
+        let wav = speech.join(format!("line-{i}.wav"));
+        match speak(text, &wav) {
+            Ok(()) => out.push_str(&format!("{channel} {from} {to} {}\n", wav.display())),
+            Err(e) => {
+                println!("    (a tone instead of speech on seat channel {channel}: {e})");
+                out.push_str(&format!("{channel} {from} {to}\n"));
+            }
+        }
+    }
+    out
+}
 
 /// The running audio host and where to read the terminal's log.
 pub(super) struct Follow {
@@ -39,7 +89,7 @@ pub(super) fn setup(dir: &Path, bin: &Path) -> Result<Follow, String> {
         .map_err(|e| format!("finding a free port: {e}"))?
         .port();
     let script = dir.join("conversation.txt");
-    std::fs::write(&script, SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
+    std::fs::write(&script, self::script(dir)).map_err(|e| format!("{}: {e}", script.display()))?;
     let mut cmd = Command::new(bin.join("gavel-camera-sim"));
     cmd.args([
         "--port",

@@ -57,7 +57,9 @@ pub struct CoreSettings {
     pub connect_timeout: Duration,
     /// First restart delay after a loss; doubles per failed attempt.
     pub backoff_min: Duration,
-    /// Longest restart delay.
+    /// Longest restart delay. Short by design: every second a returned camera waits for
+    /// the next try is a second of the hearing not recorded, and a failed RTSP connect
+    /// costs next to nothing.
     pub backoff_max: Duration,
     /// How long a stop waits for pipelines to close their segments before tearing down.
     pub drain_timeout: Duration,
@@ -69,7 +71,7 @@ impl Default for CoreSettings {
             stall_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(10),
             backoff_min: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(5),
         }
     }

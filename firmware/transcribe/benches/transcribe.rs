@@ -225,8 +225,9 @@ const CLI_FRONT_END: (&str, &str) = (
 /// library (`src/`, `ggml/`, `include/`) our engine links. That crate leaves out
 /// `examples/`, so the command-line front end (`examples/cli/cli.cpp` and its helpers,
 /// whisper.cpp 1.8.5's, which builds against the 1.8.3 API: 1.8.5 only adds two VAD
-/// functions) is taken from [`CLI_FRONT_END`]: everything that transcribes is the same
-/// source as ours.
+/// functions; the examples' model quantizer, which needs newer ggml types, is left out)
+/// is taken from [`CLI_FRONT_END`]: everything that transcribes is the same source as
+/// ours.
 fn with_cli_front_end(vendored: &Path, build: &Path) -> Option<PathBuf> {
     if vendored.join("examples/cli/cli.cpp").is_file() {
         return Some(vendored.to_owned());
@@ -263,6 +264,13 @@ with tarfile.open(fileobj=io.BytesIO(data)) as t:
             os.makedirs(os.path.dirname(out), exist_ok=True)
             with open(out, "wb") as f:
                 f.write(t.extractfile(m).read())
+# The examples' `common` library also carries the model quantizer (common-ggml.cpp), which
+# needs ggml types newer than 1.8.3's; whisper-cli does not use it.
+cm = os.path.join(tree, "examples", "CMakeLists.txt")
+text = open(cm).read()
+for f in ("common-ggml.h", "common-ggml.cpp"):
+    text = text.replace("    " + f + "\n", "")
+open(cm, "w").write(text)
 "#;
     let fetched = copied
         && Command::new("python3")
@@ -297,9 +305,10 @@ fn cli_seconds(cli: &Path, model: &Path, wav: &Path, language: &str) -> Option<(
             "1",
             "-bo",
             "1",
+            // No temperature fallback and no timestamps, as our engine decodes; not `-np`,
+            // which would hide the timings read below.
             "-nf",
             "-nt",
-            "-np",
         ])
         .output()
         .ok()?;

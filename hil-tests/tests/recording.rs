@@ -15,6 +15,17 @@ use gavel_hil::{bin, unique};
 use gavel_protocol::{Event, EventBody, Phase, RecordingState};
 use time::OffsetDateTime;
 
+/// The tests of this file run one at a time: each runs real cameras and a recorder, and
+/// four at once on 2 cores starve a steady camera past the 3 s stall limit (seen as a
+/// gap on the camera that was never unplugged).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn clips() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("clips")
 }
@@ -52,6 +63,7 @@ fn events(data_dir: &Path) -> Vec<Event> {
 
 #[test]
 fn three_cameras_and_four_microphones_record_a_hearing_that_ffprobe_reads_in_full() {
+    let _one = one_at_a_time();
     let hearing_s = env_secs("GAVEL_TEST_HEARING_S", 20);
     let dir = tempfile::tempdir().expect("tmp");
     let mut sources = Vec::new();
@@ -111,6 +123,7 @@ fn three_cameras_and_four_microphones_record_a_hearing_that_ffprobe_reads_in_ful
 
 #[test]
 fn sigkill_at_random_moments_loses_at_most_2s_per_source_and_the_chain_still_verifies() {
+    let _one = one_at_a_time();
     let kills = env_secs("GAVEL_TEST_KILLS", 5);
     let dir = tempfile::tempdir().expect("tmp");
     let cam = CameraSim::start(dir.path(), "cam", SimSpec::camera_1080p(), &clips()).expect("cam");
@@ -179,6 +192,7 @@ fn sigkill_at_random_moments_loses_at_most_2s_per_source_and_the_chain_still_ver
 
 #[test]
 fn verify_names_a_changed_a_removed_and_two_swapped_segments() {
+    let _one = one_at_a_time();
     let dir = tempfile::tempdir().expect("tmp");
     let cam = CameraSim::start(dir.path(), "cam", SimSpec::camera_1080p(), &clips()).expect("cam");
     let rec = RecorderProc::start(
@@ -267,6 +281,7 @@ fn verify_names_a_changed_a_removed_and_two_swapped_segments() {
 
 #[test]
 fn an_unplugged_camera_degrades_the_recording_records_its_gap_and_recovers_on_replug() {
+    let _one = one_at_a_time();
     if std::env::var("GAVEL_TEST_CAMERA_URLS").is_ok() {
         eprintln!("skipped: real cameras cannot be unplugged from here");
         return;

@@ -60,26 +60,12 @@ pub fn plan(profile: &Profile) -> Option<anyhow::Result<Plan>> {
             .ptz
             .clone()
             .context("speaker-follow needs [capabilities.ptz]")?;
-        let recorded = profile
-            .capabilities
-            .record
-            .as_ref()
-            .map(|r| r.sources.clone())
-            .unwrap_or_default();
-        let source = profile
-            .sources
-            .iter()
-            .find(|s| s.role.as_deref() == Some("seats") && recorded.contains(&s.id))
-            .map(|s| s.id.clone())
+        let gavel_profile::SeatMicrophones { source, seats } = profile
+            .seat_microphones()
             .context("no recorded source with role \"seats\" carries the seat microphones")?;
-        let seats = profile
-            .seats
-            .iter()
-            .map(|s| (usize::from(s.channel), s.id.clone()))
-            .collect();
         Ok(Plan {
             source,
-            seats,
+            seats: seats.into_iter().collect(),
             settings: FollowSettings::from(follow),
             ptz,
         })

@@ -55,23 +55,9 @@ pub fn model_path(name: &str) -> PathBuf {
 pub fn plan(profile: &Profile, config: &AgentConfig) -> Option<anyhow::Result<Plan>> {
     let settings = profile.capabilities.transcribe.clone()?;
     Some((|| {
-        let recorded = profile
-            .capabilities
-            .record
-            .as_ref()
-            .map(|r| r.sources.clone())
-            .unwrap_or_default();
-        let source = profile
-            .sources
-            .iter()
-            .find(|s| s.role.as_deref() == Some("seats") && recorded.contains(&s.id))
-            .map(|s| s.id.clone())
+        let gavel_profile::SeatMicrophones { source, seats } = profile
+            .seat_microphones()
             .context("no recorded source with role \"seats\" carries the seat microphones")?;
-        let seats = profile
-            .seats
-            .iter()
-            .map(|s| (usize::from(s.channel), s.id.clone()))
-            .collect();
         let vocabulary = match &settings.vocabulary {
             Some(name) => Some(Vocabulary::load(
                 &config

@@ -375,6 +375,35 @@ pub struct WallSettings {
     pub output: String,
 }
 
+/// The seat microphones: the recorded source with role `seats` and the seat map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeatMicrophones {
+    /// The source id.
+    pub source: String,
+    /// (channel, seat id) of every seat.
+    pub seats: Vec<(usize, String)>,
+}
+
+impl Profile {
+    /// The seat microphones, when a recorded source with role `seats` carries them
+    /// (speaker-follow and transcription listen to them through the recorder).
+    pub fn seat_microphones(&self) -> Option<SeatMicrophones> {
+        let recorded = self.capabilities.record.as_ref()?;
+        let source = self
+            .sources
+            .iter()
+            .find(|s| s.role.as_deref() == Some("seats") && recorded.sources.contains(&s.id))?;
+        Some(SeatMicrophones {
+            source: source.id.clone(),
+            seats: self
+                .seats
+                .iter()
+                .map(|s| (usize::from(s.channel), s.id.clone()))
+                .collect(),
+        })
+    }
+}
+
 impl Capabilities {
     /// Names of the capabilities the profile turns on, in a fixed order.
     pub fn names(&self) -> Vec<&'static str> {

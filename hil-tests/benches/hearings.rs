@@ -9,7 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use gavel_hil::fleet_sim::{Scenario, proc_usage, quantile, run};
+use gavel_hil::fleet_sim::{Scenario, quantile, run};
+use gavel_hil::usage::proc_usage;
 use gavel_hil::{Controller, Mosquitto, PgDatabase};
 
 struct Figures {
@@ -77,7 +78,7 @@ async fn scenario(broker: &Mosquitto, rooms: usize) -> Figures {
         p50: quantile(&all, 0.5),
         p99: quantile(&all, 0.99),
         max: quantile(&all, 1.0),
-        cpu_share: (after.cpu_s - before.cpu_s) / wall,
+        cpu_share: (after.cpu_s() - before.cpu_s()) / wall,
         rss_mib: after.rss_kib as f64 / 1024.0,
         peak_mib: after.peak_rss_kib as f64 / 1024.0,
         wall_s: wall,

@@ -6,7 +6,9 @@
 //! `cargo build --workspace --bins && cargo bench --profile dev -p gavel-hil --bench recording`
 //! (dev profile: the binaries it drives are the dev builds; the media work is in the
 //! system GStreamer libraries either way);
-//! `GAVEL_BENCH_SECONDS` (default 15) sets the measured time per run,
+//! `GAVEL_BENCH_SECONDS` (default 20) sets the measured time per run,
+//! `GAVEL_BENCH_RUNS` (default 3) how many runs of each program per row (medians shown;
+//! the two programs alternate which goes first),
 //! `GAVEL_BENCH_STREAMS` (default `1,4,8`) the stream counts,
 //! `GAVEL_BENCH_RESOLUTION` (`1080p` or `2160p`) runs one resolution only,
 //! `GAVEL_BENCH_RECORDER` the recorder binary to measure (default: the dev build next to
@@ -17,28 +19,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use gavel_hil::media::{CameraSim, SimSpec, ffprobe};
+use gavel_hil::usage::{ProcUsage, median, proc_usage};
 use gavel_hil::{Proc, bin};
-
-/// CPU seconds (user + system) of a process so far.
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-/// Peak resident memory of a process, MiB.
-fn peak_rss_mib(pid: i32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
-}
 
 /// Lowest frame rate over the streams written under `dir` (files `prefix<i>...ts`).
 fn min_fps(files_by_stream: &[Vec<PathBuf>]) -> f64 {
@@ -85,18 +67,33 @@ fn ts_files(dir: &Path, filter: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     v
 }
 
+/// One measured run of one program.
 struct Run {
-    cpu_pct: f64,
+    /// CPU over the measured time, % of one core: user and system.
+    user_pct: f64,
+    sys_pct: f64,
     rss_mib: f64,
     fps: f64,
 }
 
-fn measure(proc: &mut Proc, seconds: u64) -> (f64, f64) {
+impl Run {
+    fn cpu_pct(&self) -> f64 {
+        self.user_pct + self.sys_pct
+    }
+}
+
+/// CPU (user, system, % of one core) over `seconds` after a 3 s warm-up, and peak RSS.
+fn measure(proc: &mut Proc, seconds: u64) -> (f64, f64, f64) {
     std::thread::sleep(Duration::from_secs(3));
-    let c0 = cpu_seconds(proc.pid());
+    let u0 = proc_usage(proc.pid()).unwrap_or_default();
     std::thread::sleep(Duration::from_secs(seconds));
-    let c1 = cpu_seconds(proc.pid());
-    ((c1 - c0) / seconds as f64 * 100.0, peak_rss_mib(proc.pid()))
+    let u1: ProcUsage = proc_usage(proc.pid()).unwrap_or_default();
+    let pct = |a: f64, b: f64| (b - a) / seconds as f64 * 100.0;
+    (
+        pct(u0.user_s, u1.user_s),
+        pct(u0.sys_s, u1.sys_s),
+        u1.peak_rss_kib as f64 / 1024.0,
+    )
 }
 
 fn ours(dir: &Path, url: &str, n: usize, seconds: u64) -> Run {
@@ -116,7 +113,7 @@ fn ours(dir: &Path, url: &str, n: usize, seconds: u64) -> Run {
     }
     let mut p =
         Proc::spawn("gavel-recorder", cmd, dir.join(format!("ours-{n}.log"))).expect("spawn");
-    let (cpu_pct, rss_mib) = measure(&mut p, seconds);
+    let (user_pct, sys_pct, rss_mib) = measure(&mut p, seconds);
     p.terminate(Duration::from_secs(20));
     let files: Vec<Vec<PathBuf>> = (0..n)
         .map(|i| {
@@ -126,7 +123,8 @@ fn ours(dir: &Path, url: &str, n: usize, seconds: u64) -> Run {
         })
         .collect();
     Run {
-        cpu_pct,
+        user_pct,
+        sys_pct,
         rss_mib,
         fps: min_fps(&files),
     }
@@ -159,7 +157,7 @@ fn baseline(dir: &Path, url: &str, n: usize, seconds: u64) -> Run {
         .arg(format!("location={}/b{i}-%05d.ts", out.display()));
     }
     let mut p = Proc::spawn("gst-launch", cmd, dir.join(format!("base-{n}.log"))).expect("spawn");
-    let (cpu_pct, rss_mib) = measure(&mut p, seconds);
+    let (user_pct, sys_pct, rss_mib) = measure(&mut p, seconds);
     // SAFETY: signalling our own child.
     unsafe {
         libc::kill(p.pid(), libc::SIGINT);
@@ -169,9 +167,31 @@ fn baseline(dir: &Path, url: &str, n: usize, seconds: u64) -> Run {
         .map(|i| ts_files(&out, |name| name.starts_with(&format!("b{i}-"))))
         .collect();
     Run {
-        cpu_pct,
+        user_pct,
+        sys_pct,
         rss_mib,
         fps: min_fps(&files),
+    }
+}
+
+/// Medians over the runs of one program: CPU (total, user, system), peak RSS, lowest fps.
+struct Summary {
+    cpu: f64,
+    user: f64,
+    sys: f64,
+    rss: f64,
+    fps: f64,
+}
+
+fn summarize(runs: &[Run]) -> Summary {
+    let m = |f: fn(&Run) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    Summary {
+        cpu: m(Run::cpu_pct),
+        user: m(|r| r.user_pct),
+        sys: m(|r| r.sys_pct),
+        rss: m(|r| r.rss_mib),
+        // No dropped frame in any run: the worst run counts.
+        fps: runs.iter().map(|r| r.fps).fold(f64::INFINITY, f64::min),
     }
 }
 
@@ -182,7 +202,12 @@ fn main() {
     let seconds: u64 = std::env::var("GAVEL_BENCH_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(15);
+        .unwrap_or(20);
+    let repeats: usize = std::env::var("GAVEL_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let counts: Vec<usize> = std::env::var("GAVEL_BENCH_STREAMS")
         .unwrap_or_else(|_| "1,4,8".into())
         .split(',')
@@ -191,7 +216,10 @@ fn main() {
     let dir = tempfile::tempdir().expect("tmp");
     let clips = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clips");
     println!(
-        "| resolution | streams | recorder CPU % (per stream) | gst-launch CPU % (per stream) | ratio | recorder RSS MiB (per stream) | gst-launch RSS MiB (per stream) | min fps recorder / gst-launch |"
+        "{repeats} runs per row, {seconds} s measured each; medians. CPU is % of one core, user + system."
+    );
+    println!(
+        "| resolution | streams | recorder CPU % (user + sys) | gst-launch CPU % (user + sys) | ratio (runs' range) | recorder RSS MiB | gst-launch RSS MiB | min fps recorder / gst-launch |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     let only = std::env::var("GAVEL_BENCH_RESOLUTION").ok();
@@ -204,24 +232,36 @@ fn main() {
         }
         let cam = CameraSim::start(dir.path(), label, spec, &clips).expect("camera");
         for &n in &counts {
-            let o = ours(dir.path(), &cam.url, n, seconds);
-            let b = baseline(dir.path(), &cam.url, n, seconds);
-            let nf = n as f64;
-            println!(
-                "| {label} | {n} | {:.1} ({:.2}) | {:.1} ({:.2}) | {:.2} | {:.0} ({:.1}) | {:.0} ({:.1}) | {:.1} / {:.1} |",
-                o.cpu_pct,
-                o.cpu_pct / nf,
-                b.cpu_pct,
-                b.cpu_pct / nf,
-                if b.cpu_pct > 0.0 {
-                    o.cpu_pct / b.cpu_pct
+            let (mut o, mut b) = (Vec::new(), Vec::new());
+            // Alternate which goes first, so a drift in the machine's load is shared.
+            for run in 0..repeats {
+                if run % 2 == 0 {
+                    o.push(ours(dir.path(), &cam.url, n, seconds));
+                    b.push(baseline(dir.path(), &cam.url, n, seconds));
                 } else {
-                    0.0
-                },
-                o.rss_mib,
-                o.rss_mib / nf,
-                b.rss_mib,
-                b.rss_mib / nf,
+                    b.push(baseline(dir.path(), &cam.url, n, seconds));
+                    o.push(ours(dir.path(), &cam.url, n, seconds));
+                }
+            }
+            let ratios: Vec<f64> = o
+                .iter()
+                .zip(&b)
+                .map(|(o, b)| o.cpu_pct() / b.cpu_pct())
+                .collect();
+            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ratios.iter().copied().fold(0.0, f64::max);
+            let (o, b) = (summarize(&o), summarize(&b));
+            println!(
+                "| {label} | {n} | {:.1} ({:.1} + {:.1}) | {:.1} ({:.1} + {:.1}) | {:.2} ({lo:.2}-{hi:.2}) | {:.0} | {:.0} | {:.1} / {:.1} |",
+                o.cpu,
+                o.user,
+                o.sys,
+                b.cpu,
+                b.user,
+                b.sys,
+                o.cpu / b.cpu,
+                o.rss,
+                b.rss,
                 o.fps,
                 b.fps
             );

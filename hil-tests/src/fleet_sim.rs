@@ -416,37 +416,3 @@ pub async fn run(controller: &Controller, s: &Scenario) -> anyhow::Result<Outcom
         published: links.published,
     })
 }
-
-/// CPU seconds (user + system) and resident memory of a process, from /proc.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcUsage {
-    pub cpu_s: f64,
-    pub rss_kib: u64,
-    pub peak_rss_kib: u64,
-}
-
-/// Reads /proc/`pid`/stat and status.
-pub fn proc_usage(pid: i32) -> anyhow::Result<ProcUsage> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').context("stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat: 12 and 13 after the name.
-    let ticks: f64 =
-        f.get(11).context("utime")?.parse::<f64>()? + f.get(12).context("stime")?.parse::<f64>()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok(ProcUsage {
-        cpu_s: ticks / hz,
-        rss_kib: kib("VmRSS:"),
-        peak_rss_kib: kib("VmHWM:"),
-    })
-}

@@ -1,6 +1,36 @@
 //! The long tiers: `soak`, `bench` and `fuzz`. Their figures go into `docs/`.
 
+use std::process::Command;
+
 use crate::{cargo, root, run, setup};
+
+/// `cargo test --locked -p PACKAGE --test TEST [FILTER] -- --nocapture --test-threads=1`
+/// with the setup's environment (`env`) and the run's own variables (`vars`).
+fn hil_test(
+    package: &str,
+    test: &str,
+    filter: Option<&str>,
+    env: &[(String, String)],
+    vars: &[(&str, &str)],
+) -> Command {
+    let mut args = vec!["test", "--locked", "-p", package, "--test", test];
+    args.extend(filter);
+    args.extend(["--", "--nocapture", "--test-threads=1"]);
+    let mut cmd = cargo(&args);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(vars.iter().copied());
+    cmd
+}
+
+/// `cargo bench --locked [--profile dev] -p PACKAGE --bench BENCH`.
+fn bench_cmd(package: &str, bench: &str, dev_profile: bool) -> Command {
+    let mut args = vec!["bench", "--locked"];
+    if dev_profile {
+        args.extend(["--profile", "dev"]);
+    }
+    args.extend(["-p", package, "--bench", bench]);
+    cargo(&args)
+}
 
 /// Full-length torture and outage runs (the default suite runs short versions).
 pub fn soak() -> Result<(), String> {
@@ -9,83 +39,51 @@ pub fn soak() -> Result<(), String> {
         cargo(&["build", "--workspace", "--bins", "--locked"]),
         "build binaries",
     )?;
-    let mut torture = cargo(&[
-        "test",
-        "--locked",
-        "-p",
+    let mut torture = hil_test(
         "gavel-store",
-        "--test",
         "torture",
-        "--",
-        "--include-ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    torture.env("GAVEL_TORTURE_KILLS", "500");
+        None,
+        &[],
+        &[("GAVEL_TORTURE_KILLS", "500")],
+    );
+    // The torture test is ignored in the default suite at this length.
+    torture.arg("--include-ignored");
     run(
         torture,
         "store torture: 500 SIGKILLs each for redb and sled",
     )?;
-    let mut link = cargo(&[
-        "test",
-        "--locked",
-        "-p",
-        "gavel-hil",
-        "--test",
-        "store_and_forward",
-        "--",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    link.env("GAVEL_SOAK_KILLS", "500")
-        .env("GAVEL_SOAK_OUTAGE_S", "600");
-    for (k, v) in &env {
-        link.env(k, v);
-    }
     run(
-        link,
+        hil_test(
+            "gavel-hil",
+            "store_and_forward",
+            None,
+            &env,
+            &[("GAVEL_SOAK_KILLS", "500"), ("GAVEL_SOAK_OUTAGE_S", "600")],
+        ),
         "agent: 500 SIGKILLs while producing events, and a 10-minute broker outage",
     )?;
-    let mut kiosk = cargo(&[
-        "test",
-        "--locked",
-        "-p",
-        "gavel-hil",
-        "--test",
-        "kiosk",
-        "a_kiosk_offline",
-        "--",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    kiosk.env("GAVEL_TEST_KIOSK_OUTAGE_S", "300");
-    for (k, v) in &env {
-        kiosk.env(k, v);
-    }
     run(
-        kiosk,
+        hil_test(
+            "gavel-hil",
+            "kiosk",
+            Some("a_kiosk_offline"),
+            &env,
+            &[("GAVEL_TEST_KIOSK_OUTAGE_S", "300")],
+        ),
         "kiosk: 5 minutes without broker and controller, tickets numbered without duplicates",
     )?;
-    let mut recording = cargo(&[
-        "test",
-        "--locked",
-        "-p",
-        "gavel-hil",
-        "--test",
-        "recording",
-        "--",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    recording
-        .env("GAVEL_TEST_HEARING_S", "120")
-        .env("GAVEL_TEST_KILLS", "50")
-        .env("GAVEL_TEST_UNPLUG_S", "20");
-    for (k, v) in &env {
-        recording.env(k, v);
-    }
     run(
-        recording,
+        hil_test(
+            "gavel-hil",
+            "recording",
+            None,
+            &env,
+            &[
+                ("GAVEL_TEST_HEARING_S", "120"),
+                ("GAVEL_TEST_KILLS", "50"),
+                ("GAVEL_TEST_UNPLUG_S", "20"),
+            ],
+        ),
         "recording: a 2-minute hearing of 3 cameras + 4 microphones, 50 recorder SIGKILLs, a camera unplugged 20 s",
     )?;
     run(
@@ -110,14 +108,7 @@ pub fn soak() -> Result<(), String> {
 pub fn bench() -> Result<(), String> {
     setup::ensure(setup::Need::Test)?;
     run(
-        cargo(&[
-            "bench",
-            "--locked",
-            "-p",
-            "gavel-store",
-            "--bench",
-            "append",
-        ]),
+        bench_cmd("gavel-store", "append", false),
         "durable appends: redb vs sled",
     )?;
     run(
@@ -129,93 +120,48 @@ pub fn bench() -> Result<(), String> {
             "gavel-controller",
             "-p",
             "gavel-agent",
+            "-p",
+            "gavel-record",
+            "-p",
+            "gavel-stream",
         ]),
-        "release binaries for the end-to-end benchmark",
+        "release binaries (controller, agent, recorder, live server)",
     )?;
     run(
-        cargo(&["bench", "--locked", "-p", "gavel-hil", "--bench", "e2e"]),
+        bench_cmd("gavel-hil", "e2e", false),
         "end-to-end events/s vs broker ceiling",
     )?;
     run(
-        cargo(&[
-            "bench",
-            "--locked",
-            "-p",
-            "gavel-hil",
-            "--bench",
-            "hearings",
-        ]),
+        bench_cmd("gavel-hil", "hearings", false),
         "alarm latency, 50,000 rooms and 25,000 hearings vs 1,000 rooms",
     )?;
     run(
-        cargo(&[
-            "bench",
-            "--locked",
-            "--profile",
-            "dev",
-            "-p",
-            "gavel-hil",
-            "--bench",
-            "patrol",
-        ]),
+        bench_cmd("gavel-hil", "patrol", true),
         "patrol analyzers' CPU per room vs decoding alone",
-    )?;
-    run(
-        cargo(&[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "gavel-record",
-            "--bin",
-            "gavel-recorder",
-        ]),
-        "the release recorder for the recording benchmark",
     )?;
     run(
         cargo(&["build", "--locked", "--workspace", "--bins"]),
         "the camera simulator",
     )?;
-    let mut recording = cargo(&[
-        "bench",
-        "--locked",
-        "--profile",
-        "dev",
-        "-p",
-        "gavel-hil",
-        "--bench",
-        "recording",
-    ]);
-    recording.env(
-        "GAVEL_BENCH_RECORDER",
-        crate::target_dir().join("release").join("gavel-recorder"),
-    );
+    let release = crate::target_dir().join("release");
+    let mut recording = bench_cmd("gavel-hil", "recording", true);
+    recording.env("GAVEL_BENCH_RECORDER", release.join("gavel-recorder"));
     run(
         recording,
         "recorder CPU and memory for 1/4/8 streams at 1080p and 2160p vs gst-launch splitmuxsink",
     )?;
+    let mut live = bench_cmd("gavel-hil", "live", true);
+    live.env("GAVEL_BENCH_LIVE", release.join("gavel-live"));
     run(
-        cargo(&[
-            "bench",
-            "--locked",
-            "-p",
-            "gavel-transcribe",
-            "--bench",
-            "transcribe",
-        ]),
+        live,
+        "live re-serve: relay and sub-stream transcode CPU vs gst-launch doing the same transcode",
+    )?;
+    run(
+        bench_cmd("gavel-transcribe", "transcribe", false),
         "transcription: WER/CER per model, RTF vs whisper-cli, live latency",
     )?;
     run(
-        cargo(&[
-            "bench",
-            "--locked",
-            "--profile",
-            "dev",
-            "-p",
-            "gavel-controller",
-            "--bench",
-            "transcript_search",
-        ]),
+        bench_cmd("gavel-controller", "transcript_search", true),
         "transcript search: FTS5 trigram and pg_trgm vs a scan, 200,000 lines",
     )
 }

@@ -24,6 +24,7 @@ pub mod media;
 pub mod onvif_stub;
 pub mod serial_peers;
 pub mod transcriber_sim;
+pub mod usage;
 
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -289,6 +290,34 @@ impl Controller {
             bail!("GET {path}: {status}: {body}");
         }
         Ok(Some(serde_json::from_str(&body)?))
+    }
+
+    /// Sends a command (`{"type": ...}`) to `device` through the controller's REST API and
+    /// returns the device's acknowledgement as JSON.
+    pub async fn command(&self, device: &str, body: Value) -> anyhow::Result<Value> {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/devices/{device}/commands", self.url))
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("command to {device}: {status}: not JSON: {text}"))
+    }
+
+    /// The capability `name` that `device` reported in its birth (`null` if none).
+    pub async fn capability(&self, device: &str, name: &str) -> Value {
+        self.device(device)
+            .await
+            .and_then(|d| {
+                d["capabilities"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["name"] == name)
+                    .cloned()
+            })
+            .unwrap_or_default()
     }
 
     /// The value of a Prometheus counter or gauge without labels (0 when absent).

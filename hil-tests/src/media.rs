@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -342,6 +343,113 @@ pub fn ffprobe(path: &Path) -> anyhow::Result<Probe> {
         duration_s,
         streams,
     })
+}
+
+/// The first video stream of a media file or an `rtsp://` URL (read over TCP), as
+/// ffprobe reports it: `(codec, width, height)`.
+pub fn ffprobe_video(input: &str) -> anyhow::Result<(String, u32, u32)> {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error"]);
+    if input.starts_with("rtsp://") {
+        cmd.args(["-rtsp_transport", "tcp"]);
+    }
+    let out = cmd
+        .args([
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height",
+        ])
+        .args(["-of", "json", input])
+        .output()
+        .context("running ffprobe (apt install ffmpeg)")?;
+    if !out.status.success() {
+        bail!(
+            "ffprobe cannot read {input}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let s = &v["streams"][0];
+    let dim = |k: &str| s[k].as_u64().map(|d| d as u32);
+    match (s["codec_name"].as_str(), dim("width"), dim("height")) {
+        (Some(codec), Some(w), Some(h)) => Ok((codec.to_owned(), w, h)),
+        _ => bail!("{input}: no video stream"),
+    }
+}
+
+/// A simulated audio host with 5 seat microphones on which seats 0, 2 and 4 speak in turn
+/// (0.5-3 s, 3.5-7 s, 7.5-11 s after the first viewer), and the recorder source (`mics`)
+/// that records it: the rig of the tests of what hangs off the recorder's audio.
+pub fn seat_microphones(dir: &Path) -> anyhow::Result<(CameraSim, gavel_record::SourceConfig)> {
+    let script = dir.join("conversation.txt");
+    std::fs::write(&script, "0 500 3000\n2 3500 7000\n4 7500 11000\n")?;
+    let mics = CameraSim::start(
+        dir,
+        "audio-host",
+        SimSpec::scripted_microphones(5, &script),
+        &dir.join("clips"),
+    )?;
+    let source = gavel_record::SourceConfig {
+        id: "mics".into(),
+        input: gavel_record::SourceInput::Rtsp {
+            url: mics.url.clone(),
+            video: gavel_record::VideoCodec::None,
+            audio: true,
+        },
+    };
+    Ok((mics, source))
+}
+
+/// Records `hearing` for `seconds` with an in-process recorder (store, device key and
+/// recordings under `dir`), stops it, waits until the hearing has finished (every segment
+/// closed, which fails if a pipeline does not drain in 20 s) and ends the recorder.
+/// Returns the wall-clock seconds from start to stop.
+pub async fn record_in_process(
+    dir: &Path,
+    settings: gavel_record::RecorderSettings,
+    hearing: &str,
+    seconds: u64,
+) -> anyhow::Result<f64> {
+    let store = Arc::new(gavel_store::Store::open(&dir.join("store.redb"))?);
+    let key = gavel_evidence::DeviceKey::load_or_create(&dir.join("device.key"))?;
+    let index = gavel_record::index::Index::new(store.clone(), dir.join("recordings"), key);
+    let outbox = gavel_link::Outbox::new(store, &format!("boot-{hearing}"));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (recorder, task) = gavel_record::spawn(settings, index, outbox, async move {
+        let _ = stop_rx.await;
+    })?;
+    recorder.start(hearing, Some("test".into()), None).await?;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    recorder.stop(hearing).await?;
+    let wall = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while recorder.state().await?.0.is_some() {
+        if Instant::now() > deadline {
+            bail!("{hearing}: the pipelines did not drain within 20 s of the stop");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .context("the recorder did not end within 15 s")??;
+    Ok(wall)
+}
+
+/// What ffprobe reads in each `.ts` segment of `folder`, in file-name order.
+pub fn probe_segments(folder: &Path) -> anyhow::Result<Vec<(PathBuf, Probe)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("reading {}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ts"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| ffprobe(&f).map(|p| (f, p)))
+        .collect()
 }
 
 /// Seconds from an environment variable, or `default`.

@@ -19,18 +19,7 @@ use serde_json::{Value, json};
 
 /// Sends a command through the controller and returns the device's ack.
 async fn command(controller: &Controller, device: &str, body: Value) -> Value {
-    reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/devices/{device}/commands",
-            controller.url
-        ))
-        .json(&body)
-        .send()
-        .await
-        .expect("post")
-        .json::<Value>()
-        .await
-        .expect("json")
+    controller.command(device, body).await.expect("command")
 }
 
 async fn record(controller: &Controller, device: &str, hearing: &str, secs: u64) {

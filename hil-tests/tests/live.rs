@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use gavel_hil::media::{CameraSim, SimSpec, wait_for};
+use gavel_hil::media::{CameraSim, SimSpec, ffprobe_video, wait_for};
 use gavel_hil::{Proc, bin, free_port};
 
 fn watch(url: &str, seconds: u32) -> std::process::Child {
@@ -62,51 +62,11 @@ fn two_viewers_share_one_camera_connection_and_a_viewer_without_credentials_is_r
     assert!(!wrong.status.success(), "wrong password refused");
 
     // The camera has no sub-stream of its own: a 640x360 transcode is served.
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-select_streams",
-            "v:0",
-        ])
-        .args([
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(format!("rtsp://inspector:s3cret@127.0.0.1:{port}/cam/sub"))
-        .output()
-        .expect("ffprobe runs");
+    let sub = format!("rtsp://inspector:s3cret@127.0.0.1:{port}/cam/sub");
     assert_eq!(
-        String::from_utf8_lossy(&probe.stdout).trim(),
-        "h264,640,360",
-        "{}",
-        String::from_utf8_lossy(&probe.stderr)
+        ffprobe_video(&sub).expect("the sub-stream probes"),
+        ("h264".to_owned(), 640, 360)
     );
-}
-
-fn probe_video(path: &std::path::Path) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    // MPEG-TS: ffprobe prints the stream under its program too; the first line is it.
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -250,9 +210,8 @@ async fn a_terminal_serves_its_camera_live_and_the_controller_relays_its_hls_wit
     let file = dir.path().join("relayed.ts");
     std::fs::write(&file, &bytes).expect("write");
     assert_eq!(
-        probe_video(&file),
-        "h264,640,360",
-        "a decodable sub-stream segment"
+        ffprobe_video(&file.to_string_lossy()).expect("a decodable sub-stream segment"),
+        ("h264".to_owned(), 640, 360)
     );
 
     // Sources the device does not stream, and names that would leave the folder.

@@ -81,15 +81,10 @@ async fn a_cleanly_stopped_agent_says_why_and_commands_reach_a_running_one() {
 
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/devices/{}/commands", controller.url, spec.id);
-    let ack: serde_json::Value = client
-        .post(&url)
-        .json(&serde_json::json!({"type": "ping"}))
-        .send()
+    let ack = controller
+        .command(&spec.id, serde_json::json!({"type": "ping"}))
         .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+        .expect("ping");
     assert_eq!(ack["status"], "ok", "{ack}");
     assert_eq!(ack["reply"]["type"], "pong");
     let boot = controller.device(&spec.id).await.expect("device")["boot_id"].clone();

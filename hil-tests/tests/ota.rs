@@ -577,15 +577,13 @@ async fn download_pauses_when_a_hearing_starts_and_resumes_by_range_after_it_end
 
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/devices/{}/commands", controller.url, spec.id);
-    let ack: Value = client
-        .post(&url)
-        .json(&serde_json::json!({"type": "start_recording", "hearing_id": "H-ota-2"}))
-        .send()
+    let ack = controller
+        .command(
+            &spec.id,
+            serde_json::json!({"type": "start_recording", "hearing_id": "H-ota-2"}),
+        )
         .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+        .expect("start_recording");
     assert_eq!(ack["status"], "ok", "{ack}");
     let events = wait_stage(&controller, &spec.id, "deferred", Duration::from_secs(10)).await;
     assert!(

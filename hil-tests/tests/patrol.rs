@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 use gavel_hil::media::{CameraSim, SimSpec};
 use gavel_hil::{AgentSpec, Broker, ChromeDriver, Controller, start_agent_with, unique};
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -82,18 +82,13 @@ async fn the_console_shows_a_live_hearing_and_an_unplugged_cameras_finding_ackno
     let (ok, _, err) = controller.gavelctl(&["hearings", "import", &csv.to_string_lossy()]);
     assert!(ok, "{err}");
     let id = controller.hearing_id("(2026)patrol-1");
-    let ack: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/devices/{}/commands",
-            controller.url, spec.id
-        ))
-        .json(&json!({"type": "start_recording", "hearing_id": id, "by": "clerk"}))
-        .send()
+    let ack = controller
+        .command(
+            &spec.id,
+            json!({"type": "start_recording", "hearing_id": id, "by": "clerk"}),
+        )
         .await
-        .expect("command")
-        .json()
-        .await
-        .expect("ack");
+        .expect("start_recording");
     assert_eq!(ack["status"], "ok", "{ack}");
 
     let driver = ChromeDriver::start().expect("chromedriver");

@@ -54,31 +54,14 @@ fn terminal_profile(dir: &Path, ptz: toml::Table) -> PathBuf {
 
 /// Sends a recording command for `hearing` through the controller; asserts it is acked.
 async fn recording(controller: &Controller, device: &str, kind: &str, hearing: &str) {
-    let ack: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/devices/{device}/commands",
-            controller.url
-        ))
-        .json(&serde_json::json!({"type": kind, "hearing_id": hearing, "by": "clerk"}))
-        .send()
+    let ack = controller
+        .command(
+            device,
+            serde_json::json!({"type": kind, "hearing_id": hearing, "by": "clerk"}),
+        )
         .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+        .expect(kind);
     assert_eq!(ack["status"], "ok", "{kind}: {ack}");
-}
-
-/// The `name` capability the device reported in its birth.
-async fn capability(controller: &Controller, device: &str, name: &str) -> serde_json::Value {
-    let d = controller.device(device).await.expect("device");
-    d["capabilities"]
-        .as_array()
-        .expect("capabilities")
-        .iter()
-        .find(|c| c["name"] == name)
-        .cloned()
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -137,7 +120,7 @@ async fn a_recording_agent_frames_each_speaker_of_a_scripted_conversation_on_its
         .wait_online(&spec.id, true, Duration::from_secs(20))
         .await
         .expect("online");
-    let cap = capability(&controller, &spec.id, "follow").await;
+    let cap = controller.capability(&spec.id, "follow").await;
     assert_eq!(cap["state"], "running", "{cap}");
     assert!(
         cap["detail"]
@@ -146,7 +129,7 @@ async fn a_recording_agent_frames_each_speaker_of_a_scripted_conversation_on_its
         "{cap}"
     );
     assert_eq!(
-        capability(&controller, &spec.id, "record").await["state"],
+        controller.capability(&spec.id, "record").await["state"],
         "running"
     );
     // At start the camera goes to the overview.
@@ -296,7 +279,7 @@ async fn a_recording_agent_drives_an_onvif_camera_to_the_speakers_preset() {
         .wait_online(&spec.id, true, Duration::from_secs(20))
         .await
         .expect("online");
-    let cap = capability(&controller, &spec.id, "follow").await;
+    let cap = controller.capability(&spec.id, "follow").await;
     assert_eq!(cap["state"], "running", "{cap}");
     assert!(
         cap["detail"]

@@ -7,32 +7,17 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use gavel_hil::media::{CameraSim, SimSpec, ffprobe};
+use gavel_hil::media::{probe_segments, record_in_process, seat_microphones};
 use gavel_record::core::CoreSettings;
-use gavel_record::index::Index;
-use gavel_record::{PcmTap, RecorderSettings, SourceConfig, SourceInput, TapData, VideoCodec};
+use gavel_record::{PcmTap, RecorderSettings, TapData};
 use gavel_transcribe::{RATE, Read, Tap};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transcription_tap_nobody_drains_never_holds_up_the_recording() {
     let dir = tempfile::tempdir().expect("tmp");
-    let script = dir.path().join("conversation.txt");
-    std::fs::write(&script, "0 500 3000\n2 3500 7000\n4 7500 11000\n").expect("script");
-    let mics = CameraSim::start(
-        dir.path(),
-        "audio-host",
-        SimSpec::scripted_microphones(5, &script),
-        &dir.path().join("clips"),
-    )
-    .expect("audio host");
-
-    let store = Arc::new(gavel_store::Store::open(&dir.path().join("store.redb")).expect("store"));
-    let key = gavel_evidence::DeviceKey::load_or_create(&dir.path().join("device.key"))
-        .expect("device key");
-    let index = Index::new(store.clone(), dir.path().join("recordings"), key);
-    let outbox = gavel_link::Outbox::new(store, "boot-tap");
+    let (_mics, source) = seat_microphones(dir.path()).expect("audio host");
     // A buffer of 60 s that nobody reads during the hearing.
     let buffer: Arc<Mutex<Option<Tap>>> = Arc::new(Mutex::new(None));
     let ended = Arc::new(AtomicBool::new(false));
@@ -59,14 +44,7 @@ async fn a_transcription_tap_nobody_drains_never_holds_up_the_recording() {
     let settings = RecorderSettings {
         device_id: Some("tap-test".into()),
         segment: Duration::from_secs(4),
-        sources: vec![SourceConfig {
-            id: "mics".into(),
-            input: SourceInput::Rtsp {
-                url: mics.url.clone(),
-                video: VideoCodec::None,
-                audio: true,
-            },
-        }],
+        sources: vec![source],
         core: CoreSettings {
             drain_timeout: Duration::from_secs(60),
             ..CoreSettings::default()
@@ -78,45 +56,20 @@ async fn a_transcription_tap_nobody_drains_never_holds_up_the_recording() {
             dropped: dropped.clone(),
         }),
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (recorder, task) = gavel_record::spawn(settings, index, outbox, async move {
-        let _ = stop_rx.await;
-    })
-    .expect("recorder");
-    recorder
-        .start("H-tap", Some("test".into()), None)
+    // Fails unless the tapped pipeline drained and the hearing finished.
+    let wall = record_in_process(dir.path(), settings, "H-tap", 12)
         .await
-        .expect("start");
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    recorder.stop("H-tap").await.expect("stop");
-    let wall = started.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while recorder.state().await.expect("state").0.is_some() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        recorder.state().await.expect("state").0,
-        None,
-        "the tapped pipeline drained and the hearing finished"
-    );
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .expect("recorder stops")
-        .expect("recorder task");
+        .expect("recorded");
 
     // The recording is whole.
     let hearing = dir.path().join("recordings/H-tap");
     let report = gavel_evidence::verify::verify(&hearing, None).expect("verify");
     assert!(report.ok(), "{:?}", report.findings);
-    let mut recorded = 0.0;
-    for e in std::fs::read_dir(hearing.join("mics")).expect("segments") {
-        let p = e.expect("entry").path();
-        if p.extension().is_some_and(|x| x == "ts") {
-            recorded += ffprobe(&p).expect("ffprobe").duration_s;
-        }
-    }
+    let recorded: f64 = probe_segments(&hearing.join("mics"))
+        .expect("segments")
+        .iter()
+        .map(|(_, p)| p.duration_s)
+        .sum();
     assert!(recorded >= wall - 2.5, "{recorded:.1} s of {wall:.1} s");
 
     // The tap lost nothing, and its audio is the seats' audio at 16 kHz.

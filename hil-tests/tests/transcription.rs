@@ -150,26 +150,17 @@ async fn a_recording_terminal_transcribes_each_seat_and_the_controller_keeps_the
         .wait_online(&spec.id, true, Duration::from_secs(30))
         .await
         .expect("online");
-    let device = controller.device(&spec.id).await.expect("device");
-    let cap = device["capabilities"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "transcribe").cloned())
-        .unwrap_or_default();
+    let cap = controller.capability(&spec.id, "transcribe").await;
     assert_eq!(cap["state"], "running", "{cap}\n{}", agent.log_text());
 
     let hearing = "H-asr-1";
-    let ack: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/devices/{}/commands",
-            controller.url, spec.id
-        ))
-        .json(&serde_json::json!({"type": "start_recording", "hearing_id": hearing, "by": "clerk"}))
-        .send()
+    let ack = controller
+        .command(
+            &spec.id,
+            serde_json::json!({"type": "start_recording", "hearing_id": hearing, "by": "clerk"}),
+        )
         .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+        .expect("start_recording");
     assert_eq!(ack["status"], "ok", "{ack}");
 
     // The script lasts `at_ms`; whisper finishes each line shortly after its utterance.

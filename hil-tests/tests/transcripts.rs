@@ -613,15 +613,13 @@ async fn a_transcribing_rooms_hearing_is_flagged_without_a_transcript_and_comple
     let (ok, _, err) = c.gavelctl(&["hearings", "import", &csv.to_string_lossy()]);
     assert!(ok, "{err}");
     let id = c.hearing_id("(2026)tr-proof");
-    let ack: Value = Client::new()
-        .post(format!("{}/api/v1/devices/{}/commands", c.url, spec.id))
-        .json(&json!({"type": "start_recording", "hearing_id": id, "by": "clerk"}))
-        .send()
+    let ack = c
+        .command(
+            &spec.id,
+            json!({"type": "start_recording", "hearing_id": id, "by": "clerk"}),
+        )
         .await
-        .expect("command")
-        .json()
-        .await
-        .expect("ack");
+        .expect("start_recording");
     assert_eq!(ack["status"], "ok", "{ack}");
     tokio::time::sleep(Duration::from_secs(15)).await;
     let (ok, _, err) = c.gavelctl(&["hearings", "close", &id, "--by", "clerk"]);

@@ -286,6 +286,24 @@ pub struct LiveEndpoints {
     pub sources: Vec<String>,
 }
 
+impl LiveEndpoints {
+    /// The content type of a file the HLS endpoint serves (`index.m3u8`, `*.ts`), or
+    /// `None` for any other name, which also refuses names that could leave the source's
+    /// folder: the device's HLS server and the controller's relay both serve only these.
+    pub fn hls_content_type(file: &str) -> Option<&'static str> {
+        let plain = !file.is_empty()
+            && !file.starts_with('.')
+            && file
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        match plain {
+            true if file.ends_with(".m3u8") => Some("application/vnd.apple.mpegurl"),
+            true if file.ends_with(".ts") => Some("video/mp2t"),
+            _ => None,
+        }
+    }
+}
+
 /// Most tags a device carries.
 pub const MAX_TAGS: usize = 16;
 
@@ -1604,5 +1622,28 @@ impl Message for Schedule {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_playlists_and_segments_inside_the_folder_are_served_as_hls() {
+        let t = LiveEndpoints::hls_content_type;
+        assert_eq!(t("index.m3u8"), Some("application/vnd.apple.mpegurl"));
+        assert_eq!(t("seg00012.ts"), Some("video/mp2t"));
+        for bad in [
+            "../index.m3u8",
+            "..",
+            ".hidden.ts",
+            "a/b.ts",
+            "x.txt",
+            "x.html",
+            "",
+        ] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
     }
 }

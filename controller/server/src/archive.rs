@@ -854,17 +854,29 @@ async fn fetch_segments(
     Ok(list_path)
 }
 
-async fn ffmpeg(args: &[String]) -> Result<(), String> {
-    let out = tokio::process::Command::new("ffmpeg")
+/// Joins `segs` (copied into `work`) with ffmpeg's concat demuxer and writes `out` with
+/// the output options `args` (stream selection, cuts, codecs).
+async fn concat_segments(
+    archive: &Archive,
+    segs: &[&ArchivedSegment],
+    work: &FsPath,
+    args: &[String],
+    out: &FsPath,
+) -> Result<(), String> {
+    let list = fetch_segments(archive, segs, work).await?;
+    let result = tokio::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "concat", "-safe", "0", "-i"])
+        .arg(&list)
         .args(args)
+        .arg(out)
         .output()
         .await
         .map_err(|e| format!("running ffmpeg: {e}"))?;
-    if out.status.success() {
+    if result.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        Err(String::from_utf8_lossy(&result.stderr).trim().to_owned())
     }
 }
 
@@ -906,22 +918,9 @@ pub async fn source_mp4(
             return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         }
         let built = async {
-            let list = fetch_segments(&s.archive, &segs, &work).await?;
             let tmp = work.join("out.mp4");
-            ffmpeg(&[
-                "-f".into(),
-                "concat".into(),
-                "-safe".into(),
-                "0".into(),
-                "-i".into(),
-                list.display().to_string(),
-                "-c".into(),
-                "copy".into(),
-                "-movflags".into(),
-                "+faststart".into(),
-                tmp.display().to_string(),
-            ])
-            .await?;
+            let args = ["-c", "copy", "-movflags", "+faststart"].map(String::from);
+            concat_segments(&s.archive, &segs, &work, &args, &tmp).await?;
             tokio::fs::rename(&tmp, &mp4)
                 .await
                 .map_err(|e| e.to_string())
@@ -1010,36 +1009,25 @@ pub async fn audio_clip(
         return err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     let result = async {
-        let list = fetch_segments(&s.archive, &covering, &work).await?;
         let wav = work.join("clip.wav");
-        ffmpeg(&[
-            "-f".into(),
-            "concat".into(),
-            "-safe".into(),
-            "0".into(),
-            "-i".into(),
-            list.display().to_string(),
+        let args = [
             "-ss".into(),
             format!("{start_s:.3}"),
             "-t".into(),
             format!("{length_s:.3}"),
-            "-vn".into(),
-            "-ac".into(),
-            "1".into(),
-            "-ar".into(),
-            "16000".into(),
-            "-c:a".into(),
-            "pcm_s16le".into(),
-            wav.display().to_string(),
-        ])
-        .await
-        .map_err(|e| {
-            if e.contains("does not contain any stream") || e.contains("matches no streams") {
-                format!("source {} has no audio", span.source)
-            } else {
-                e
-            }
-        })?;
+        ]
+        .into_iter()
+        .chain(["-vn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le"].map(String::from))
+        .collect::<Vec<_>>();
+        concat_segments(&s.archive, &covering, &work, &args, &wav)
+            .await
+            .map_err(|e| {
+                if e.contains("does not contain any stream") || e.contains("matches no streams") {
+                    format!("source {} has no audio", span.source)
+                } else {
+                    e
+                }
+            })?;
         tokio::fs::read(&wav).await.map_err(|e| e.to_string())
     }
     .await;

@@ -376,7 +376,7 @@ async fn run_link(
     push: broadcast::Sender<Push>,
     shutdown: CancellationToken,
 ) {
-    let mut failures = 0u32;
+    let mut reconnect = crate::ingest::Reconnect::default();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -384,7 +384,7 @@ async fn run_link(
         };
         match event {
             Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                failures = 0;
+                reconnect.connected();
                 for topic in [filter::cluster_inputs(), filter::cluster_alarms()] {
                     if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
                         warn!(error = %e, "cluster link could not subscribe");
@@ -418,13 +418,11 @@ async fn run_link(
             }
             Ok(_) => {}
             Err(e) => {
-                failures = failures.saturating_add(1);
-                let wait =
-                    Duration::from_millis(200u64.saturating_mul(u64::from(failures.min(25))));
-                warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cluster link lost the broker");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => {}
+                if !reconnect
+                    .wait(&e, "cluster link lost the broker", &shutdown)
+                    .await
+                {
+                    break;
                 }
             }
         }

@@ -192,6 +192,42 @@ pub fn client(host: &str, port: u16, tls: Option<&ClientTls>) -> (AsyncClient, E
     AsyncClient::new(options, 1024)
 }
 
+/// The pause between broker reconnection attempts: 200 ms more for each failure in a row,
+/// at most 5 s (rumqttc reconnects on the next poll).
+#[derive(Debug, Default)]
+pub(crate) struct Reconnect {
+    failures: u32,
+}
+
+impl Reconnect {
+    /// The connection is up: the next loss starts from the shortest pause.
+    pub(crate) fn connected(&mut self) {
+        self.failures = 0;
+    }
+
+    /// The pause before the next attempt after one more failure.
+    fn next_wait(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        Duration::from_millis(200 * u64::from(self.failures.min(25)))
+    }
+
+    /// Logs the lost connection (`what`) and waits before the next attempt; `false` when
+    /// `shutdown` came first.
+    pub(crate) async fn wait(
+        &mut self,
+        error: &rumqttc::ConnectionError,
+        what: &str,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let wait = self.next_wait();
+        warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "{what}");
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+        }
+    }
+}
+
 /// Drives the controller's MQTT client until `shutdown`.
 pub async fn run(
     client: AsyncClient,
@@ -202,7 +238,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut failures = 0u32;
+    let mut reconnect = Reconnect::default();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -210,7 +246,7 @@ pub async fn run(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                failures = 0;
+                reconnect.connected();
                 metrics.broker_connected.set(1);
                 info!(filters = ?subscriptions, "controller connected to broker; subscribing to device topics");
                 for f in &subscriptions {
@@ -235,17 +271,31 @@ pub async fn run(
             Ok(_) => {}
             Err(e) => {
                 metrics.broker_connected.set(0);
-                failures = failures.saturating_add(1);
-                let wait =
-                    Duration::from_millis(200u64.saturating_mul(u64::from(failures.min(25))));
-                warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "broker connection lost");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => {}
+                if !reconnect
+                    .wait(&e, "broker connection lost", &shutdown)
+                    .await
+                {
+                    break;
                 }
             }
         }
     }
     let _ = client.try_disconnect();
     metrics.broker_connected.set(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_pauses_grow_by_200_ms_to_5_s_and_reset_on_connection() {
+        let mut r = Reconnect::default();
+        let waits: Vec<u64> = (0..30).map(|_| r.next_wait().as_millis() as u64).collect();
+        assert_eq!(&waits[..3], &[200, 400, 600]);
+        assert_eq!(waits[24], 5000);
+        assert_eq!(waits[29], 5000, "capped");
+        r.connected();
+        assert_eq!(r.next_wait(), Duration::from_millis(200));
+    }
 }

@@ -90,21 +90,6 @@ impl LiveProxy {
     }
 }
 
-/// Whether `file` is a playlist or segment name the relay passes on (nothing that could
-/// leave the source's folder on the device).
-pub fn servable(file: &str) -> Option<&'static str> {
-    let plain = !file.is_empty()
-        && !file.starts_with('.')
-        && file
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    match plain {
-        true if file.ends_with(".m3u8") => Some("application/vnd.apple.mpegurl"),
-        true if file.ends_with(".ts") => Some("video/mp2t"),
-        _ => None,
-    }
-}
-
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/devices/{id}/live/{source}/{file}", get(relay))
 }
@@ -122,8 +107,8 @@ pub async fn relay(
 ) -> Result<Response, ApiError> {
     let device = DeviceId::new(&id)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("device id: {e}")))?;
-    let kind =
-        servable(&file).ok_or_else(|| not_found(format!("{file:?} is not a stream file")))?;
+    let kind = gavel_protocol::LiveEndpoints::hls_content_type(&file)
+        .ok_or_else(|| not_found(format!("{file:?} is not a stream file")))?;
     let record = s
         .fleet
         .get(device)
@@ -189,15 +174,6 @@ pub async fn relay(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_playlists_and_segments_are_relayed() {
-        assert!(servable("index.m3u8").is_some());
-        assert!(servable("seg00031.ts").is_some());
-        for bad in ["..", "../x.ts", ".x.ts", "a/b.ts", "x.html", ""] {
-            assert!(servable(bad).is_none(), "{bad}");
-        }
-    }
 
     #[test]
     fn segments_stay_cached_and_playlists_go_stale_after_a_second() {

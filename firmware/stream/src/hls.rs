@@ -27,6 +27,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use tracing::{info, warn};
 
+use gavel_protocol::LiveEndpoints;
+
 use crate::{StreamError, Viewer};
 
 /// HLS output settings.
@@ -332,26 +334,6 @@ pub fn authorized(headers: &HeaderMap, viewers: &[Viewer]) -> bool {
         .any(|v| v.user == user && v.password == password)
 }
 
-/// The content type of a servable HLS file name, or `None` for anything else (which also
-/// refuses paths that try to leave the folder).
-pub fn content_type(file: &str) -> Option<&'static str> {
-    let plain = !file.is_empty()
-        && file
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && !file.starts_with('.');
-    if !plain {
-        return None;
-    }
-    if file.ends_with(".m3u8") {
-        Some("application/vnd.apple.mpegurl")
-    } else if file.ends_with(".ts") {
-        Some("video/mp2t")
-    } else {
-        None
-    }
-}
-
 async fn serve(
     State(served): State<Served>,
     UrlPath((source, file)): UrlPath<(String, String)>,
@@ -365,7 +347,10 @@ async fn serve(
         );
         return r;
     }
-    let (Some(kind), Some(_)) = (content_type(&file), content_type(&format!("{source}.ts"))) else {
+    let (Some(kind), Some(_)) = (
+        LiveEndpoints::hls_content_type(&file),
+        LiveEndpoints::hls_content_type(&format!("{source}.ts")),
+    ) else {
         return (StatusCode::NOT_FOUND, "no such stream file").into_response();
     };
     if !served.demand.touch(&source) {
@@ -446,18 +431,6 @@ mod tests {
             l.contains("h264timestamper"),
             "decoding times restored: {l}"
         );
-    }
-
-    #[test]
-    fn only_playlists_and_segments_inside_the_folder_are_served() {
-        assert_eq!(
-            content_type("index.m3u8"),
-            Some("application/vnd.apple.mpegurl")
-        );
-        assert_eq!(content_type("seg00012.ts"), Some("video/mp2t"));
-        for bad in ["../index.m3u8", "..", ".hidden.ts", "a/b.ts", "x.txt", ""] {
-            assert_eq!(content_type(bad), None, "{bad}");
-        }
     }
 
     #[test]

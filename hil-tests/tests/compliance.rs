@@ -196,6 +196,39 @@ async fn a_recorded_hearing_is_proven_complete_per_source_and_counted_in_the_dai
     assert_eq!(bad.status(), 400);
     assert!(bad.text().await.expect("text").contains("YYYY-MM-DD"));
 
+    // The technician's CLI writes the same CSV to a file, and names a refused request.
+    let out = tempfile::tempdir().expect("tempdir");
+    let file = out.path().join("report.csv");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = controller.gavelctl(&[
+        "hearings",
+        "report",
+        "--court",
+        "test-court",
+        "--format",
+        "csv",
+        "--output",
+        file_arg,
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("report written to"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&file).expect("report file"), csv);
+    let (ok, _, stderr) = controller.gavelctl(&[
+        "hearings",
+        "report",
+        "--court",
+        "test-court",
+        "--date",
+        "27-11-2026",
+        "--format",
+        "csv",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("400") && stderr.contains("YYYY-MM-DD"),
+        "{stderr}"
+    );
+
     // The timeline shows the recorded span of the hearing.
     let tl = controller
         .get("/api/v1/timeline")

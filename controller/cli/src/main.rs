@@ -432,6 +432,19 @@ enum Devices {
     },
 }
 
+/// The error for a request the controller refused, with what to do about it.
+fn refused(status: reqwest::StatusCode, msg: &str, what: &str) -> anyhow::Error {
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return anyhow::anyhow!(
+            "{what}: not signed in or session expired: run `gavelctl login --user NAME` ({msg})"
+        );
+    }
+    if status == reqwest::StatusCode::FORBIDDEN {
+        return anyhow::anyhow!("{what}: {msg} (ask an administrator for a role that may)");
+    }
+    anyhow::anyhow!("{what}: {status}: {msg}")
+}
+
 struct Api {
     base: String,
     http: reqwest::Client,
@@ -470,17 +483,58 @@ impl Api {
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no details");
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                bail!(
-                    "{what}: not signed in or session expired: run `gavelctl login --user NAME` ({msg})"
-                );
-            }
-            if status == reqwest::StatusCode::FORBIDDEN {
-                bail!("{what}: {msg} (ask an administrator for a role that may)");
-            }
-            bail!("{what}: {status}: {msg}");
+            return Err(refused(status, msg, what));
         }
         Ok(body)
+    }
+
+    /// Fetches a report as a file (`format`: csv or html; "table" means csv) from
+    /// `path` and writes it to `output`, or to standard output when there is none.
+    async fn report(
+        &self,
+        path: &str,
+        mut query: Vec<(&str, String)>,
+        format: String,
+        output: Option<std::path::PathBuf>,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        let format = if format == "table" {
+            "csv".to_owned()
+        } else {
+            format
+        };
+        query.push(("format", format));
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(&query)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the controller at {} ({what})", self.base))?;
+        let status = resp.status();
+        let body = resp.bytes().await.with_context(|| what.to_owned())?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            let msg = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| text.into_owned());
+            return Err(refused(status, &msg, what));
+        }
+        match output {
+            Some(path) => {
+                std::fs::write(&path, &body)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("report written to {}", path.display());
+            }
+            None => {
+                use std::io::Write;
+                std::io::stdout()
+                    .write_all(&body)
+                    .context("writing the report to standard output")?;
+            }
+        }
+        Ok(())
     }
 
     async fn get(&self, path: &str, what: &str) -> anyhow::Result<Value> {
@@ -1360,38 +1414,8 @@ async fn main() -> anyhow::Result<()> {
                     print_report(&r);
                 }
             } else {
-                let format = if format == "table" {
-                    "csv".to_owned()
-                } else {
-                    format
-                };
-                query.push(("format", format));
-                let resp = api
-                    .http
-                    .get(format!("{}/api/v1/reports/compliance", api.base))
-                    .query(&query)
-                    .send()
-                    .await
-                    .with_context(|| {
-                        format!("cannot reach the controller at {} ({what})", api.base)
-                    })?;
-                let status = resp.status();
-                let text = resp.text().await.with_context(|| what.clone())?;
-                if !status.is_success() {
-                    let msg = serde_json::from_str::<Value>(&text)
-                        .ok()
-                        .and_then(|v| v["error"].as_str().map(str::to_owned))
-                        .unwrap_or(text);
-                    bail!("{what}: {status}: {msg}");
-                }
-                match output {
-                    Some(path) => {
-                        std::fs::write(&path, text)
-                            .with_context(|| format!("writing {}", path.display()))?;
-                        println!("report written to {}", path.display());
-                    }
-                    None => print!("{text}"),
-                }
+                api.report("/api/v1/reports/compliance", query, format, output, &what)
+                    .await?;
             }
         }
         Top::Recording(r) => {

@@ -1,8 +1,6 @@
 //! `gavelctl patrol ...`: hearing patrol findings and the patrol report.
 
-use anyhow::{Context, bail};
 use clap::Subcommand;
-use serde_json::Value;
 
 use crate::{Api, table};
 
@@ -140,33 +138,8 @@ pub async fn run(api: &Api, json: bool, cmd: Patrol) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let format = if format == "table" {
-                "csv".to_owned()
-            } else {
-                format
-            };
-            query.push(("format", format));
-            let resp = api
-                .http
-                .get(format!("{}/api/v1/reports/patrol", api.base))
-                .query(&query)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the controller at {} ({what})", api.base))?;
-            let status = resp.status();
-            let text = resp.text().await.with_context(|| what.clone())?;
-            if !status.is_success() {
-                let msg = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(str::to_owned))
-                    .unwrap_or(text);
-                bail!("{what}: {status}: {msg}");
-            }
-            match output {
-                Some(path) => std::fs::write(&path, text)
-                    .with_context(|| format!("writing {}", path.display()))?,
-                None => print!("{text}"),
-            }
+            api.report("/api/v1/reports/patrol", query, format, output, &what)
+                .await?;
         }
     }
     Ok(())

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::after_boot::{self, BootFacts, Step};
 use crate::bootchooser::{BootError, Bootloader, DEFAULT_ATTEMPTS};
 use crate::bundle::{self, Bundle, BundleError};
 use crate::delta::{self, DeltaError};
@@ -450,65 +451,24 @@ impl<B: Bootloader> Installer<B> {
             return Ok(BootOutcome::Idle);
         };
         let state = self.boot.load()?;
-        let booted = state.booted.unwrap_or(state.primary);
-        // Power lost between activating the slot and journalling it: the slot is
-        // bootable only once fully written and verified, so the install did finish.
-        let j = if j.stage == Stage::Writing && state.slot(j.slot).bootable {
-            let j = Journal {
-                stage: Stage::Activated,
-                ..j
-            };
-            self.set_journal(&j)?;
-            j
-        } else {
-            j
+        let target = state.slot(j.slot);
+        let facts = BootFacts {
+            booted: state.booted.unwrap_or(state.primary),
+            // The slot is bootable only once fully written and verified.
+            written: target.bootable,
+            next: state.primary == j.slot && target.bootable,
+            good: Some(target.good),
         };
-        match j.stage {
-            Stage::Writing => {
-                let j = Journal {
-                    stage: Stage::Interrupted,
-                    ..j
-                };
-                self.set_journal(&j)?;
-                Ok(BootOutcome::Interrupted(j))
+        let judgement = after_boot::judge(j, facts);
+        for step in judgement.steps {
+            match step {
+                Step::Journal(j) => self.set_journal(&j)?,
+                Step::MarkBad(slot) => {
+                    self.boot.update(&mut |s| s.mark_bad(slot))?;
+                }
             }
-            Stage::Activated if booted == j.slot && !state.slot(j.slot).good => {
-                Ok(BootOutcome::PendingCommit { version: j.version })
-            }
-            Stage::Activated if booted == j.slot => {
-                // Committed, but the power went before the journal said so.
-                let j = Journal {
-                    stage: Stage::Committed,
-                    ..j
-                };
-                self.set_journal(&j)?;
-                Ok(BootOutcome::Settled(j))
-            }
-            // Design: the chooser tries the primary slot first while it has attempts, and
-            // makes it unbootable when they run out. So a bootable primary target that is
-            // not the booted slot was never booted: the agent restarted without a reboot.
-            Stage::Activated if state.primary == j.slot && state.slot(j.slot).bootable => {
-                Ok(BootOutcome::PendingReboot {
-                    version: j.version,
-                    slot: j.slot,
-                })
-            }
-            Stage::Activated => {
-                self.boot.update(&mut |s| s.mark_bad(j.slot))?;
-                let j = Journal {
-                    stage: Stage::RolledBack {
-                        reason: format!(
-                            "slot {} did not come up within its boot attempts; the bootloader fell back to {booted}",
-                            j.slot
-                        ),
-                    },
-                    ..j
-                };
-                self.set_journal(&j)?;
-                Ok(BootOutcome::RolledBack(j))
-            }
-            _ => Ok(BootOutcome::Settled(j)),
         }
+        Ok(judgement.outcome)
     }
 
     /// Marks the booted slot good (the health gate passed).

@@ -11,6 +11,7 @@
 //! | [`slot`] | slot | A/B slot names and file-backed slot storage |
 //! | [`bootchooser`] | bootchooser | the [`bootchooser::Bootloader`] interface and a file-backed stub |
 //! | [`install`] | installer | verify everything, then write the inactive slot, switch, commit or roll back |
+//! | [`after_boot`] | — | what the install journal means after a boot, for every backend (sans-I/O) |
 //! | [`health`] | mark-good / mark-bad | the post-boot health gate with a deadline (sans-I/O) |
 //! | [`backend`] | — | [`backend::UpdateBackend`]: one interface over the file-slot installer and RAUC |
 //! | [`rauc`] | — | a thin `rauc` driver and [`rauc::RaucInstaller`], the backend for image-based devices |
@@ -22,6 +23,7 @@
 //! Design: nothing is written to any slot until the bundle's signature, manifest,
 //! compatibility, version and payload (including a dry run of a delta) have been checked.
 
+pub mod after_boot;
 pub mod backend;
 pub mod bootchooser;
 pub mod bundle;

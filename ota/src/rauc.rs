@@ -21,6 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::after_boot::{self, BootFacts, Step};
 use crate::backend::{Running, UpdateBackend};
 use crate::install::{
     self, BootOutcome, InstallError, InstallOptions, InstallReport, Journal, Stage,
@@ -532,55 +533,28 @@ impl RaucInstaller {
         let target = self.slot(&st, j.slot)?;
         let target_is_next = st.boot_primary.as_deref() == Some(target.name.as_str())
             && target.boot_status.as_deref() == Some("good");
-        let j = if j.stage == Stage::Writing
-            && target_is_next
-            && target.version.as_deref() == Some(j.version.to_string().as_str())
-        {
-            // RAUC finished (it makes the target primary only after writing it); the
-            // power went before the journal said so.
-            let j = Journal {
-                stage: Stage::Activated,
-                ..j
-            };
-            self.set_journal(&j)?;
-            j
-        } else {
-            j
+        let facts = BootFacts {
+            booted,
+            // RAUC makes the target primary only after writing it.
+            written: target_is_next
+                && target.version.as_deref() == Some(j.version.to_string().as_str()),
+            next: target_is_next,
+            // RAUC marks a slot good when it writes it: a trial boot looks confirmed.
+            good: None,
         };
-        match j.stage {
-            Stage::Writing => {
-                let j = Journal {
-                    stage: Stage::Interrupted,
-                    ..j
-                };
-                self.set_journal(&j)?;
-                Ok(BootOutcome::Interrupted(j))
-            }
-            Stage::Activated if booted == j.slot => {
-                Ok(BootOutcome::PendingCommit { version: j.version })
-            }
-            Stage::Activated if target_is_next => Ok(BootOutcome::PendingReboot {
-                version: j.version,
-                slot: j.slot,
-            }),
-            _ => {
-                let name = target.name.clone();
-                if let Err(e) = self.rauc.mark("mark-bad", &name) {
-                    tracing::warn!(error = %e, slot = %name, "could not mark the abandoned slot bad");
+        let name = target.name.clone();
+        let judgement = after_boot::judge(j, facts);
+        for step in judgement.steps {
+            match step {
+                Step::Journal(j) => self.set_journal(&j)?,
+                Step::MarkBad(_) => {
+                    if let Err(e) = self.rauc.mark("mark-bad", &name) {
+                        tracing::warn!(error = %e, slot = %name, "could not mark the abandoned slot bad");
+                    }
                 }
-                let j = Journal {
-                    stage: Stage::RolledBack {
-                        reason: format!(
-                            "slot {} did not come up within its boot attempts; the bootloader fell back to {booted}",
-                            j.slot
-                        ),
-                    },
-                    ..j
-                };
-                self.set_journal(&j)?;
-                Ok(BootOutcome::RolledBack(j))
             }
         }
+        Ok(judgement.outcome)
     }
 
     fn running_in(&self, st: &RaucStatus) -> Result<Running, InstallError> {

@@ -85,10 +85,7 @@ pub fn description(source: &SourceConfig, fps: u32, colour: bool) -> String {
     );
     match &source.input {
         SourceInput::Rtsp { url, video, audio } => {
-            let mut d = format!(
-                "rtspsrc name=src location=\"{}\" protocols=tcp latency=200 tcp-timeout=3000000 teardown-timeout=100000000 ",
-                url.replace('"', "")
-            );
+            let mut d = gavel_record::rtsp_client(url);
             let decode = match video {
                 VideoCodec::H264 => Some("rtph264depay ! h264parse name=parse ! avdec_h264"),
                 VideoCodec::H265 => Some("rtph265depay ! h265parse name=parse ! avdec_h265"),

@@ -28,7 +28,9 @@ pub mod upload;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use pipeline::{AudioLevels, Meter, PcmTap, SourceConfig, SourceInput, TapData, VideoCodec};
+pub use pipeline::{
+    AudioLevels, Meter, PcmTap, SourceConfig, SourceInput, TapData, VideoCodec, rtsp_client,
+};
 pub use recorder::{RecorderHandle, RecorderSettings, spawn};
 
 /// Why a recording operation failed.

@@ -33,6 +33,19 @@ pub enum VideoCodec {
     None,
 }
 
+/// The RTSP client element (named `src`) every pipeline that reads a camera or audio host
+/// starts with: over TCP, 200 ms jitter buffer.
+///
+/// Design: a camera that stops sending is noticed within 3 s (`tcp-timeout`) and a
+/// teardown to a dead camera gives up after 0.1 s, so the supervisor can record the gap
+/// and retry; the recorder and the patrol analysers share these numbers.
+pub fn rtsp_client(url: &str) -> String {
+    format!(
+        "rtspsrc name=src location=\"{}\" protocols=tcp latency=200 tcp-timeout=3000000 teardown-timeout=100000000 ",
+        url.replace('"', "")
+    )
+}
+
 /// Where a source's media comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -109,10 +122,7 @@ impl SourceConfig {
             "queue name=qv max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0";
         match &self.input {
             SourceInput::Rtsp { url, video, audio } => {
-                let mut d = format!(
-                    "rtspsrc name=src location=\"{}\" protocols=tcp latency=200 tcp-timeout=3000000 teardown-timeout=100000000 ",
-                    url.replace('"', "")
-                );
+                let mut d = rtsp_client(url);
                 let depay = match video {
                     VideoCodec::H264 => Some("rtph264depay ! h264parse config-interval=-1"),
                     VideoCodec::H265 => Some("rtph265depay ! h265parse config-interval=-1"),

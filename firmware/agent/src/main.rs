@@ -214,7 +214,9 @@ struct ClerkArgs {
     json: bool,
 }
 
-fn config(args: &Args) -> anyhow::Result<AgentConfig> {
+/// The configuration file (or the defaults), then the environment, then the options that
+/// say which device this is and where its data lives: what every subcommand needs.
+fn local_config(args: &Args) -> anyhow::Result<AgentConfig> {
     let mut c = match &args.config {
         Some(file) => AgentConfig::from_file(file)?,
         None => AgentConfig::default(),
@@ -232,6 +234,12 @@ fn config(args: &Args) -> anyhow::Result<AgentConfig> {
     if let Some(v) = &args.profiles_dir {
         c.profiles_dir = v.clone();
     }
+    Ok(c)
+}
+
+/// The whole configuration of the running agent: [`local_config`] and every other option.
+fn config(args: &Args) -> anyhow::Result<AgentConfig> {
+    let mut c = local_config(args)?;
     if let Some(v) = &args.broker {
         let tls = c.broker.tls.take();
         c.broker = gavel_agent::config::parse_host_port(v)
@@ -415,14 +423,7 @@ fn camera_access(
     let password = std::env::var(password_env).with_context(|| {
         format!("set the cameras' password in the environment variable {password_env}")
     })?;
-    let mut c = match &args.config {
-        Some(file) => AgentConfig::from_file(file)?,
-        None => AgentConfig::default(),
-    };
-    c.apply_env(std::env::vars())?;
-    if let Some(v) = &args.data_dir {
-        c.data_dir = v.clone();
-    }
+    let c = local_config(args)?;
     Ok((
         gavel_devices::onvif::Credentials {
             user: user.to_owned(),
@@ -558,20 +559,7 @@ async fn printer(
     action: &PrinterAction,
 ) -> anyhow::Result<()> {
     use gavel_agent::printer;
-    let mut c = match &args.config {
-        Some(file) => AgentConfig::from_file(file)?,
-        None => AgentConfig::default(),
-    };
-    c.apply_env(std::env::vars())?;
-    if let Some(v) = &args.profile {
-        c.profile = v.clone();
-    }
-    if let Some(v) = &args.profiles_dir {
-        c.profiles_dir = v.clone();
-    }
-    if let Some(v) = &args.device_id {
-        c.device_id = v.clone();
-    }
+    let c = local_config(args)?;
     // Without a readable profile a port given on the command line still works.
     let profile = gavel_profile::load_named(&c.profiles_dir, &c.profile);
     let target = match (&profile, port) {
@@ -608,14 +596,7 @@ async fn printer(
 /// `gavel-agent clerk ...`: one request to the running agent.
 async fn clerk(args: &Args, command: &Clerk) -> anyhow::Result<()> {
     use gavel_agent::clerk::{ClerkRequest, call, socket_path};
-    let mut c = match &args.config {
-        Some(file) => AgentConfig::from_file(file)?,
-        None => AgentConfig::default(),
-    };
-    c.apply_env(std::env::vars())?;
-    if let Some(v) = &args.data_dir {
-        c.data_dir = v.clone();
-    }
+    let c = local_config(args)?;
     let (request, json) = match command {
         Clerk::Start(a) => (
             ClerkRequest::Start {

@@ -76,24 +76,21 @@ fn ours(dir: &Path, camera: &str, seconds: u64) -> (f64, f64, f64) {
     wait_for(&live, "READY", Duration::from_secs(10)).expect("gavel-live serves");
     let idle = cpu_pct(&live, Duration::from_secs(1), seconds.min(5));
     let url = |stream: &str| format!("rtsp://bench:bench@127.0.0.1:{port}/cam/{stream}");
-    let mut watching = viewer(dir, &url("main"));
-    let main = cpu_pct(&live, Duration::from_secs(3), seconds);
-    assert!(
-        watching.alive(),
-        "the main-stream viewer stopped: {}",
-        watching.log_text()
-    );
-    drop(watching);
+    // One viewer on `stream`: the server's CPU after `warm_up`, over `seconds`.
+    let watched = |stream: &str, warm_up: u64| {
+        let mut watching = viewer(dir, &url(stream));
+        let pct = cpu_pct(&live, Duration::from_secs(warm_up), seconds);
+        assert!(
+            watching.alive(),
+            "the {stream}-stream viewer stopped: {}",
+            watching.log_text()
+        );
+        pct
+    };
+    let main = watched("main", 3);
     // The shared media stop after their last viewer; give it a moment.
     std::thread::sleep(Duration::from_secs(2));
-    let mut watching = viewer(dir, &url("sub"));
-    let sub = cpu_pct(&live, Duration::from_secs(5), seconds);
-    assert!(
-        watching.alive(),
-        "the sub-stream viewer stopped: {}",
-        watching.log_text()
-    );
-    drop(watching);
+    let sub = watched("sub", 5);
     live.terminate(Duration::from_secs(10));
     (idle, main, sub)
 }

@@ -488,6 +488,25 @@ impl Api {
         Ok(body)
     }
 
+    /// Sends `req` and returns the body as it came (a file: CSV, HTML, DOCX...); a
+    /// refusal is explained like any other request's.
+    async fn download(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Vec<u8>> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the controller at {} ({what})", self.base))?;
+        let status = resp.status();
+        let body = resp.bytes().await.with_context(|| what.to_owned())?;
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(refused(status, &msg, what));
+        }
+        Ok(body.to_vec())
+    }
+
     /// Fetches a report as a file (`format`: csv or html; "table" means csv) from
     /// `path` and writes it to `output`, or to standard output when there is none.
     async fn report(
@@ -504,23 +523,8 @@ impl Api {
             format
         };
         query.push(("format", format));
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .query(&query)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the controller at {} ({what})", self.base))?;
-        let status = resp.status();
-        let body = resp.bytes().await.with_context(|| what.to_owned())?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
-            let msg = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| text.into_owned());
-            return Err(refused(status, &msg, what));
-        }
+        let req = self.http.get(format!("{}{path}", self.base)).query(&query);
+        let body = self.download(req, what).await?;
         match output {
             Some(path) => {
                 std::fs::write(&path, &body)

@@ -1,8 +1,7 @@
 //! `gavelctl transcripts ...`: search every hearing's transcript, show one, export one.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Subcommand;
-use serde_json::Value;
 
 use crate::{Api, table};
 
@@ -164,26 +163,15 @@ pub async fn run(api: &Api, json: bool, cmd: Transcripts) -> anyhow::Result<()> 
             output,
         } => {
             let what = format!("exporting the transcript of {hearing} as {format}");
-            let resp = api
+            let req = api
                 .http
                 .get(format!(
                     "{}/api/v1/hearings/{}/transcript",
                     api.base,
                     path_segment(&hearing)
                 ))
-                .query(&[("format", format.as_str())])
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the controller at {} ({what})", api.base))?;
-            let status = resp.status();
-            let body = resp.bytes().await.with_context(|| what.clone())?;
-            if !status.is_success() {
-                let msg = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-                bail!("{what}: {status}: {msg}");
-            }
+                .query(&[("format", format.as_str())]);
+            let body = api.download(req, &what).await?;
             let path = output.unwrap_or_else(|| format!("transcript-{hearing}.{format}").into());
             if path.as_os_str() == "-" {
                 use std::io::Write as _;
